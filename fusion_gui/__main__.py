@@ -1,0 +1,3 @@
+from fusion_gui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The compute engine: torch, safetensors and transformers only. Never imports Qt."""

@@ -1,0 +1,113 @@
+"""What a merge method is: one pure tensor function plus the specs of its parameters.
+
+The GUI generates its forms from these specs and `fusion-gui methods` prints them, so a new
+method is one function and one `register(...)` call, never a new widget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import torch
+
+# "global": one value for the whole merge (may still vary by layer or tensor name).
+# "model": one value per input model. applies_to_base says whether the base model takes it too
+# (mergekit's INPUT scope) or only the non-base models (mergekit's NON_BASE scope).
+Scope = Literal["global", "model"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    scope: Scope
+    type: type  # float, int or bool
+    default: Any = None  # None with required=True means the recipe must give it
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
+    required: bool = False
+    applies_to_base: bool = False
+
+    def validate(self, value: Any) -> Any:
+        """Coerce a recipe value to this parameter's type, or raise ValueError naming it."""
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, (int, float)) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError(f"parameter '{self.name}' must be true or false, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"parameter '{self.name}' must be a number, not {value!r}")
+        try:
+            number = self.type(float(value)) if self.type is int else float(value)
+        except ValueError:
+            raise ValueError(f"parameter '{self.name}' must be a number, not {value!r}") from None
+        return number
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    tensor: torch.Tensor
+    # Set by methods that elect signs (TIES-like): fraction of elements where the inputs'
+    # non-zero changes disagree in sign, and fraction of change elements kept in the result.
+    sign_conflict: float | None = None
+    kept_fraction: float | None = None
+
+
+# fn(tensors, base_index, params, per_model, generator) -> MethodResult
+#   tensors: every input's tensor for this output tensor, in recipe order (base included,
+#            at base_index, when the method takes a base), already cast to the compute dtype
+#            and on the compute device.
+#   params: global parameter values resolved for this tensor.
+#   per_model: one dict per entry of `tensors`; the base's dict holds only parameters
+#            with applies_to_base.
+#   generator: a torch.Generator seeded for this tensor (random methods only), else None.
+MethodFn = Callable[
+    [Sequence[torch.Tensor], "int | None", Mapping[str, Any], Sequence[Mapping[str, Any]],
+     "torch.Generator | None"],
+    MethodResult,
+]
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    name: str
+    pretty_name: str
+    fn: MethodFn
+    params: tuple[ParamSpec, ...]
+    description: str = ""
+    reference: str = ""
+    base: Literal["required", "optional", "none"] = "optional"
+    min_models: int = 1
+    max_models: int | None = None
+    random: bool = False
+    sign_election: bool = False  # reports sign_conflict / kept_fraction
+
+    @property
+    def global_params(self) -> tuple[ParamSpec, ...]:
+        return tuple(p for p in self.params if p.scope == "global")
+
+    @property
+    def model_params(self) -> tuple[ParamSpec, ...]:
+        return tuple(p for p in self.params if p.scope == "model")
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+_REGISTRY: dict[str, MergeMethod] = {}
+
+
+def register(method: MergeMethod) -> MergeMethod:
+    if method.name in _REGISTRY:
+        raise ValueError(f"merge method {method.name!r} is registered twice")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def registry() -> Mapping[str, MergeMethod]:
+    return _REGISTRY
+

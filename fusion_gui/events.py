@@ -1,0 +1,123 @@
+"""Events that engine jobs yield: plain numbers and small numpy arrays, never torch tensors.
+
+The UI worker re-emits them as Qt signals and the command line draws a progress bar from them,
+so nothing here may import torch or Qt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+    level: str = "info"  # "info" | "warning"
+
+
+@dataclass(frozen=True)
+class Progress:
+    tensors_done: int
+    tensors_total: int
+    bytes_done: int
+    bytes_total: int
+    elapsed_s: float
+    current: str = ""
+
+    @property
+    def fraction(self) -> float:
+        if self.bytes_total:
+            return self.bytes_done / self.bytes_total
+        return self.tensors_done / max(1, self.tensors_total)
+
+    @property
+    def eta_s(self) -> float | None:
+        f = self.fraction
+        if f <= 0 or self.elapsed_s <= 0:
+            return None
+        return self.elapsed_s * (1 - f) / f
+
+
+@dataclass(frozen=True)
+class TensorMetrics:
+    """How one output tensor relates to the base.
+
+    input_change[i] is ||model_i - base|| / ||base|| for each non-base input (in `models` order);
+    result_change is the same for the merged tensor. cosine is the mean pairwise cosine between
+    the inputs' changes (None with fewer than two). sign_conflict and kept_fraction are set by
+    TIES-like methods: the fraction of elements whose non-zero changes disagree in sign, and the
+    fraction of the change's elements that survived sparsification and sign election.
+    """
+
+    name: str
+    layer: int | None
+    kind: str
+    numel: int
+    models: tuple[str, ...]
+    input_change: np.ndarray
+    result_change: float
+    cosine: float | None = None
+    sign_conflict: float | None = None
+    kept_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class LayerMetrics:
+    """Aggregates over every tensor of one layer, weighted by element count.
+
+    Sent when the last tensor of a layer is done. Tensors outside numbered layers are
+    reported with layer = None.
+    """
+
+    layer: int | None
+    models: tuple[str, ...]
+    input_change: np.ndarray
+    result_change: float
+    cosine: float | None = None
+    sign_conflict: float | None = None
+    kept_fraction: float | None = None
+    tensors: int = 0
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What a job will do, known before any math (the dry run prints this)."""
+
+    method: str
+    models: tuple[str, ...]
+    base_model: str | None
+    out_dir: str
+    tensors: int
+    output_bytes: int
+    shards: int
+    out_dtype: str
+    device: str
+    num_layers: int
+    estimated_peak_bytes: int
+    largest_tensor: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    out_dir: str
+    tensors: int
+    bytes_written: int
+    shards: int
+    seconds: float
+    peak_rss_bytes: int
+    layer_metrics: tuple[LayerMetrics, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    models: tuple[str, ...]
+    base_model: str | None
+    tensors: tuple[TensorMetrics, ...] = field(repr=False)
+    layers: tuple[LayerMetrics, ...] = field(repr=False)
+    seconds: float = 0.0
+
+
+Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary

@@ -1,0 +1,42 @@
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def llama_family(tmp_path_factory):
+    """[base, ft1, ft2]: tiny Llama checkpoints (4 layers), saved as sharded safetensors."""
+    from fusion_gui.engine.tiny_models import build_family
+
+    return build_family(tmp_path_factory.mktemp("llama"), "llama", n_finetunes=2)
+
+
+@pytest.fixture(scope="session")
+def gpt2_family(tmp_path_factory):
+    """[base, ft1, ft2]: tiny GPT-2 checkpoints (4 layers), saved as sharded safetensors."""
+    from fusion_gui.engine.tiny_models import build_family
+
+    return build_family(tmp_path_factory.mktemp("gpt2"), "gpt2", n_finetunes=2)
+
+
+@pytest.fixture
+def run_cli(monkeypatch):
+    """Run `fusion-gui ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    import io
+
+    from fusion_gui import cli
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        code = cli.main([str(a) for a in args])
+        monkeypatch.undo()
+        return code, out.getvalue(), err.getvalue()
+
+    return run
