@@ -1,0 +1,31 @@
+# One-command set-up: every target creates .venv and installs into it (torch==2.13.0 first).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test test-fast bench demo selftest clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[gui,test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## open the app
+	$(VENV)/bin/fusion-gui
+
+test: $(STAMP)  ## the whole test suite (Qt tests run offscreen)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+demo: $(STAMP)  ## headless demo merge of tiny models
+	$(VENV)/bin/fusion-gui demo
+
+selftest: $(STAMP)
+	$(VENV)/bin/fusion-gui --selftest
+
+bench: $(STAMP)  ## merge speed and memory against the I/O floor
+	$(PY) benchmarks/bench_merge.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,158 @@
+"""Per-tensor and per-layer metrics: how far each model moved from the base, and how the
+changes agree. Works from tensor names alone, so any architecture is covered."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fusion_gui.events import LayerMetrics, TensorMetrics
+
+# The first ".N." after a container name is the layer number: layers.N (Llama), h.N (GPT-2),
+# layer.N (BERT, ViT), blocks.N / block.N / transformer_blocks.N (diffusion, ViT variants).
+_LAYER = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block|transformer_blocks|resblocks|"
+                    r"decoder_layers|encoder_layers|down_blocks|up_blocks)\.(\d+)(?=\.|$)")
+
+_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("embed", ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type")),
+    ("lm_head", ("lm_head", "output.weight", "cls.predictions")),
+    ("norm", ("norm", "ln_", ".ln", "layernorm", "layer_norm")),
+    ("attn.q", ("q_proj", "query", ".wq", "to_q")),
+    ("attn.k", ("k_proj", ".key", ".wk", "to_k")),
+    ("attn.v", ("v_proj", ".value", ".wv", "to_v")),
+    ("attn.qkv", ("qkv", "c_attn", "query_key_value", "Wqkv")),
+    ("attn.o", ("o_proj", "attn.c_proj", "attention.output.dense", "out_proj", ".wo", "to_out", "dense")),
+    ("mlp.gate", ("gate_proj", "w1", "gate")),
+    ("mlp.up", ("up_proj", "c_fc", "fc1", "intermediate.dense", "w3", "dense_h_to_4h")),
+    ("mlp.down", ("down_proj", "mlp.c_proj", "fc2", "output.dense", "w2", "dense_4h_to_h")),
+)
+KINDS = tuple(k for k, _ in _KINDS) + ("other",)
+
+
+def layer_of(name: str) -> int | None:
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def layer_template(name: str) -> tuple[int | None, str]:
+    """(layer number, name with that number replaced by '{}'), e.g. (3, 'model.layers.{}.mlp')."""
+    match = _LAYER.search(name)
+    if not match:
+        return None, name
+    start, end = match.span(1)
+    return int(match.group(1)), name[:start] + "{}" + name[end:]
+
+
+def tensor_kind(name: str) -> str:
+    """A coarse role for the heatmap's columns, read from the tensor name."""
+    lowered = name.lower()
+    if "attention.output.dense" in lowered or "attention.output.layernorm" in lowered:
+        return "norm" if "layernorm" in lowered else "attn.o"
+    for kind, keys in _KINDS:
+        if any(k.lower() in lowered for k in keys):
+            return kind
+    return "other"
+
+
+@dataclass
+class _Sums:
+    """Running sums from which relative norms and cosines are exact at any level."""
+
+    base_sq: float = 0.0
+    change_sq: np.ndarray | None = None
+    result_sq: float = 0.0
+    pair_dots: np.ndarray | None = None
+    numel: int = 0
+    conflict: float = 0.0
+    kept: float = 0.0
+    sign_numel: int = 0
+    tensors: int = 0
+
+
+@torch.no_grad()
+def measure_tensor(name: str, models: tuple[str, ...], inputs: list[torch.Tensor],
+                   reference: torch.Tensor, result: torch.Tensor | None,
+                   sign_conflict: float | None = None, kept_fraction: float | None = None,
+                   count_sign_conflicts: bool = False) -> tuple[TensorMetrics, dict]:
+    """Metrics of one tensor. `inputs` are the non-reference tensors aligned with `models`.
+
+    Returns the event and the raw sums that LayerAccumulator aggregates. With
+    count_sign_conflicts (the diff view), sign_conflict is measured here: the fraction of
+    elements where some changes are positive and others negative.
+    """
+    ref = reference.float()
+    base_sq = float(ref.pow(2).sum())
+    changes = [x.float() - ref for x in inputs]
+    change_sq = np.array([float(c.pow(2).sum()) for c in changes])
+    result_sq = float((result.float() - ref).pow(2).sum()) if result is not None else 0.0
+    pairs = [(i, j) for i in range(len(changes)) for j in range(i + 1, len(changes))]
+    pair_dots = np.array([float(changes[i].flatten() @ changes[j].flatten()) for i, j in pairs])
+    cosines = [d / np.sqrt(change_sq[i] * change_sq[j])
+               for d, (i, j) in zip(pair_dots, pairs) if change_sq[i] * change_sq[j] > 0]
+    if count_sign_conflicts and len(changes) > 1 and sign_conflict is None:
+        signs = torch.stack([c.sign() for c in changes])
+        conflict = (signs.amax(0) > 0) & (signs.amin(0) < 0)
+        sign_conflict = float(conflict.float().mean())
+    denom = np.sqrt(base_sq) if base_sq > 0 else 1.0
+    event = TensorMetrics(
+        name=name, layer=layer_of(name), kind=tensor_kind(name), numel=reference.numel(),
+        models=models, input_change=np.sqrt(change_sq) / denom,
+        result_change=float(np.sqrt(result_sq) / denom) if result is not None else float("nan"),
+        cosine=float(np.mean(cosines)) if cosines else None,
+        sign_conflict=sign_conflict, kept_fraction=kept_fraction,
+    )
+    sums = dict(base_sq=base_sq, change_sq=change_sq, result_sq=result_sq, pair_dots=pair_dots)
+    return event, sums
+
+
+@dataclass
+class LayerAccumulator:
+    """Aggregates tensor metrics into per-layer metrics, numel-weighted."""
+
+    models: tuple[str, ...]
+    has_result: bool = True
+    _layers: dict = field(default_factory=dict)
+
+    def add(self, event: TensorMetrics, sums: dict) -> None:
+        acc = self._layers.setdefault(event.layer, _Sums())
+        acc.base_sq += sums["base_sq"]
+        acc.change_sq = sums["change_sq"] if acc.change_sq is None else acc.change_sq + sums["change_sq"]
+        acc.result_sq += sums["result_sq"]
+        acc.pair_dots = sums["pair_dots"] if acc.pair_dots is None else acc.pair_dots + sums["pair_dots"]
+        acc.numel += event.numel
+        acc.tensors += 1
+        if event.sign_conflict is not None:
+            acc.conflict += event.sign_conflict * event.numel
+            acc.kept += (event.kept_fraction or 0.0) * event.numel
+            acc.sign_numel += event.numel
+
+    def layer(self, layer: int | None) -> LayerMetrics:
+        acc = self._layers[layer]
+        denom = np.sqrt(acc.base_sq) if acc.base_sq > 0 else 1.0
+        change = acc.change_sq if acc.change_sq is not None else np.zeros(len(self.models))
+        return LayerMetrics(
+            layer=layer, models=self.models, input_change=np.sqrt(change) / denom,
+            result_change=float(np.sqrt(acc.result_sq) / denom) if self.has_result else float("nan"),
+            cosine=self._cosine(acc, change),
+            sign_conflict=acc.conflict / acc.sign_numel if acc.sign_numel else None,
+            kept_fraction=acc.kept / acc.sign_numel if acc.sign_numel else None,
+            tensors=acc.tensors,
+        )
+
+    def _cosine(self, acc: _Sums, change_sq: np.ndarray) -> float | None:
+        """Mean over model pairs of the cosine between their whole-layer changes."""
+        n = len(change_sq)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        values = [d / np.sqrt(change_sq[i] * change_sq[j])
+                  for d, (i, j) in zip(acc.pair_dots if acc.pair_dots is not None else [], pairs)
+                  if change_sq[i] * change_sq[j] > 0]
+        return float(np.mean(values)) if values else None
+
+    def all_layers(self) -> list[LayerMetrics]:
+        keys = sorted((k for k in self._layers if k is not None))
+        if None in self._layers:
+            keys.append(None)
+        return [self.layer(k) for k in keys]

@@ -1,0 +1,157 @@
+"""Run a merge: stream tensor by tensor from the inputs, through the method, to the output shards.
+
+Reading the next tensors (a background thread) overlaps computing the current one, and
+writing (the writer's own thread) overlaps both. Memory holds a few tensors per input plus
+the write queue, whatever the model size. The output appears at OUT_DIR only when complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import torch
+
+from fusion_gui.engine.analysis import LayerAccumulator, measure_tensor
+from fusion_gui.engine.cancel import CancelToken
+from fusion_gui.engine.errors import InputError, OutputError
+from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
+from fusion_gui.engine.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
+from fusion_gui.engine.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
+from fusion_gui.engine.recipe import Recipe
+from fusion_gui.events import Event, Log, MergeResult, Progress
+
+__all__ = ["MergeOptions", "merge", "plan_merge", "peak_rss_bytes"]
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far (current RSS where the OS keeps no peak)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+    except ImportError:  # Windows
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+
+
+def _load(plan: MergePlan, task: TensorTask) -> list[torch.Tensor]:
+    """Read one task's inputs and put them in the compute dtype on the compute device."""
+    tensors = []
+    for source in task.sources:
+        tensor = plan.readers[source.model].get(source.tensor)
+        if task.floating:
+            tensor = tensor.to(device=plan.device, dtype=task.compute_dtype)
+        tensors.append(tensor)
+    return tensors
+
+
+def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor]):
+    if not task.floating:  # integer buffers (position ids, masks) must agree; copy them
+        for source, tensor in zip(task.sources[1:], tensors[1:]):
+            if not torch.equal(tensor, tensors[0]):
+                raise InputError(f"Non-float tensor '{task.name}' differs between "
+                                 f"'{task.sources[0].model}' and '{source.model}'; it cannot be merged.")
+        return tensors[0], None
+    generator = None
+    if task.seed is not None:
+        generator = torch.Generator(device=plan.device).manual_seed(task.seed)
+    with torch.no_grad():
+        result = plan.method.fn(tensors, task.base_index, task.params,
+                                [s.params for s in task.sources], generator)
+    return result.tensor, result
+
+
+def _measure(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor], merged: torch.Tensor, stats):
+    """Metrics against the base (or, with no base, against the first input)."""
+    ref_index = task.base_index if task.base_index is not None else 0
+    labels = tuple(plan.readers[s.model].label for k, s in enumerate(task.sources) if k != ref_index)
+    others = [t for k, t in enumerate(tensors) if k != ref_index]
+    return measure_tensor(task.name, labels, others, tensors[ref_index], merged,
+                          sign_conflict=stats.sign_conflict if stats else None,
+                          kept_fraction=stats.kept_fraction if stats else None), labels
+
+
+def merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions(),
+          cancel: CancelToken | None = None) -> Generator[Event, None, MergeResult]:
+    """Merge as the recipe says into OUT_DIR, yielding progress and metrics as tensors finish."""
+    cancel = cancel or CancelToken()
+    start = time.perf_counter()
+    plan = plan_merge(recipe, out_dir, options)
+    temp = temp_dir_for(plan.out_dir)
+    writer = None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusion-read")
+    try:
+        yield plan.summary
+        for warning in plan.warnings:
+            yield Log(warning, "warning")
+        yield Log(f"Merging {len(plan.readers)} models with {plan.method.name} on {plan.device}: "
+                  f"{len(plan.tasks)} tensors, {plan.summary.output_bytes / 1e9:.2f} GB.")
+        temp.mkdir()
+        writer_cls = AsyncShardedWriter if options.async_io else ShardedWriter
+        writer = writer_cls(temp, [(t.name, t.shape, t.out_dtype) for t in plan.tasks], plan.shard_bytes,
+                            metadata={"format": "pt", "merge_method": plan.method.name})
+        tasks = plan.tasks
+        queue: list[Future] = [pool.submit(_load, plan, t) for t in tasks[:PREFETCH]]
+        accumulator, layer_done = None, {}
+        bytes_done, total = 0, plan.summary.output_bytes
+        for i, task in enumerate(tasks):
+            cancel.raise_if_cancelled()
+            tensors = queue.pop(0).result()
+            if i + PREFETCH < len(tasks):
+                queue.append(pool.submit(_load, plan, tasks[i + PREFETCH]))
+            merged, stats = _compute(plan, task, tensors)
+            if task.floating:
+                (event, sums), labels = _measure(plan, task, tensors, merged, stats)
+                accumulator = accumulator or LayerAccumulator(labels)
+            writer.write(task.name, merged.to(task.out_dtype))
+            del tensors, merged
+            bytes_done += task.out_bytes
+            if task.floating:
+                yield event
+                accumulator.add(event, sums)
+                layer = event.layer
+            else:
+                layer = None
+            layer_done[layer] = layer_done.get(layer, 0) + 1
+            if layer is not None and layer_done[layer] == plan.layer_sizes.get(layer) and accumulator:
+                yield accumulator.layer(layer)
+            yield Progress(i + 1, len(tasks), bytes_done, total, time.perf_counter() - start, task.name)
+        if accumulator and None in layer_done and None in accumulator._layers:
+            yield accumulator.layer(None)
+        cancel.raise_if_cancelled()
+        yield Log("Finishing shards and writing config, tokenizer and model card.")
+        shard_files = writer.finish()
+        _write_side_files(plan, temp)
+        publish(temp, plan.out_dir, options.force)
+        seconds = time.perf_counter() - start
+        yield Log(f"Done in {seconds:.1f} s: {plan.out_dir}")
+        return MergeResult(str(plan.out_dir), len(tasks), bytes_done, len(shard_files), seconds,
+                           peak_rss_bytes(), tuple(accumulator.all_layers()) if accumulator else ())
+    except OSError as err:
+        raise OutputError(f"Writing the output failed: {err.strerror or err} ({err.filename or temp}).") from err
+    finally:
+        for future in queue if "queue" in locals() else []:
+            future.cancel()
+        pool.shutdown(wait=True)
+        if writer is not None:
+            writer.abort()
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+        plan.close()
+
+
+def _write_side_files(plan: MergePlan, temp: Path) -> None:
+    donor = plan.readers[plan.config_donor]
+    floating = [t.out_dtype for t in plan.tasks if t.floating]
+    write_config(donor, temp, floating[0] if floating else None, plan.out_layers)
+    copy_side_files(donor, plan.readers[plan.tokenizer_donor], temp)
+    labels = {ref: reader.label for ref, reader in plan.readers.items()}
+    base = plan.readers[plan.recipe.base_model].label if plan.recipe.base_model else None
+    write_model_card(temp, plan.recipe, labels, plan.method.pretty_name, plan.method.reference, base)
