@@ -24,12 +24,14 @@ _KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attn.k", ("k_proj", ".key", ".wk", "to_k")),
     ("attn.v", ("v_proj", ".value", ".wv", "to_v")),
     ("attn.qkv", ("qkv", "c_attn", "query_key_value", "Wqkv")),
-    ("attn.o", ("o_proj", "attn.c_proj", "attention.output.dense", "out_proj", ".wo", "to_out", "dense")),
+    ("attn.o", ("o_proj", "attn.c_proj", "attention.output.dense", "out_proj", ".wo", "to_out")),
     ("mlp.gate", ("gate_proj", "w1", "gate")),
     ("mlp.up", ("up_proj", "c_fc", "fc1", "intermediate.dense", "w3", "dense_h_to_4h")),
     ("mlp.down", ("down_proj", "mlp.c_proj", "fc2", "output.dense", "w2", "dense_4h_to_h")),
 )
-KINDS = tuple(k for k, _ in _KINDS) + ("other",)
+# Display order of the kinds (the heatmap's rows)
+KINDS = ("embed", "attn.q", "attn.k", "attn.v", "attn.qkv", "attn.o", "mlp.gate", "mlp.up", "mlp.down",
+         "norm", "lm_head", "other")
 
 
 def layer_of(name: str) -> int | None:
