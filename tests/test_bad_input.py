@@ -1,6 +1,7 @@
 """Every bad input gives exit 2 and one sentence naming the problem; a cancel or Ctrl-C leaves
 nothing behind."""
 
+import json
 import os
 import shutil
 import signal
@@ -64,13 +65,13 @@ def test_missing_tensor_is_named(llama_family, tmp_path, run_cli):
     base, a, _ = llama_family
     broken = tmp_path / "broken"
     shutil.copytree(a, broken)
-    index = yaml.safe_load((broken / "model.safetensors.index.json").read_text())
+    index = json.loads((broken / "model.safetensors.index.json").read_text())
     name = "model.layers.2.self_attn.v_proj.weight"
     shard = broken / index["weight_map"].pop(name)
     tensors = load_file(shard)
     del tensors[name]
     save_file(tensors, shard, metadata={"format": "pt"})
-    (broken / "model.safetensors.index.json").write_text(yaml.safe_dump(index))
+    (broken / "model.safetensors.index.json").write_text(json.dumps(index))
     code, _, err = run_cli("merge", recipe_file(tmp_path, ties(base, broken)), tmp_path / "out")
     assert code == 2 and name in err and "broken" in err
 

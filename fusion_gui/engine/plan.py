@@ -131,6 +131,11 @@ def _layer_names(reader: ModelReader) -> tuple[dict[int, list[str]], list[str], 
     return per_layer, pre, post
 
 
+def _union(lists) -> list[str]:
+    """Every name in any list, first appearance first."""
+    return list(dict.fromkeys(name for names in lists for name in names))
+
+
 def _seed_for(seed: int, name: str) -> int:
     """One seed per tensor, so a random method gives the same tensor whatever the order."""
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
@@ -258,18 +263,19 @@ class _Planner:
                                  f"{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.")
         first_sources, first_base, first_params = slices[0]
         last_sources, last_base, last_params = slices[-1]
-        _, pre, _ = _layer_names(self.readers[first_sources[0][0]])
-        _, _, post = _layer_names(self.readers[last_sources[0][0]])
+        # Union over every source, so a tensor that one model lacks is reported, not dropped.
+        pre = _union(_layer_names(self.readers[src[0]])[1] for src in first_sources)
+        post = _union(_layer_names(self.readers[src[0]])[2] for src in last_sources)
         tasks, layer_sizes, out_layer = [], {}, 0
         for name in pre:
             tasks.append(self.task(name, first_sources, [name] * len(first_sources), first_base, first_params, 0.0))
         for sources, base, slice_params in slices:
-            start = sources[0][1][0]
-            n = sources[0][1][1] - start
-            per_layer, _, _ = _layer_names(self.readers[sources[0][0]])
+            n = sources[0][1][1] - sources[0][1][0]
+            per_layer = [_layer_names(self.readers[src[0]])[0] for src in sources]
             for offset in range(n):
                 t = offset / (n - 1) if n > 1 else 1.0
-                for template in per_layer.get(start + offset, []):
+                templates = _union(layers.get(src[1][0] + offset, []) for layers, src in zip(per_layer, sources))
+                for template in templates:
                     in_names = [template.format(src[1][0] + offset) for src in sources]
                     tasks.append(self.task(template.format(out_layer), sources, in_names, base, slice_params, t))
                     layer_sizes[out_layer] = layer_sizes.get(out_layer, 0) + 1

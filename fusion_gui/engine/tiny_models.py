@@ -23,6 +23,7 @@ def tiny_config(arch: str = "llama", layers: int = 4, hidden: int = 64, vocab: i
     if arch == "gpt2":
         return transformers.GPT2Config(
             vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=4, n_positions=128,
+            bos_token_id=1, eos_token_id=2,
         )
     raise ValueError(f"unknown tiny architecture {arch!r}")
 

@@ -47,6 +47,7 @@ class TensorInfo:
     dtype: torch.dtype
     nbytes: int
     file: str  # weight file name, relative to the model folder
+    offset: int = -1  # where the data starts in a safetensors file (-1 for .bin)
 
 
 def _where(path: Path) -> str:
@@ -95,7 +96,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             raise InputError(f"{_where(path)} has a corrupt header: tensor '{name}' has "
                              f"offsets [{begin}, {end}] for {nbytes} bytes of data.")
         spans.append((begin, end))
-        infos[name] = TensorInfo(name, shape, dtype, nbytes, path.name)
+        infos[name] = TensorInfo(name, shape, dtype, nbytes, path.name, 8 + n + begin)
     data_end = 0
     for begin, end in sorted(spans):  # tensors must tile the data exactly, as safetensors checks
         if begin != data_end:
@@ -193,7 +194,7 @@ class ModelReader:
         self.ref, self.path, self.label = ref, path, label
         self.config: dict | None = None
         self.metadata: dict[str, str] = {}
-        self._handles: dict[str, object] = {}  # safetensors file name -> safe_open handle
+        self._handles: dict[str, object] = {}  # safetensors file name -> open file
         self._bin: tuple[str, dict[str, torch.Tensor]] | None = None  # the .bin file in use
         if path.is_dir():
             files, weight_map = find_weight_files(path)
@@ -251,15 +252,9 @@ class ModelReader:
         if info is None:
             raise InputError(f"Model '{self.label}' has no tensor '{name}'.")
         if info.file.endswith(".safetensors"):
-            handle = self._handles.get(info.file)
-            if handle is None:  # opened once, on first use, then reused
-                from safetensors import safe_open
-
-                handle = safe_open(str(self._file_path(info.file)), framework="pt", device="cpu")
-                self._handles[info.file] = handle
             try:
-                return handle.get_tensor(name)
-            except Exception as e:  # e.g. the file changed on disk since it was opened
+                return self._read_at(info)
+            except OSError as e:  # e.g. the file changed on disk since it was opened
                 raise InputError(f"Reading tensor '{name}' from "
                                  f"{_where(self._file_path(info.file))} failed ({e}).") from None
         cached = self._bin  # a local, so a prefetch thread swapping files cannot break this read
@@ -268,9 +263,28 @@ class ModelReader:
             cached = self._bin = (info.file, _load_bin(self._file_path(info.file)))
         return cached[1][name]
 
+    def _read_at(self, info: TensorInfo) -> torch.Tensor:
+        """Read the tensor's bytes straight into a fresh buffer with positioned reads.
+
+        Not mmap: pages of a mapped file count towards the process's resident memory, so
+        mapping every shard makes RSS grow to the size of the inputs.
+        """
+        file = self._handles.get(info.file)
+        if file is None:  # opened once, on first use, then reused
+            file = self._handles[info.file] = open(self._file_path(info.file), "rb", buffering=0)
+        buffer = torch.empty(info.nbytes, dtype=torch.uint8)
+        view, done = memoryview(buffer.numpy()), 0
+        while done < info.nbytes:
+            file.seek(info.offset + done)
+            n = file.readinto(view[done:])
+            if not n:
+                raise OSError(f"unexpected end of file at byte {info.offset + done}")
+            done += n
+        return buffer.view(info.dtype).reshape(info.shape)
+
     def close(self) -> None:
         for handle in self._handles.values():
-            handle.__exit__(None, None, None)
+            handle.close()
         self._handles.clear()
         self._bin = None
 

@@ -1,0 +1,175 @@
+"""Generalized task arithmetic: task_arithmetic, TIES, DARE, Model Breadcrumbs, DELLA.
+
+One function (mergekit's GeneralizedTaskArithmeticMerge) configured per method: each model's
+delta from the base is sparsified, weighted, optionally filtered by TIES sign election, summed,
+optionally normalized by the summed weights, scaled by lambda and added to the base. Everything
+is computed in the dtype of the given tensors, with mergekit's operations in mergekit's order,
+so results are bit-identical to mergekit's for the deterministic methods.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from ..errors import InputError
+from . import sparsify
+from .base import MergeMethod, MethodResult, ParamSpec, register
+
+
+def _sparsifier(kind: str | None) -> Callable[..., torch.Tensor] | None:
+    if kind is None:
+        return None
+    if kind == "magnitude":
+        return lambda d, p, rescale, g: sparsify.magnitude(d, p.get("density", 1.0), rescale)
+    if kind == "random":
+        return lambda d, p, rescale, g: sparsify.bernoulli(
+            d, p.get("density", 1.0), rescale, generator=g)
+    if kind == "magnitude_outliers":
+        return lambda d, p, rescale, g: sparsify.magnitude_outliers(
+            d, p.get("density", 1.0), p.get("gamma", 0.01), rescale)
+    return lambda d, p, rescale, g: sparsify.della_magprune(
+        d, p.get("density", 1.0), p.get("epsilon", 0.15), rescale, generator=g)
+
+
+def generalized_task_arithmetic(
+    tensors: Sequence[torch.Tensor], base_index: int | None, params: Mapping[str, Any],
+    per_model: Sequence[Mapping[str, Any]], generator: torch.Generator | None, *,
+    sparsification: str | None, consensus: bool,
+) -> MethodResult:
+    if base_index is None:
+        raise InputError("This merge method needs a base model.")
+    base = tensors[base_index]
+    others = [i for i in range(len(tensors)) if i != base_index]
+    if not others:
+        return MethodResult(base)
+    cut = _sparsifier(sparsification)
+    rescale = bool(params.get("rescale", False))
+    # Weights rounded to the compute dtype and shaped (n, 1, ...) exactly like mergekit's.
+    weights = torch.tensor([float(per_model[i]["weight"]) for i in others], dtype=base.dtype,
+                           device=base.device).reshape(len(others), *([1] * base.dim()))
+    changed = torch.zeros((), dtype=torch.int64, device=base.device)  # non-zero raw deltas
+
+    def delta_of(i: int) -> torch.Tensor:
+        nonlocal changed
+        delta = tensors[i] - base
+        if consensus or cut:
+            changed = changed + torch.count_nonzero(delta)
+        return cut(delta, per_model[i], rescale, generator) if cut else delta
+
+    stats: dict[str, Any] = {}
+    if consensus or len(others) > 4:
+        # Sign election needs every delta twice, so they live in one (n, ...) buffer like
+        # mergekit's, and torch.sum(dim=0) over it keeps mergekit's summation order (which
+        # torch changes from a plain running sum at 5 or more rows).
+        deltas = base.new_empty((len(others), *base.shape))
+        for row, i in enumerate(others):
+            deltas[row] = delta_of(i)
+        deltas.mul_(weights)
+        if consensus:
+            positive = deltas.sum(dim=0) >= 0  # elected sign: that of the summed deltas
+            any_pos = torch.zeros_like(base, dtype=torch.bool)
+            any_neg = torch.zeros_like(base, dtype=torch.bool)
+            for d in deltas:
+                above, below = d > 0, d < 0
+                any_pos |= above
+                any_neg |= below
+                d.mul_(torch.where(positive, above, below))  # drop those against the sign
+            del positive, above, below
+            conflict = torch.count_nonzero(any_pos & any_neg)
+            del any_pos, any_neg
+            stats["sign_conflict"] = float(conflict) / max(1, base.numel())
+        mixed = deltas.sum(dim=0)
+        kept = torch.count_nonzero(deltas)
+        if consensus:
+            # Divide by the weights of the models whose delta survived (survivors are
+            # never zero), summed in the same buffer so the order matches mergekit's too.
+            for d, w in zip(deltas, weights):
+                torch.ne(d, 0, out=d).mul_(w)
+            divisor = deltas.sum(dim=0)
+            divisor[divisor == 0] = 1
+        del deltas
+    else:
+        # No election and at most 4 models: a running sum is bit-identical to torch.sum(dim=0)
+        # (float32 accumulation for 16-bit dtypes, rounded once) and needs one buffer.
+        acc = torch.zeros_like(base, dtype=torch.float64 if base.dtype == torch.float64
+                               else torch.float32)
+        kept = torch.zeros((), dtype=torch.int64, device=base.device)
+        for row, i in enumerate(others):
+            d = delta_of(i).mul_(weights[row])
+            if cut:
+                kept = kept + torch.count_nonzero(d)
+            acc.add_(d)
+            del d
+        mixed = acc.to(base.dtype)
+        del acc
+    if not consensus:
+        divisor = weights.sum(dim=0)
+        divisor[divisor.abs() < 1e-8] = 1
+    if consensus or cut:
+        stats["kept_fraction"] = float(kept) / float(changed) if int(changed) else 1.0
+
+    if params.get("normalize", False):
+        mixed /= divisor
+    lam = params.get("lambda", 1.0)
+    if lam != 1:
+        mixed *= lam
+    return MethodResult((base + mixed).to(base.dtype), **stats)
+
+
+def _params(normalize: bool, rescale: bool, extra: str | None) -> tuple[ParamSpec, ...]:
+    specs = [
+        ParamSpec("weight", "model", float, required=True,
+                  help="How much of this model's change from the base to add."),
+        ParamSpec("density", "model", float, 1.0, 0.0, 1.0,
+                  help="Fraction of this model's changed weights to keep (1 keeps all)."),
+        ParamSpec("normalize", "global", bool, normalize,
+                  help="Divide the summed changes by the summed weights."),
+        ParamSpec("rescale", "global", bool, rescale,
+                  help="Scale kept changes back up to the L1 norm of the full change."),
+        ParamSpec("lambda", "global", float, 1.0, 0.0, 4.0,
+                  help="Scale of the merged change before adding it to the base."),
+        ParamSpec("int8_mask", "global", bool, False,
+                  help="Accepted for mergekit compatibility; has no effect on results."),
+    ]
+    if extra == "gamma":
+        specs.append(ParamSpec("gamma", "model", float, 0.01, 0.0, 0.5,
+                               help="Fraction of largest-magnitude changes dropped as outliers."))
+    if extra == "epsilon":
+        specs.append(ParamSpec("epsilon", "model", float, 0.15, 0.0, 0.5,
+                               help="Spread of keep probabilities around density, by rank."))
+    return tuple(specs)
+
+
+# name, pretty name, paper, sparsification, TIES sign election, normalize, rescale, blurb
+_VARIANTS = [
+    ("task_arithmetic", "Task Arithmetic", "https://arxiv.org/abs/2212.04089", None, False,
+     False, False, "Adds the weighted sum of each model's change from the base."),
+    ("ties", "TIES", "https://arxiv.org/abs/2306.01708", "magnitude", True, True, False,
+     "Keeps each model's largest changes, elects a sign per weight, averages agreeing ones."),
+    ("dare_ties", "DARE TIES", "https://arxiv.org/abs/2311.03099", "random", True, False,
+     True, "Randomly drops changes and rescales the rest, then TIES sign election."),
+    ("dare_linear", "Linear DARE", "https://arxiv.org/abs/2311.03099", "random", False, False,
+     True, "Randomly drops changes and rescales the rest, then adds them up."),
+    ("breadcrumbs", "Model Breadcrumbs", "https://arxiv.org/abs/2312.06795",
+     "magnitude_outliers", False, False, False,
+     "Drops the largest outlier changes and the smallest ones, then adds them up."),
+    ("breadcrumbs_ties", "Model Breadcrumbs with TIES", "https://arxiv.org/abs/2312.06795",
+     "magnitude_outliers", True, False, False,
+     "Model Breadcrumbs sparsification followed by TIES sign election."),
+    ("della", "DELLA", "https://arxiv.org/abs/2406.11617", "della_magprune", True, True, True,
+     "Drops changes at random, small ones more likely, then TIES sign election."),
+    ("della_linear", "Linear DELLA", "https://arxiv.org/abs/2406.11617", "della_magprune",
+     False, False, True, "Drops changes at random, small ones more likely, then adds them up."),
+]
+
+for (_name, _pretty, _ref, _sparse, _ties, _norm, _resc, _desc) in _VARIANTS:
+    _extra = {"magnitude_outliers": "gamma", "della_magprune": "epsilon"}.get(_sparse or "")
+    register(MergeMethod(
+        name=_name, pretty_name=_pretty, description=_desc, reference=_ref,
+        fn=partial(generalized_task_arithmetic, sparsification=_sparse, consensus=_ties),
+        params=_params(_norm, _resc, _extra), base="required", min_models=2,
+        random=_sparse in ("random", "della_magprune"), sign_election=_ties,
+    ))
