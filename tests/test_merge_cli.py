@@ -1,6 +1,7 @@
 """End to end: fixture models through `fusion-gui merge`, loaded back with transformers."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,52 @@ def test_merge_events_carry_tensor_and_layer_metrics(llama_family, tmp_path):
         # the fine-tunes moved by ~2% of the weights' spread; TIES keeps part of that
         assert 0 < t.result_change < 1
     assert all(0 < layer.kept_fraction < 1 for layer in layers)
+
+
+def test_every_input_format_in_one_merge(llama_family, tmp_path, run_cli, monkeypatch):
+    """A .bin folder, a bare .safetensors file and a repo id from the local HF cache merge to the
+    same tensors as the original folders."""
+    from safetensors.torch import save_file
+
+    base, a, b = llama_family
+    # base as org/base in a Hugging Face cache
+    cache, commit = tmp_path / "hub", "89abcdef0123456789abcdef0123456789abcdef"
+    snap = cache / "models--org--base" / "snapshots" / commit
+    shutil.copytree(base, snap)
+    (cache / "models--org--base" / "refs").mkdir()
+    (cache / "models--org--base" / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    # a as pytorch_model.bin, b as one bare .safetensors file
+    bin_dir = tmp_path / "a-bin"
+    bin_dir.mkdir()
+    shutil.copy(a / "config.json", bin_dir)
+    torch.save(load_state(a), bin_dir / "pytorch_model.bin")
+    bare = tmp_path / "b.safetensors"
+    save_file(load_state(b), bare)
+
+    def recipe(base_ref, a_ref, b_ref, name):
+        return write_recipe(tmp_path, {"merge_method": "task_arithmetic", "base_model": base_ref, "models": [
+            {"model": a_ref, "parameters": {"weight": 0.7}}, {"model": b_ref, "parameters": {"weight": 0.4}}]}, name)
+
+    code, _, err = run_cli("merge", recipe("org/base", str(bin_dir), str(bare), "mixed.yml"), tmp_path / "mixed",
+                           "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli("merge", recipe(str(base), str(a), str(b), "plain.yml"), tmp_path / "plain", "--no-progress")
+    assert code == 0, err
+    mixed, plain = load_state(tmp_path / "mixed"), load_state(tmp_path / "plain")
+    assert mixed.keys() == plain.keys()
+    for name in plain:
+        assert torch.equal(mixed[name], plain[name]), name
+    front = (tmp_path / "mixed" / "README.md").read_text()
+    assert "- org/base" in front  # the card names the hub model by its repo id
+
+
+def test_methods_command_lists_every_method(run_cli):
+    from fusion_gui.engine.methods import registry
+
+    code, out, _ = run_cli("methods")
+    assert code == 0
+    for name, method in registry().items():
+        assert f"{name} — " in out
+        for p in method.params:
+            assert f"- {p.name} (" in out

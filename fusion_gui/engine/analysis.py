@@ -77,7 +77,7 @@ class _Sums:
 # Tensors larger than this are measured on an evenly strided sample of about this many
 # elements: relative norms and cosines then cost a fixed amount per tensor (their error is far
 # below what a plot shows), while method statistics (sign conflicts, kept) stay exact.
-METRIC_SAMPLE = 1 << 20
+METRIC_SAMPLE = 1 << 18
 
 
 @torch.no_grad()
