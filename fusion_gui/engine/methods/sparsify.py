@@ -1,12 +1,14 @@
 """Sparsification of task vectors (deltas): which elements of a delta survive.
 
 Selections match mergekit 0.1.5 element for element. mergekit ranks |delta| with a full
-torch sort; we find the cut value in O(n) (a histogram for 16-bit data, kthvalue otherwise)
-and only sort when the cut falls inside a group of equal, non-zero magnitudes. Which of those
-tied elements torch's sort puts first is not a simple rule (on CPU it is x86-simd-sort's
-quicksort, and it differs between AVX2/AVX512 and plain builds), so with TIE_ORDER "torch"
-we reproduce it by running the very same sort; with "index" ties go to the lowest index,
-which is O(n), deterministic everywhere, but may pick other (equal-magnitude) elements.
+torch sort; on CPU we find the cut value in O(n) (radix select on the bit patterns) and only
+sort when the cut falls inside a group of equal, non-zero magnitudes (on a GPU sorting is the
+cheaper way anyway). Which tied elements torch's sort puts first follows no simple rule (on
+CPU it is x86-simd-sort's quicksort, which differs between AVX2/AVX512 and plain builds; CUDA
+sorts differently again), so with TIE_ORDER "torch" we run that very sort. With "spread" the
+kept ties are evenly spaced through the tensor: O(n), the same on every device, but other
+(equal-magnitude) elements than mergekit's. 16-bit deltas tie massively (often 10% of all
+elements are tied at the cut).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from ..errors import InputError
 
-TIE_ORDER = "torch"  # "torch": exactly mergekit's picks on this device; "index": O(n) always
+TIE_ORDER = "torch"  # "torch": exactly mergekit's picks on this device; "spread": O(n) always
 
 
 def _key(x: torch.Tensor) -> torch.Tensor:
@@ -24,71 +26,114 @@ def _key(x: torch.Tensor) -> torch.Tensor:
     return w.float() if w.dtype == torch.float64 else w
 
 
-def _at_rank(w: torch.Tensor, rank: int) -> tuple[torch.Tensor, int, int]:
-    """Value at 0-based ascending `rank` of w, and how many elements are below / equal to it."""
-    if w.dtype in (torch.bfloat16, torch.float16):
-        # |x| >= 0, so its 16-bit pattern orders like its value: a 32768-bin histogram suffices.
+def _bin_at(counts: torch.Tensor, rank: int) -> tuple[int, int, int]:
+    """Histogram bin holding ascending `rank`, with the counts below it and in it."""
+    upto = counts.cumsum(0)
+    b = int(torch.searchsorted(upto, rank, right=True))
+    equal = int(counts[b])
+    return b, int(upto[b]) - equal, equal
+
+
+def _at_ranks(w: torch.Tensor, *ranks: int) -> list[tuple[torch.Tensor, int, int]]:
+    """For each 0-based ascending rank of w >= 0: the value there, and how many elements
+    are below it and equal to it.
+
+    On CPU, radix select: non-negative floats order like their bit patterns, so one
+    2**15-bin histogram settles 16-bit data and two (high, then low 16 bits) float32.
+    On a GPU a sort is faster than histogram atomics piling onto a few tied values.
+    """
+    found = []
+    if w.device.type != "cpu":
+        ordered = torch.sort(w).values
+        for rank in ranks:
+            value = ordered[rank:rank + 1]
+            below = int(torch.searchsorted(ordered, value))
+            upto = int(torch.searchsorted(ordered, value, right=True))
+            found.append((value[0], below, upto - below))
+    elif w.element_size() == 2:
         counts = torch.bincount(w.view(torch.int16), minlength=1 << 15)
-        upto = counts.cumsum(0)
-        b = int(torch.searchsorted(upto, rank, right=True))
-        eq = int(counts[b])
-        value = torch.tensor(b, dtype=torch.int16).view(w.dtype).to(w.device)
-        return value, int(upto[b]) - eq, eq
-    value = torch.kthvalue(w, rank + 1).values
-    return value, int((w < value).sum()), int((w == value).sum())
+        for rank in ranks:
+            b, below, equal = _bin_at(counts, rank)
+            found.append((torch.tensor(b, dtype=torch.int16).view(w.dtype), below, equal))
+    else:
+        bits = w.view(torch.int32)
+        high = bits >> 16
+        counts = torch.bincount(high, minlength=1 << 15)
+        for rank in ranks:
+            b, below, _ = _bin_at(counts, rank)
+            low = bits[high == b] & 0xFFFF
+            b2, below2, equal = _bin_at(torch.bincount(low, minlength=1 << 16), rank - below)
+            value = torch.tensor((b << 16) | b2, dtype=torch.int32).view(torch.float32)
+            found.append((value, below + below2, equal))
+    return found
 
 
-def _torch_order(x: torch.Tensor, descending: bool) -> torch.Tensor:
-    """mergekit's own ranking call, used only when ties decide the selection."""
+def _by_torch_order(x: torch.Tensor, descending: bool, start: int, stop: int) -> torch.Tensor:
+    """Mask of ranks start..stop-1 in mergekit's own ranking call (float32 keys on CPU)."""
     w = x.abs().reshape(-1)
     if w.device.type == "cpu":
         w = w.float()
-    return torch.sort(w, descending=descending).indices
+    mask = torch.zeros(w.numel(), dtype=torch.bool, device=x.device)
+    mask[torch.sort(w, descending=descending).indices[start:stop]] = True
+    return mask.reshape(x.shape)
 
 
-def _add_ties(mask: torch.Tensor, w: torch.Tensor, value: torch.Tensor, lo: int, hi: int) -> None:
-    """Keep the tied elements (w == value) number lo..hi-1, counted in index order."""
-    if hi > lo:
-        mask[torch.nonzero(w == value).squeeze(1)[lo:hi]] = True
+def _add_ties(mask: torch.Tensor, w: torch.Tensor, value: torch.Tensor, count: int) -> None:
+    """Keep `count` of the elements equal to value, evenly spaced in index order (not the
+    first ones, which would favour the top rows of a matrix)."""
+    if count > 0:
+        ties = torch.nonzero(w == value).squeeze(1)
+        step = torch.arange(count, device=w.device) * ties.numel() // count
+        mask[ties[step]] = True
+
+
+def _exact_by_sort(x: torch.Tensor) -> bool:
+    # On a GPU the sort itself is cheaper than deciding whether it is needed.
+    return TIE_ORDER == "torch" and x.device.type != "cpu"
 
 
 def keep_largest(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool mask (shape of x) of the k largest |x|, as torch.argsort(|x|, descending)[:k]."""
+    """Bool mask (shape of x) of the k largest |x|, as torch.argsort(|x|, descending)[:k].
+
+    Where the cut falls among zeros, zeros may be marked either way: they stay zero.
+    """
+    if _exact_by_sort(x):
+        return _by_torch_order(x, True, 0, k)
     w, n = _key(x), x.numel()
-    value, below, equal = _at_rank(w, n - k)
+    [(value, below, equal)] = _at_ranks(w, n - k)
     ties = k - (n - below - equal)  # how many of the tied elements are kept
     if ties < equal and value != 0 and TIE_ORDER == "torch":
-        mask = torch.zeros(n, dtype=torch.bool, device=x.device)
-        mask[_torch_order(x, descending=True)[:k]] = True
-    elif ties == equal or value == 0:  # zeros stay zero whether kept or not
+        return _by_torch_order(x, True, 0, k)
+    if ties == equal or value == 0:  # zeros stay zero whether kept or not
         mask = w >= value
     else:
         mask = w > value
-        _add_ties(mask, w, value, 0, ties)
+        _add_ties(mask, w, value, ties)
     return mask.reshape(x.shape)
 
 
 def keep_band(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Bool mask of the elements ranked start..stop-1 by ascending |x| (torch.sort order)."""
-    w, n = _key(x), x.numel()
+    """Bool mask of the elements ranked start..stop-1 by ascending |x| (torch.sort order);
+    zeros at a cut may be marked either way, as in keep_largest."""
     if stop <= start:
         return torch.zeros_like(x, dtype=torch.bool)
-    lo, lo_below, lo_equal = _at_rank(w, start)
-    hi, hi_below, hi_equal = _at_rank(w, stop - 1)
+    if _exact_by_sort(x):
+        return _by_torch_order(x, False, start, stop)
+    w = _key(x)
+    (lo, lo_below, lo_equal), (hi, hi_below, hi_equal) = _at_ranks(w, start, stop - 1)
     cut_lo = start > lo_below and lo != 0
     cut_hi = stop < hi_below + hi_equal and hi != 0
     if (cut_lo or cut_hi) and TIE_ORDER == "torch":
-        mask = torch.zeros(n, dtype=torch.bool, device=x.device)
-        mask[_torch_order(x, descending=False)[start:stop]] = True
-    elif not (cut_lo or cut_hi):
+        return _by_torch_order(x, False, start, stop)
+    if not (cut_lo or cut_hi):
         mask = (w >= lo) & (w <= hi)
     else:
         mask = (w > lo) & (w < hi)
         if lo == hi:
-            _add_ties(mask, w, lo, start - lo_below, stop - lo_below)
+            _add_ties(mask, w, lo, stop - start)
         else:
-            _add_ties(mask, w, lo, start - lo_below, lo_equal)
-            _add_ties(mask, w, hi, 0, stop - hi_below)
+            _add_ties(mask, w, lo, lo_below + lo_equal - start)
+            _add_ties(mask, w, hi, stop - hi_below)
     return mask.reshape(x.shape)
 
 
