@@ -9,6 +9,8 @@ so results are bit-identical to mergekit's for the deterministic methods.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,6 +19,19 @@ import torch
 from ..errors import InputError
 from . import sparsify
 from .base import MergeMethod, MethodResult, ParamSpec, register
+
+
+# Run the sorts side by side for tensors between these sizes; above, one sort's scratch
+# (float32 keys + int64 indices: 12 bytes an element) is already large, so one at a time.
+_PARALLEL_NUMEL, _PARALLEL_MAX_NUMEL = 1 << 16, 1 << 26
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="fusion-topk")
+    return _POOL
 
 
 def _sparsifier(kind: str | None) -> Callable[..., torch.Tensor] | None:
@@ -50,14 +65,23 @@ def generalized_task_arithmetic(
     # Weights rounded to the compute dtype and shaped (n, 1, ...) exactly like mergekit's.
     weights = torch.tensor([float(per_model[i]["weight"]) for i in others], dtype=base.dtype,
                            device=base.device).reshape(len(others), *([1] * base.dim()))
-    changed = torch.zeros((), dtype=torch.int64, device=base.device)  # non-zero raw deltas
+    counting = consensus or cut is not None
 
-    def delta_of(i: int) -> torch.Tensor:
-        nonlocal changed
+    def delta_of(i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model i's sparsified change, and how many raw change elements were non-zero."""
         delta = tensors[i] - base
-        if consensus or cut:
-            changed = changed + torch.count_nonzero(delta)
-        return cut(delta, per_model[i], rescale, generator) if cut else delta
+        nonzero = torch.count_nonzero(delta) if counting else None
+        return (cut(delta, per_model[i], rescale, generator) if cut else delta), nonzero
+
+    # Magnitude top-k sorts every delta (mergekit's tie order needs the full sort), which
+    # dominates a TIES merge on the CPU; the sorts are independent, so run them side by side.
+    # Random sparsifiers stay sequential: they share one generator, whose order matters.
+    if (sparsification in ("magnitude", "magnitude_outliers") and len(others) > 1
+            and base.device.type == "cpu" and _PARALLEL_NUMEL <= base.numel() <= _PARALLEL_MAX_NUMEL):
+        computed = iter(list(_pool().map(delta_of, others)))
+    else:
+        computed = (delta_of(i) for i in others)
+    changed = torch.zeros((), dtype=torch.int64, device=base.device)  # non-zero raw deltas
 
     stats: dict[str, Any] = {}
     if consensus or len(others) > 4:
@@ -65,8 +89,10 @@ def generalized_task_arithmetic(
         # mergekit's, and torch.sum(dim=0) over it keeps mergekit's summation order (which
         # torch changes from a plain running sum at 5 or more rows).
         deltas = base.new_empty((len(others), *base.shape))
-        for row, i in enumerate(others):
-            deltas[row] = delta_of(i)
+        for row, (delta, nonzero) in enumerate(computed):
+            deltas[row] = delta
+            changed = changed + nonzero if counting else changed
+            del delta
         deltas.mul_(weights)
         if consensus:
             positive = deltas.sum(dim=0) >= 0  # elected sign: that of the summed deltas
@@ -97,8 +123,9 @@ def generalized_task_arithmetic(
         acc = torch.zeros_like(base, dtype=torch.float64 if base.dtype == torch.float64
                                else torch.float32)
         kept = torch.zeros((), dtype=torch.int64, device=base.device)
-        for row, i in enumerate(others):
-            d = delta_of(i).mul_(weights[row])
+        for row, (d, nonzero) in enumerate(computed):
+            d = d.mul_(weights[row])
+            changed = changed + nonzero if counting else changed
             if cut:
                 kept = kept + torch.count_nonzero(d)
             acc.add_(d)
