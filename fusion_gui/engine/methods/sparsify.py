@@ -183,9 +183,11 @@ def bernoulli(x: torch.Tensor, density: float, rescale: bool = False,
     if density >= 1:
         return x
     work = _work_dtype(x)
-    # Same call as mergekit, so a generator seeded like torch.manual_seed gives its mask.
-    mask = torch.bernoulli(torch.full_like(x, density, dtype=work), generator=generator)
-    return apply_mask(x.to(work), mask, rescale).to(x.dtype)
+    # Uniform draws below density: the same distribution as mergekit's torch.bernoulli over a
+    # full tensor of probabilities, about 3x faster on the CPU (another random stream, so the
+    # masks differ from mergekit's; random methods are reproducible by seed, not by mergekit).
+    mask = torch.rand(x.shape, generator=generator, dtype=torch.float32, device=x.device) < density
+    return apply_mask(x.to(work), mask.to(work), rescale).to(x.dtype)
 
 
 def della_probabilities(x: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
