@@ -71,6 +71,7 @@ class _Sums:
     conflict: float = 0.0
     kept: float = 0.0
     sign_numel: int = 0
+    kept_numel: int = 0
     tensors: int = 0
 
 
@@ -145,8 +146,10 @@ class LayerAccumulator:
         acc.tensors += 1
         if event.sign_conflict is not None:
             acc.conflict += event.sign_conflict * event.numel
-            acc.kept += (event.kept_fraction or 0.0) * event.numel
             acc.sign_numel += event.numel
+        if event.kept_fraction is not None:
+            acc.kept += event.kept_fraction * event.numel
+            acc.kept_numel += event.numel
 
     def layer(self, layer: int | None) -> LayerMetrics:
         acc = self._layers[layer]
@@ -157,7 +160,7 @@ class LayerAccumulator:
             result_change=float(np.sqrt(acc.result_sq) / denom) if self.has_result else float("nan"),
             cosine=self._cosine(acc, change),
             sign_conflict=acc.conflict / acc.sign_numel if acc.sign_numel else None,
-            kept_fraction=acc.kept / acc.sign_numel if acc.sign_numel else None,
+            kept_fraction=acc.kept / acc.kept_numel if acc.kept_numel else None,
             tensors=acc.tensors,
         )
 

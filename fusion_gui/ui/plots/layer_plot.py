@@ -35,6 +35,17 @@ def _model_value(ev: LayerMetrics, name: str) -> float:
         return math.nan
 
 
+class _LayerAxis(pg.AxisItem):
+    """Layers are whole numbers: no ticks at 0.5."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = [(spacing, [v for v in values if float(v).is_integer()])
+                  for spacing, values in super().tickValues(minVal, maxVal, size) if spacing >= 1]
+        if not levels:
+            levels = [(1.0, [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1)])]
+        return levels
+
+
 class LayerChangePlot(QWidget):
     """x = layer, y = ||model - base|| / ||base||; one curve per input plus the merge result."""
 
@@ -46,7 +57,7 @@ class LayerChangePlot(QWidget):
         self._show_result = True
         self._throttle = RedrawThrottle(self._redraw, parent=self)
 
-        self._pw = pg.PlotWidget()
+        self._pw = pg.PlotWidget(axisItems={"bottom": _LayerAxis("bottom")})
         self._pw.setMinimumSize(320, 200)
         self._plot = self._pw.getPlotItem()
         self._plot.setLabel("bottom", "layer", units="index")
