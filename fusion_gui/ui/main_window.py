@@ -1,0 +1,203 @@
+"""The main window: composes the panels of the Merge and Compare tabs; holds no logic of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog, QGroupBox, QMainWindow, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+)
+
+from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.recipe import dump_recipe, load_recipe
+from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.merge_state import MergeDocument
+from fusion_gui.ui.panels.compare_panel import ComparePanel
+from fusion_gui.ui.panels.models_panel import WEIGHT_SUFFIXES, ModelsPanel
+from fusion_gui.ui.panels.plot_tabs import PlotTabs
+from fusion_gui.ui.panels.recipe_panel import RecipePanel, open_recipe_file, save_recipe_file
+from fusion_gui.ui.panels.run_panel import RunPanel
+from fusion_gui.ui.panels.strategy_panel import StrategyPanel
+from fusion_gui.ui.settings import AppSettings
+
+RECIPE_SUFFIXES = (".yml", ".yaml")
+_STILL_STOPPING: list = []  # workers that outlived their window; a QThread must not die running
+RECIPE_FILTER = "Merge recipes (*.yml *.yaml)"
+
+
+def _group(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.addWidget(widget)
+    return box
+
+
+def dropped_paths(urls) -> tuple[list[str], list[str]]:
+    """(model folders and weight files, recipe files) among dropped URLs."""
+    models, recipes = [], []
+    for url in urls:
+        if not url.isLocalFile():
+            continue
+        path = Path(url.toLocalFile())
+        if path.is_dir() or path.suffix in WEIGHT_SUFFIXES:
+            models.append(str(path))
+        elif path.suffix in RECIPE_SUFFIXES:
+            recipes.append(str(path))
+    return models, recipes
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Fusion: merge models")
+        self.setAcceptDrops(True)
+        self.settings = settings or AppSettings.load()
+        self.document = MergeDocument(self)
+
+        self.models_panel = ModelsPanel(self.document)
+        self.models_panel.set_recent(self.settings.recent_models)
+        self.strategy_panel = StrategyPanel(self.document, self.models_panel.layer_count)
+        self.run_panel = RunPanel(self.document, self.settings)
+        self.recipe_panel = RecipePanel(self.document)
+        self.merge_plots = PlotTabs(show_result=True, stem="merge")
+        self.merge_plots.addTab(self.run_panel.log_view, "Log")
+        self.merge_plots.addTab(self.recipe_panel, "Recipe YAML")
+        self.compare_panel = ComparePanel(self.document.state.model_refs)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(_group("Models", self.models_panel))
+        left_layout.addWidget(_group("Strategy", self.strategy_panel), 1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(left)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(_group("Run", self.run_panel))
+        right_layout.addWidget(self.merge_plots, 1)
+        self.merge_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.merge_splitter.addWidget(scroll)
+        self.merge_splitter.addWidget(right)
+        self.merge_splitter.setStretchFactor(0, 5)
+        self.merge_splitter.setStretchFactor(1, 6)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.merge_splitter, "Merge")
+        self.tabs.addTab(self.compare_panel, "Compare")
+        self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
+        self.setCentralWidget(self.tabs)
+
+        for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel):
+            panel.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.models_panel.models_added.connect(self._remember_models)
+        self.run_panel.run_started.connect(self._on_run_started)
+        self.run_panel.event_received.connect(self.merge_plots.handle_event)
+        self._build_menu()
+        self._restore()
+        self.statusBar().showMessage("Add models, pick a method, choose an output folder, then Run.")
+
+    # --- menu and recipe files -------------------------------------------------------------
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        for text, shortcut, slot in (("&Open recipe…", QKeySequence.StandardKey.Open, self.ask_open_recipe),
+                                     ("&Save recipe…", QKeySequence.StandardKey.Save, self.ask_save_recipe),
+                                     (None, None, None),
+                                     ("&Quit", QKeySequence.StandardKey.Quit, self.close)):
+            if text is None:
+                menu.addSeparator()
+                continue
+            action = QAction(text, self)
+            action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+
+    def ask_open_recipe(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", "", RECIPE_FILTER)
+        if path:
+            self.open_recipe(path)
+
+    def ask_save_recipe(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save recipe", "recipe.yml", RECIPE_FILTER)
+        if path:
+            self.save_recipe(path)
+
+    def open_recipe(self, path: str | Path) -> bool:
+        try:
+            recipe = open_recipe_file(path)
+        except InputError as err:
+            show_error(self, str(err), title="Cannot open the recipe")
+            return False
+        self.document.load_recipe(recipe)
+        self.statusBar().showMessage(f"Opened {path}", 8000)
+        return True
+
+    def save_recipe(self, path: str | Path) -> Path | None:
+        try:
+            saved = save_recipe_file(self.document.recipe(), path)
+        except OSError as err:
+            show_error(self, f"Cannot write '{path}': {err.strerror or err}.", title="Cannot save the recipe")
+            return None
+        self.statusBar().showMessage(f"Saved {saved}", 8000)
+        return saved
+
+    # --- drag and drop ---------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        models, recipes = dropped_paths(event.mimeData().urls()) if event.mimeData().hasUrls() else ([], [])
+        if models or recipes:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        models, recipes = dropped_paths(event.mimeData().urls())
+        if recipes:
+            self.open_recipe(recipes[0])
+        if models:
+            self.models_panel.add_models(models)
+        event.acceptProposedAction()
+
+    # --- runs and settings -----------------------------------------------------------------------
+
+    def _on_run_started(self) -> None:
+        self.merge_plots.reset(())
+        self.merge_plots.setCurrentIndex(0)
+
+    def _remember_models(self, refs: list[str]) -> None:
+        for ref in refs:
+            self.settings.add_recent_model(ref)
+        self.models_panel.set_recent(self.settings.recent_models)
+
+    def _restore(self) -> None:
+        geometry = AppSettings.decode_bytes(self.settings.window_geometry)
+        if not (geometry and self.restoreGeometry(geometry)):
+            self.resize(1400, 900)
+        splitter = AppSettings.decode_bytes(self.settings.window_state)
+        if not (splitter and self.merge_splitter.restoreState(splitter)):
+            self.merge_splitter.setSizes([640, 760])
+        if self.settings.last_recipe_yaml:
+            try:
+                self.document.load_recipe(load_recipe(self.settings.last_recipe_yaml))
+            except InputError:
+                pass  # a stale recipe is not worth an error at start-up
+
+    def save_settings(self) -> None:
+        self.settings.window_geometry = AppSettings.encode_bytes(self.saveGeometry().data())
+        self.settings.window_state = AppSettings.encode_bytes(self.merge_splitter.saveState().data())
+        try:
+            self.settings.last_recipe_yaml = dump_recipe(self.document.recipe())
+        except InputError:
+            pass
+        self.settings.save()
+
+    def running_workers(self) -> list:
+        return [w for w in (self.run_panel.worker, self.compare_panel.worker) if w is not None and w.running]
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        for worker in self.running_workers():
+            if not worker.stop():  # cancel, then wait for the thread: nothing half-written is left
+                worker.setParent(None)  # still inside one huge tensor: let it end on its own
+                _STILL_STOPPING.append(worker)
+        self.save_settings()
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""The Merge and Compare tabs' panels: thin binders between widgets and shared state."""

@@ -1,0 +1,354 @@
+"""The models of the merge: add them, see what they are, mark the base, see what will not fit.
+
+Everything shown comes from open_model's headers (no tensor data is read), so it is cheap
+enough to do on the spot when a model is added.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView, QButtonGroup, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMenu,
+    QPushButton, QRadioButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
+)
+
+from fusion_gui.engine.errors import InputError
+from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
+from fusion_gui.ui.formatting import format_bytes, format_count
+from fusion_gui.ui.merge_state import MergeDocument
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_LAYER_NUMBER = re.compile(r"\.(\d+)\.")
+
+
+@dataclass
+class ModelInfo:
+    """One model as the table shows it, from its headers."""
+
+    ref: str
+    label: str = ""
+    architecture: str = "-"
+    parameters: int | None = None
+    dtype: str = "-"
+    size_on_disk: int | None = None
+    shards: int | None = None
+    num_layers: int | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    error: str | None = None
+
+
+def describe_model(ref: str) -> ModelInfo:
+    from fusion_gui.engine.io.reader import open_model
+
+    try:
+        reader = open_model(ref)
+    except InputError as err:
+        return ModelInfo(ref, label=Path(ref).name or ref, error=str(err))
+    except Exception as err:  # an unreadable file is a row with a reason, never a crash
+        return ModelInfo(ref, label=Path(ref).name or ref, error=f"Cannot read this model: {err}")
+    try:
+        config = reader.config or {}
+        architecture = (config.get("architectures") or [None])[0] or config.get("model_type") or "-"
+        dtypes: dict[str, int] = {}
+        for info in reader.tensors.values():
+            key = str(info.dtype).replace("torch.", "")
+            dtypes[key] = dtypes.get(key, 0) + info.nbytes
+        layers = {int(m.group(1)) for name in reader.tensors if (m := _LAYER_NUMBER.search(name))}
+        num_layers = config.get("num_hidden_layers") or config.get("n_layer") or (max(layers) + 1 if layers else None)
+        size = 0
+        for file in reader.files:
+            try:
+                size += os.path.getsize(file)
+            except OSError:
+                pass
+        return ModelInfo(
+            ref=ref, label=reader.label, architecture=str(architecture),
+            parameters=sum(_numel(i.shape) for i in reader.tensors.values()),
+            dtype=max(dtypes, key=dtypes.get) if dtypes else "-", size_on_disk=size,
+            shards=reader.num_shards, num_layers=num_layers,
+            shapes={name: tuple(i.shape) for name, i in reader.tensors.items()},
+        )
+    finally:
+        reader.close()
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def incompatibility(model: ModelInfo, base: ModelInfo) -> str | None:
+    """Why `model` cannot be merged with `base`, in one sentence; None when it can."""
+    if model.error:
+        return model.error
+    if base.error:
+        return None  # the base's own row says what is wrong with it
+    if model.architecture != base.architecture and "-" not in (model.architecture, base.architecture):
+        return f"Architecture {model.architecture} differs from the base's {base.architecture}."
+    missing = [n for n in base.shapes if n not in model.shapes]
+    if missing:
+        return f"Lacks {len(missing)} of the base's tensors, e.g. '{missing[0]}'."
+    extra = [n for n in model.shapes if n not in base.shapes]
+    if extra:
+        return f"Has {len(extra)} tensors the base lacks, e.g. '{extra[0]}'."
+    for name, shape in model.shapes.items():
+        if base.shapes[name] != shape:
+            return (f"Tensor '{name}' is {_shape_text(shape)}, the base's is "
+                    f"{_shape_text(base.shapes[name])}.")
+    return None
+
+
+COLUMNS = ("Base", "Name", "Architecture", "Params", "Dtype", "Size", "Shards", "Status")
+
+
+class ModelsPanel(QWidget):
+    """Binds the table to MergeDocument's models; model headers are cached by reference."""
+
+    message = Signal(str)  # one line for the status bar
+    models_added = Signal(list)  # the references just added (for "recent models")
+
+    def __init__(self, document: MergeDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self._infos: dict[str, ModelInfo] = {}
+        self._recent: list[str] = []
+        self._shown_refs: list[str] | None = None
+        self._base_buttons = QButtonGroup(self)
+        self._base_buttons.setExclusive(True)
+
+        self.add_button = QToolButton(text="Add model folder…")
+        self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.add_button.clicked.connect(self.pick_folder)
+        self._add_menu = QMenu(self)
+        self._add_menu.aboutToShow.connect(self._fill_add_menu)
+        self.add_button.setMenu(self._add_menu)
+        self.cache_button = QPushButton("From Hugging Face cache…")
+        self.cache_button.clicked.connect(self.pick_from_cache)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_selected)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COLUMNS.index("Status"), QHeaderView.ResizeMode.Stretch)
+        self.problems_label = QLabel()
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setStyleSheet("color: #b3261e;")
+        self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hint = QLabel("Add models with the buttons above or drop model folders and "
+                           ".safetensors files on the window.")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: palette(mid);")
+
+        buttons = QHBoxLayout()
+        for button in (self.add_button, self.cache_button, self.remove_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.problems_label)
+        layout.addWidget(self.hint)
+        document.changed.connect(self._on_document_changed)
+        self.refresh()
+
+    # --- the API tests and the window use -----------------------------------------------
+
+    def add_models(self, refs: list[str]) -> list[str]:
+        """Add models by path or repo id; the first model added to an empty list is the base."""
+        state, added = self.document.state, []
+        if state.uses_slices:
+            self.message.emit("This recipe uses slices: edit its models in the YAML file.")
+            return added
+        for ref in refs:
+            ref = str(ref)
+            if ref in state.model_refs():
+                continue
+            self._infos[ref] = describe_model(ref)
+            if not state.models and state.base_model is None and self._takes_base():
+                state.base_model = ref
+            else:
+                state.add_model(ref)
+            added.append(ref)
+        if added:
+            self._fill_required()
+            self.document.notify(self)
+            self.models_added.emit(added)
+            self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
+        return added
+
+    def remove_model(self, ref: str) -> None:
+        self.document.state.remove_model(ref)
+        self.document.notify(self)
+
+    def set_base(self, ref: str | None) -> None:
+        self.document.state.set_base(ref)
+        self._fill_required()
+        self.document.notify(self)
+
+    def _fill_required(self) -> None:
+        from fusion_gui.ui.panels.strategy_panel import find_method
+
+        method = find_method(self.document.state.method)
+        if method is not None:
+            self.document.state.fill_required(method)
+
+    def info(self, ref: str) -> ModelInfo:
+        if ref not in self._infos:
+            self._infos[ref] = describe_model(ref)
+        return self._infos[ref]
+
+    def problems(self) -> dict[str, str]:
+        """Reference -> the reason it cannot be merged, for every flagged row."""
+        state = self.document.state
+        base = self.info(state.base_model) if state.base_model else None
+        out = {}
+        for ref in state.model_refs():
+            info = self.info(ref)
+            if ref == state.base_model or base is None:
+                reason = info.error
+            else:
+                reason = incompatibility(info, base)
+            if reason:
+                out[ref] = reason
+        if base is None and len(state.model_refs()) > 1:  # no base: compare with the first model
+            refs = state.model_refs()
+            for ref in refs[1:]:
+                reason = incompatibility(self.info(ref), self.info(refs[0]))
+                if reason and ref not in out:
+                    out[ref] = reason
+        return out
+
+    def layer_count(self) -> int | None:
+        state = self.document.state
+        for ref in ([state.base_model] if state.base_model else []) + state.model_refs():
+            if self.info(ref).num_layers:
+                return self.info(ref).num_layers
+        return None
+
+    def set_recent(self, refs: list[str]) -> None:
+        self._recent = list(refs)
+
+    # --- pickers --------------------------------------------------------------------------
+
+    def pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a model folder")
+        if folder:
+            self.add_models([folder])
+
+    def pick_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Add weight files", "", "Weights (*.safetensors *.bin *.pt *.pth)")
+        self.add_models(files)
+
+    def pick_from_cache(self) -> None:
+        dialog = HubCacheDialog(self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.add_models(dialog.selected_repos())
+        dialog.deleteLater()
+
+    def remove_selected(self) -> None:
+        refs = self.display_refs()
+        for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
+            if row < len(refs):
+                self.document.state.remove_model(refs[row])
+        self.document.notify(self)
+
+    def _fill_add_menu(self) -> None:
+        self._add_menu.clear()
+        self._add_menu.addAction("Add weights file…", self.pick_files)
+        self._add_menu.addAction("From Hugging Face cache…", self.pick_from_cache)
+        if self._recent:
+            self._add_menu.addSection("Recent")
+            for ref in self._recent:
+                self._add_menu.addAction(ref, lambda r=ref: self.add_models([r]))
+
+    # --- view -------------------------------------------------------------------------------
+
+    def _build_base_buttons(self, refs: list[str]) -> None:
+        for button in self._base_buttons.buttons():
+            self._base_buttons.removeButton(button)
+        self.table.setRowCount(0)
+        self.table.setRowCount(len(refs))
+        for row, ref in enumerate(refs):
+            radio = QRadioButton()
+            radio.setToolTip("The base model: the others' changes are measured from it.")
+            radio.toggled.connect(lambda on, r=ref: on and self.set_base(r))
+            self._base_buttons.addButton(radio, row)
+            holder = QWidget()
+            holder_layout = QHBoxLayout(holder)
+            holder_layout.setContentsMargins(6, 0, 6, 0)
+            holder_layout.addWidget(radio, alignment=Qt.AlignmentFlag.AlignCenter)
+            self.table.setCellWidget(row, 0, holder)
+        self._shown_refs = list(refs)
+
+    def _takes_base(self) -> bool:
+        from fusion_gui.ui.panels.strategy_panel import find_method
+
+        method = find_method(self.document.state.method)
+        return method is None or method.base != "none"
+
+    def _on_document_changed(self, origin: object) -> None:
+        self.refresh()
+
+    def display_refs(self) -> list[str]:
+        """The rows: the base first, then the other models in recipe order."""
+        return self.document.state.refs_base_first()
+
+    def refresh(self) -> None:
+        state = self.document.state
+        refs = self.display_refs()
+        problems = self.problems()
+        takes_base = self._takes_base()
+        if refs != self._shown_refs:  # rebuild the radio buttons only when the rows change
+            self._build_base_buttons(refs)
+        for row, ref in enumerate(refs):
+            info = self.info(ref)
+            radio = self._base_buttons.button(row)
+            radio.blockSignals(True)
+            radio.setChecked(ref == state.base_model)
+            radio.blockSignals(False)
+            radio.setEnabled(takes_base and not state.uses_slices)
+            if ref in problems:
+                status = "cannot read" if info.error else "incompatible"
+            else:
+                status = "base" if ref == state.base_model else "ok"
+            cells = (info.label or ref, info.architecture, format_count(info.parameters), info.dtype,
+                     format_bytes(info.size_on_disk), "-" if info.shards is None else str(info.shards),
+                     status)
+            for column, text in enumerate(cells, start=1):
+                item = QTableWidgetItem(text)
+                item.setToolTip(f"{ref}\n{problems[ref]}" if ref in problems else ref)
+                if ref in problems:
+                    item.setForeground(QColor("#b3261e"))
+                self.table.setItem(row, column, item)
+        if state.base_model is None:  # an exclusive group keeps one checked: clear it by hand
+            self._base_buttons.setExclusive(False)
+            for radio in self._base_buttons.buttons():
+                radio.setChecked(False)
+            self._base_buttons.setExclusive(True)
+        rows_shown = min(max(len(refs), 3), 8)
+        self.table.setFixedHeight(self.table.horizontalHeader().height() + 4 +
+                                  rows_shown * self.table.verticalHeader().defaultSectionSize())
+        self.problems_label.setText("\n".join(
+            f"⚠ {self.info(ref).label or ref}: {reason}" for ref, reason in problems.items()))
+        self.problems_label.setVisible(bool(problems))
+        self.hint.setVisible(not refs)
+        self.remove_button.setEnabled(bool(refs) and not state.uses_slices)

@@ -1,0 +1,78 @@
+"""The per-layer plot and the heatmap, in tabs or side by side, each with Save PNG / Save CSV."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFileDialog, QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+)
+
+from fusion_gui.events import LayerMetrics, TensorMetrics
+from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap
+
+
+def _with_save_buttons(plot: QWidget, stem: str, parent: QWidget) -> QWidget:
+    page = QWidget(parent)
+    buttons = QHBoxLayout()
+    buttons.addStretch(1)
+    for label, suffix, save in (("Save PNG…", "png", plot.save_png), ("Save CSV…", "csv", plot.save_csv)):
+        button = QPushButton(label)
+        button.clicked.connect(lambda _=False, s=save, x=suffix: _ask_and_save(page, s, f"{stem}.{x}", x))
+        buttons.addWidget(button)
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(4, 4, 4, 4)
+    layout.addWidget(plot, 1)
+    layout.addLayout(buttons)
+    return page
+
+
+def _ask_and_save(parent: QWidget, save, default_name: str, suffix: str) -> None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Save", default_name, f"{suffix.upper()} (*.{suffix})")
+    if path:
+        save(path)
+
+
+class _FeedsPlots:
+    """LayerMetrics go to the line plot, TensorMetrics to the heatmap; the rest is ignored."""
+
+    layer_plot: LayerChangePlot
+    heatmap: MetricHeatmap
+
+    def reset(self, models: tuple[str, ...] = ()) -> None:
+        self.layer_plot.reset(models)
+        self.heatmap.reset()
+
+    def handle_event(self, event: object) -> None:
+        if isinstance(event, LayerMetrics):
+            self.layer_plot.add_layer(event)
+        elif isinstance(event, TensorMetrics):
+            self.heatmap.add_tensor(event)
+
+    def flush(self) -> None:
+        self.layer_plot.flush()
+        self.heatmap.flush()
+
+
+class PlotTabs(QTabWidget, _FeedsPlots):
+    """The plots as tabs (the Merge tab adds its log and recipe beside them)."""
+
+    def __init__(self, show_result: bool = True, stem: str = "merge", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.layer_plot = LayerChangePlot()
+        self.layer_plot.set_show_result(show_result)
+        self.heatmap = MetricHeatmap()
+        self.addTab(_with_save_buttons(self.layer_plot, f"{stem}-layers", self), "Change per layer")
+        self.addTab(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self), "Heatmap")
+
+
+class PlotsSideBySide(QSplitter, _FeedsPlots):
+    """The plots next to each other, for a tab with room to spare (Compare)."""
+
+    def __init__(self, show_result: bool = False, stem: str = "compare", parent: QWidget | None = None):
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.layer_plot = LayerChangePlot()
+        self.layer_plot.set_show_result(show_result)
+        self.heatmap = MetricHeatmap()
+        self.addWidget(_with_save_buttons(self.layer_plot, f"{stem}-layers", self))
+        self.addWidget(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self))
+        self.setSizes([1, 1])

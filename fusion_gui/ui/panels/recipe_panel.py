@@ -1,0 +1,64 @@
+"""The recipe as mergekit YAML: a read-only view that follows the form, and its files.
+
+The form and the recipe are one thing seen twice: MergeState.from_recipe fills the form,
+MergeState.to_recipe reads it back, and opening a recipe then saving it gives the same recipe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+
+from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.recipe import Recipe, dump_recipe, load_recipe
+from fusion_gui.ui.merge_state import MergeDocument
+
+
+def open_recipe_file(path: str | Path) -> Recipe:
+    """Read and check a recipe file; InputError names what is wrong."""
+    return load_recipe(str(Path(path)))
+
+
+def save_recipe_file(recipe: Recipe, path: str | Path) -> Path:
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".yml")
+    path.write_text(dump_recipe(recipe), encoding="utf-8")
+    return path
+
+
+def recipe_text(document: MergeDocument) -> str:
+    try:
+        return dump_recipe(document.recipe())
+    except InputError as err:  # a state the form cannot spell yet: say why instead of YAML
+        return f"# {err}"
+
+
+class RecipePanel(QWidget):
+    def __init__(self, document: MergeDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.view = QPlainTextEdit(readOnly=True)
+        self.view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        note = QLabel("The recipe this form describes (mergekit YAML). File ▸ Save recipe writes it; "
+                      "`fusion-gui merge RECIPE OUT` runs it headless.")
+        note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(note)
+        layout.addWidget(self.view, 1)
+        document.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_origin) -> None:
+        text = recipe_text(self.document)
+        if text != self.view.toPlainText():
+            scroll = self.view.verticalScrollBar().value()
+            self.view.setPlainText(text)
+            self.view.verticalScrollBar().setValue(scroll)
+
+    def text(self) -> str:
+        return self.view.toPlainText()

@@ -1,0 +1,347 @@
+"""Pick a merge method; its parameter form is generated from the registry's ParamSpecs.
+
+Global parameters get a labelled slider (bounded numbers), a spin box or a check box, and a
+"Per layer…" button for curves and tensor-name rules; per-model parameters live in a table.
+Widgets write to MergeDocument only what the user touches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+    QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QToolButton,
+    QVBoxLayout, QWidget,
+)
+from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
+
+from fusion_gui.engine.recipe import DTYPES
+from fusion_gui.ui.merge_state import MergeDocument, is_scalar, starting_value
+from fusion_gui.ui.panels.setting_editor import (
+    SettingEditorDialog, describe_setting, format_value, parse_setting,
+)
+
+
+def methods() -> dict:
+    from fusion_gui.engine.methods import registry
+
+    return dict(registry())
+
+
+def find_method(name: str):
+    try:
+        return methods().get(name)
+    except ImportError:
+        return None
+
+
+def base_rule(method) -> str:
+    count = (f"exactly {method.min_models}" if method.max_models == method.min_models
+             else f"{method.min_models} or more" if method.max_models is None
+             else f"{method.min_models} to {method.max_models}")
+    noun = "model" if method.max_models == 1 else "models"
+    base = {"required": " plus a base", "optional": ", base optional", "none": ", no base"}[method.base]
+    return f"Takes {count} {noun}{base}."
+
+
+class ParamRow(QWidget):
+    """One global parameter: a value widget, or a summary when it varies by layer or name."""
+
+    edited = Signal(str, object)  # parameter name, new setting (None = back to default)
+
+    def __init__(self, spec, setting, num_layers: int | None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.spec, self.num_layers = spec, num_layers
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.value_widget = self._make_value_widget()
+        self.summary = QElidingLabel()
+        self.curve_button = QToolButton(text="Per layer…")
+        self.curve_button.setToolTip("Vary this parameter across layers or by tensor name")
+        self.curve_button.clicked.connect(self.edit_curve)
+        self.reset_button = QToolButton(text="↺")
+        self.reset_button.setToolTip("Back to the method's default")
+        self.reset_button.clicked.connect(lambda: self.edited.emit(spec.name, None))
+        layout.addWidget(self.value_widget, 1)
+        layout.addWidget(self.summary, 1)
+        layout.addWidget(self.curve_button)
+        layout.addWidget(self.reset_button)
+        self.setToolTip(spec.help)
+        self.show_setting(setting)
+
+    def _make_value_widget(self) -> QWidget:
+        spec = self.spec
+        if spec.type is bool:
+            widget = QCheckBox()
+            widget.toggled.connect(lambda on: self.edited.emit(spec.name, bool(on)))
+            return widget
+        bounded = spec.minimum is not None and spec.maximum is not None
+        if spec.type is int:
+            widget = QLabeledSlider(Qt.Orientation.Horizontal) if bounded else QSpinBox()
+            widget.setRange(int(spec.minimum if spec.minimum is not None else -1_000_000),
+                            int(spec.maximum if spec.maximum is not None else 1_000_000))
+            widget.valueChanged.connect(lambda v: self.edited.emit(spec.name, int(v)))
+            return widget
+        if bounded:
+            widget = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            widget.setRange(float(spec.minimum), float(spec.maximum))
+            widget.setDecimals(3)
+        else:
+            widget = QDoubleSpinBox(decimals=4, singleStep=0.05)
+            widget.setRange(float(spec.minimum if spec.minimum is not None else -1e6),
+                            float(spec.maximum if spec.maximum is not None else 1e6))
+        widget.valueChanged.connect(lambda v: self.edited.emit(spec.name, round(float(v), 6)))
+        return widget
+
+    def show_setting(self, setting) -> None:
+        """Show without emitting: the state keeps its exact value, whatever the widget rounds."""
+        shown = setting if setting is not None else starting_value(self.spec)
+        self.current = shown
+        scalar = is_scalar(shown)
+        self.value_widget.setVisible(scalar)
+        self.summary.setVisible(not scalar)
+        self.reset_button.setEnabled(setting is not None)
+        if not scalar:
+            self.summary.setText(describe_setting(shown))
+            self.summary.setToolTip(describe_setting(shown))
+            return
+        try:
+            value = self.spec.validate(shown)
+        except ValueError:  # a value the engine will refuse: show it as written, not a widget
+            self.value_widget.setVisible(False)
+            self.summary.setVisible(True)
+            self.summary.setText(f"{shown!r} (not a valid {self.spec.type.__name__})")
+            return
+        self.value_widget.blockSignals(True)
+        if isinstance(self.value_widget, QCheckBox):
+            self.value_widget.setChecked(bool(value))
+        else:
+            self.value_widget.setValue(value)
+        self.value_widget.blockSignals(False)
+
+    def edit_curve(self) -> None:
+        dialog = SettingEditorDialog(f"{self.spec.name}: per layer and by tensor name",
+                                     self.current, self.spec, self.num_layers, self)
+        if dialog.exec() == SettingEditorDialog.DialogCode.Accepted:
+            self.edited.emit(self.spec.name, dialog.result_setting())
+        dialog.deleteLater()
+
+
+class StrategyPanel(QWidget):
+    message = Signal(str)
+
+    def __init__(self, document: MergeDocument, layer_count=lambda: None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.layer_count = layer_count
+        self._rows: dict[str, ParamRow] = {}
+
+        self.method_combo = QComboBox()
+        for name, method in sorted(methods().items(), key=lambda kv: kv[1].pretty_name.lower()):
+            self.method_combo.addItem(method.pretty_name, name)
+        self.method_combo.currentIndexChanged.connect(
+            lambda _: self.set_method(self.method_combo.currentData()))
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.description.setOpenExternalLinks(True)
+        self.slices_note = QLabel("This recipe uses slices: its layer ranges are kept as they are "
+                                  "and shown in the YAML view.")
+        self.slices_note.setWordWrap(True)
+        self.slices_note.setStyleSheet("color: #8a5a00;")
+
+        self.global_box = QGroupBox("Parameters")
+        self.global_form = QFormLayout(self.global_box)
+        self.model_box = QGroupBox("Per-model parameters")
+        self.model_table = QTableWidget()
+        self.model_table.verticalHeader().setVisible(False)
+        self.model_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.model_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.model_table.itemChanged.connect(self._model_cell_edited)
+        self.model_curve_button = QPushButton("Per layer / by tensor name…")
+        self.model_curve_button.clicked.connect(self.edit_model_cell_curve)
+        model_layout = QVBoxLayout(self.model_box)
+        model_layout.addWidget(self.model_table)
+        model_layout.addWidget(self.model_curve_button, alignment=Qt.AlignmentFlag.AlignRight)
+
+        self.dtype_combo = QComboBox()
+        self.dtype_combo.addItem("Same as the models", None)
+        for dtype in DTYPES:
+            self.dtype_combo.addItem(dtype, dtype)
+        self.dtype_combo.currentIndexChanged.connect(self._dtype_edited)
+        self.seed_box = QSpinBox(minimum=-1, maximum=2**31 - 1)
+        self.seed_box.setSpecialValueText("none")
+        self.seed_box.valueChanged.connect(self._seed_edited)
+        extra = QFormLayout()
+        extra.addRow("Compute dtype", self.dtype_combo)
+        extra.addRow("Random seed", self.seed_box)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        top = QFormLayout()
+        top.addRow("Method", self.method_combo)
+        layout.addLayout(top)
+        layout.addWidget(self.description)
+        layout.addWidget(self.slices_note)
+        layout.addWidget(self.global_box)
+        layout.addWidget(self.model_box)
+        layout.addLayout(extra)
+        layout.addStretch(1)
+        document.changed.connect(self._on_document_changed)
+        if document.state.method not in methods() and self.method_combo.count():
+            document.state.method = self.method_combo.itemData(0)
+        self.refresh()
+
+    # --- API ------------------------------------------------------------------------------
+
+    def set_method(self, name: str) -> None:
+        method = find_method(name)
+        if method is None or name == self.document.state.method and self._rows_match(method):
+            return
+        self.document.state.set_method(method)
+        self.document.notify(None)  # everyone rebuilds, this panel included
+
+    def set_global(self, name: str, setting) -> None:
+        self.document.state.set_global_setting(name, setting)
+        self.document.notify(self)
+        row = self._rows.get(name)
+        if row is None:
+            return
+        if setting is None or not is_scalar(setting):
+            row.show_setting(setting)  # the widget changes shape; a dragged slider never does
+        else:
+            row.current = setting
+            row.reset_button.setEnabled(True)
+
+    def set_model_param(self, ref: str, name: str, setting) -> None:
+        self.document.state.set_model_setting(ref, name, setting)
+        self.document.notify(None)
+
+    # --- view ------------------------------------------------------------------------------
+
+    def _rows_match(self, method) -> bool:
+        return set(self._rows) == {p.name for p in method.global_params}
+
+    def _on_document_changed(self, origin: object) -> None:
+        if origin is not self:
+            self.refresh()
+
+    def refresh(self) -> None:
+        state = self.document.state
+        method = find_method(state.method)
+        index = self.method_combo.findData(state.method)
+        self.method_combo.blockSignals(True)
+        self.method_combo.setCurrentIndex(index)
+        self.method_combo.blockSignals(False)
+        self.slices_note.setVisible(state.uses_slices)
+        if method is None:
+            self.description.setText(f"Unknown merge method '{state.method}'.")
+            return
+        link = f' <a href="{method.reference}">Reference</a>' if method.reference else ""
+        self.description.setText(f"{method.description} {base_rule(method)}{link}".strip())
+        self._build_global_rows(method)
+        self._build_model_table(method)
+        self.dtype_combo.blockSignals(True)
+        self.dtype_combo.setCurrentIndex(max(0, self.dtype_combo.findData(state.dtype)))
+        self.dtype_combo.blockSignals(False)
+        self.seed_box.blockSignals(True)
+        self.seed_box.setValue(-1 if state.random_seed is None else state.random_seed)
+        self.seed_box.blockSignals(False)
+        self.seed_box.setEnabled(method.random or state.random_seed is not None)
+
+    def _build_global_rows(self, method) -> None:
+        while self.global_form.rowCount():
+            self.global_form.removeRow(0)
+        self._rows = {}
+        layers = self.layer_count()
+        for spec in method.global_params:
+            setting = self.document.state.global_setting(spec.name)
+            row = ParamRow(spec, setting, layers)
+            row.edited.connect(self.set_global)
+            label = QLabel(spec.name)
+            label.setToolTip(spec.help)
+            self.global_form.addRow(label, row)
+            self._rows[spec.name] = row
+        self.global_box.setVisible(bool(method.global_params))
+
+    def _build_model_table(self, method) -> None:
+        state = self.document.state
+        specs = method.model_params
+        refs = state.refs_base_first()
+        table = self.model_table
+        table.blockSignals(True)
+        table.clear()
+        table.setColumnCount(1 + len(specs))
+        table.setHorizontalHeaderLabels(["Model"] + [s.name for s in specs])
+        table.setRowCount(len(refs))
+        for row, ref in enumerate(refs):
+            is_base = ref == state.base_model
+            name = QTableWidgetItem(Path(ref).name + ("  (base)" if is_base else ""))
+            name.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            name.setToolTip(ref)
+            table.setItem(row, 0, name)
+            for column, spec in enumerate(specs, start=1):
+                own = state.model_setting(ref, spec.name)
+                inherited = state.global_setting(spec.name)
+                if is_base and not spec.applies_to_base:
+                    item = QTableWidgetItem("—")
+                    item.setFlags(Qt.ItemFlag.NoItemFlags)
+                elif own is not None:
+                    item = QTableWidgetItem(describe_setting(own) if not is_scalar(own) else format_value(own))
+                else:
+                    shown = inherited if inherited is not None else starting_value(spec)
+                    item = QTableWidgetItem(format_value(shown) if is_scalar(shown) else describe_setting(shown))
+                    item.setForeground(self.palette().placeholderText())
+                    item.setToolTip("Not set for this model: the global value or the default applies.")
+                item.setData(Qt.ItemDataRole.UserRole, (ref, spec.name))
+                table.setItem(row, column, item)
+        table.blockSignals(False)
+        self.model_box.setVisible(bool(specs))
+        self.model_table.setFixedHeight(min(240, 30 + 28 * max(1, len(refs))))
+
+    # --- edits -----------------------------------------------------------------------------
+
+    def _model_cell_edited(self, item: QTableWidgetItem) -> None:
+        key = item.data(Qt.ItemDataRole.UserRole)
+        method = find_method(self.document.state.method)
+        if not key or method is None:
+            return
+        ref, name = key
+        text = item.text().strip()
+        try:
+            setting = None if text == "" else parse_setting(text, method.param(name))
+        except ValueError as err:
+            self.message.emit(str(err))
+            QTimer.singleShot(0, self.refresh)  # not while the table is emitting
+            return
+        self.document.state.set_model_setting(ref, name, setting)
+        self.document.notify(self)
+        QTimer.singleShot(0, self.refresh)
+
+    def edit_model_cell_curve(self) -> None:
+        item = self.model_table.currentItem()
+        key = item.data(Qt.ItemDataRole.UserRole) if item else None
+        method = find_method(self.document.state.method)
+        if not key or method is None:
+            self.message.emit("Select a per-model parameter cell first.")
+            return
+        ref, name = key
+        spec = method.param(name)
+        current = self.document.state.model_setting(ref, name)
+        if current is None:
+            current = self.document.state.global_setting(name)
+        if current is None:
+            current = starting_value(spec)
+        dialog = SettingEditorDialog(f"{name} for {Path(ref).name}", current, spec, self.layer_count(), self)
+        if dialog.exec() == SettingEditorDialog.DialogCode.Accepted:
+            self.set_model_param(ref, name, dialog.result_setting())
+        dialog.deleteLater()
+
+    def _dtype_edited(self) -> None:
+        self.document.state.dtype = self.dtype_combo.currentData()
+        self.document.notify(self)
+
+    def _seed_edited(self, value: int) -> None:
+        self.document.state.random_seed = None if value < 0 else value
+        self.document.notify(self)
