@@ -118,7 +118,9 @@ def _check_setting(name: str, value: Setting, context: str) -> Setting:
             if not (isinstance(inner, scalar) or
                     (isinstance(inner, list) and inner and all(isinstance(v, scalar) for v in inner))):
                 raise InputError(f"The {where} has a filter value that is neither a number nor a list.")
-            out.append({"filter": item.get("filter"), "value": inner})
+            # The catch-all entry is written as mergekit writes it: no filter key at all
+            out.append({"value": inner} if item.get("filter") is None else
+                       {"filter": item["filter"], "value": inner})
         return out
     raise InputError(f"The {where} must be a number, a list or filter entries, not {value!r}.")
 
