@@ -69,17 +69,23 @@ class Recipe:
 
     def referenced_models(self) -> list[str]:
         """Every model the recipe names, first mention first, each once."""
-        seen: dict[str, None] = {}
-        for entry in self.models or []:
-            seen.setdefault(entry.model)
-        for out_slice in self.slices or []:
-            for source in out_slice.sources:
-                seen.setdefault(source.model)
-            if out_slice.base_model:
-                seen.setdefault(out_slice.base_model)
-        if self.base_model:
-            seen.setdefault(self.base_model)
-        return list(seen)
+        return referenced_models(self.models, self.slices, self.base_model)
+
+
+def referenced_models(models: list[ModelEntry] | None, slices: list[OutputSlice] | None,
+                      base_model: str | None) -> list[str]:
+    """Models, then slice sources and slice bases, then the base: first mention first, once each."""
+    seen: dict[str, None] = {}
+    for entry in models or []:
+        seen.setdefault(entry.model)
+    for out_slice in slices or []:
+        for source in out_slice.sources:
+            seen.setdefault(source.model)
+        if out_slice.base_model:
+            seen.setdefault(out_slice.base_model)
+    if base_model:
+        seen.setdefault(base_model)
+    return list(seen)
 
 
 def _where(context: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from fusion_gui.engine.recipe import ModelEntry, OutputSlice, Recipe, Setting
+from fusion_gui.engine.recipe import ModelEntry, OutputSlice, Recipe, Setting, referenced_models
 
 DEFAULT_METHOD = "linear"
 
@@ -86,17 +86,7 @@ class MergeState:
 
     def model_refs(self) -> list[str]:
         """Every model the form shows, in recipe order, each once (the base included)."""
-        seen: dict[str, None] = {}
-        for entry in self.models:
-            seen.setdefault(entry.model)
-        for out_slice in self.slices or []:
-            for source in out_slice.sources:
-                seen.setdefault(source.model)
-            if out_slice.base_model:
-                seen.setdefault(out_slice.base_model)
-        if self.base_model:
-            seen.setdefault(self.base_model)
-        return list(seen)
+        return referenced_models(self.models, self.slices, self.base_model)
 
     def refs_base_first(self) -> list[str]:
         """model_refs() with the base moved to the front: the order the tables show."""
