@@ -122,7 +122,7 @@ def describe_methods() -> str:
         count = f"{m.min_models}+" if m.max_models is None else (
             str(m.min_models) if m.min_models == m.max_models else f"{m.min_models}-{m.max_models}")
         out.append(f"{m.name} — {m.pretty_name}: {m.description}")
-        out.append(f"    {base}; {count} models{'; random (seeded by random_seed / --seed)' if m.random else ''}")
+        out.append(f"    {base}; {count} model{'' if count == '1' else 's'}{'; random (seeded by random_seed / --seed)' if m.random else ''}")
         if m.reference:
             out.append(f"    paper: {m.reference}")
         for p in m.params:

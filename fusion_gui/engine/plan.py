@@ -7,6 +7,7 @@ a shape mismatch or a missing parameter before an hour of work is spent.
 
 from __future__ import annotations
 
+import os
 import shutil
 import zlib
 from dataclasses import dataclass, field
@@ -326,6 +327,10 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
     big = largest.out_bytes // largest.out_dtype.itemsize * 4  # float32 working copies
     # inputs in flight (prefetch + current), the method's scratch, and the write queue
     peak = psutil.Process().memory_info().rss + big * (n_inputs * (PREFETCH + 1) + 4) + largest.out_bytes * 3
+    if planner.method.ranks_by_magnitude:  # sort keys and indices, for the models sorted side by side
+        numel = big // 4
+        side_by_side = min(n_inputs - 1, os.cpu_count() or 2) if numel <= 1 << 26 else 1
+        peak += numel * 13 * max(1, side_by_side)
     free_disk = shutil.disk_usage(out_dir.parent).free
     warnings = list(planner.warnings)
     if output_bytes > free_disk:

@@ -85,6 +85,7 @@ class MergeMethod:
     max_models: int | None = None
     random: bool = False
     sign_election: bool = False  # reports sign_conflict / kept_fraction
+    ranks_by_magnitude: bool = False  # sorts |delta| (float32 keys + int64 indices of scratch)
 
     @property
     def global_params(self) -> tuple[ParamSpec, ...]:

@@ -199,4 +199,5 @@ for (_name, _pretty, _ref, _sparse, _ties, _norm, _resc, _desc) in _VARIANTS:
         fn=partial(generalized_task_arithmetic, sparsification=_sparse, consensus=_ties),
         params=_params(_norm, _resc, _extra), base="required", min_models=2,
         random=_sparse in ("random", "della_magprune"), sign_election=_ties,
+        ranks_by_magnitude=_sparse in ("magnitude", "magnitude_outliers"),
     ))
