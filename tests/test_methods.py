@@ -27,7 +27,8 @@ def t64(*values):
 def test_registry_names_defaults_and_unknown_name():
     assert set(registry()) == {
         "linear", "slerp", "passthrough", "task_arithmetic", "ties", "dare_ties", "dare_linear",
-        "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
+        "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "nuslerp", "multislerp",
+        "karcher", "model_stock", "sce", "nearswap", "arcee_fusion", "ram", "ramplus_tl"}
     # mergekit's per-method defaults for normalize / rescale
     expect = {"task_arithmetic": (False, False), "ties": (True, False),
               "dare_ties": (False, True), "dare_linear": (False, True),
@@ -42,7 +43,7 @@ def test_registry_names_defaults_and_unknown_name():
     assert get_method("breadcrumbs").param("gamma").default == 0.01
     assert get_method("della").param("epsilon").default == 0.15
     assert get_method("linear").param("weight").applies_to_base
-    with pytest.raises(InputError, match="known methods are: breadcrumbs, .*ties"):
+    with pytest.raises(InputError, match="known methods are: arcee_fusion, breadcrumbs, .*ties"):
         get_method("nope")
 
 
@@ -248,12 +249,12 @@ def test_spread_mode_spaces_kept_ties_evenly(monkeypatch):
 @pytest.mark.parametrize("name", sorted(registry()))
 def test_every_method_handles_odd_shapes_and_keeps_dtype(name):
     m = get_method(name)
-    count = {"passthrough": 1, "slerp": 2}.get(name, 3)
+    count = min(3, m.max_models or 3)
     for shape in [(), (1,), (5,), (3, 4, 2)]:
         g = torch.Generator().manual_seed(1)
         ts = [torch.randn(shape, generator=g).bfloat16() for _ in range(count)]
         pm = [{"weight": 0.5, "density": 0.5, "epsilon": 0.1, "scale": None}] * count
-        base_index = 0 if m.base == "required" else None
+        base_index = 0 if m.base != "none" else None
         out = run(name, ts, base_index, pm, seed=0, t=0.4).tensor
         assert out.shape == ts[0].shape and out.dtype == torch.bfloat16
         assert torch.isfinite(out.float()).all()
@@ -270,8 +271,8 @@ def test_methods_run_on_cuda_like_on_cpu(monkeypatch):
     pm = [{"weight": 0.6, "density": 0.4, "epsilon": 0.1, "gamma": 0.02}] * 3
     for name in sorted(registry()):
         m = get_method(name)
-        n = {"passthrough": 1, "slerp": 2}.get(name, 3)
-        base_index = 0 if m.base == "required" else None
+        n = min(3, m.max_models or 3)
+        base_index = 0 if m.base != "none" else None
         gen = torch.Generator("cuda").manual_seed(0) if m.random else None
         params = {p.name: p.default for p in m.global_params} | {"t": 0.3}
         out = m.fn(cuda[:n], base_index, params, pm[:n], gen).tensor
