@@ -37,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print every tensor's and layer's metrics as JSON")
     g.add_argument("--csv", metavar="FILE", help="write per-tensor metrics to a CSV file")
     sub.add_parser("methods", help="list merge methods and their parameters")
-    sub.add_parser("demo", help="build tiny demo models and merge them headless")
+    sub.add_parser("demo", help="build the demo models (or reuse them), merge them and score the merge")
+    from fusion_gui.cli_eval import add_eval_parser
+
+    add_eval_parser(sub)
+    from fusion_gui.cli_distill import add_parser as add_distill_parser
+
+    add_distill_parser(sub)
     return p
 
 
@@ -132,26 +138,15 @@ def _methods(args) -> int:
 
 
 def _demo(args) -> int:
-    import platformdirs
+    from fusion_gui.cli_eval import run_demo
 
-    from fusion_gui.engine.merge import MergeOptions, merge
-    from fusion_gui.engine.recipe import dump_recipe, recipe_from_dict
-    from fusion_gui.engine.tiny_models import build_family
+    return run_demo(args)
 
-    root = Path(platformdirs.user_data_dir("fusion-gui")) / "demo-models"
-    paths = [root / "llama-base", root / "llama-ft1", root / "llama-ft2"]
-    if not all((p / "config.json").exists() for p in paths):
-        print(f"Building tiny demo models in {root} ...")
-        paths = build_family(root, "llama", layers=8, hidden=128)
-    recipe = recipe_from_dict({
-        "merge_method": "ties", "base_model": str(paths[0]),
-        "models": [{"model": str(p), "parameters": {"weight": 0.5, "density": 0.5}} for p in paths[1:]],
-        "dtype": "float32"})
-    print("Recipe:\n" + "\n".join("  " + line for line in dump_recipe(recipe).splitlines()))
-    out = root.parent / "demo-merge"
-    result = _drive(merge(recipe, out, MergeOptions(force=True)), progress=True)
-    print(f"Merged into {result.out_dir} in {result.seconds:.1f} s.")
-    return EXIT_OK
+
+def _eval(args) -> int:
+    from fusion_gui.cli_eval import run_eval
+
+    return run_eval(args)
 
 
 def _selftest() -> int:
@@ -176,4 +171,10 @@ def _selftest() -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"merge": _merge, "diff": _diff, "methods": _methods, "demo": _demo}
+def _distill(args) -> int:
+    from fusion_gui.cli_distill import run
+
+    return run(args)
+
+
+_COMMANDS = {"merge": _merge, "diff": _diff, "methods": _methods, "demo": _demo, "eval": _eval, "distill": _distill}

@@ -120,4 +120,81 @@ class DiffResult:
     seconds: float = 0.0
 
 
-Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary
+@dataclass(frozen=True)
+class StepProgress:
+    """Progress of a job counted in steps (training steps, evaluation batches or prompts)."""
+
+    stage: str  # what is running, e.g. "pretrain base" or "perplexity: merged"
+    done: int
+    total: int
+    elapsed_s: float
+    loss: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / max(1, self.total)
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One score of one model: a cell of the models x metrics table."""
+
+    model: str
+    metric: str  # "perplexity", "count", "reverse" (exact-match accuracy, 0..1)
+    value: float
+    n: int  # tokens for perplexity, prompts for a skill
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One model's completion of one prompt."""
+
+    model: str
+    prompt: str
+    mode: str  # "greedy" | "sampled"
+    text: str
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    rows: tuple[EvalRow, ...]
+    generations: tuple[Generation, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One optimizer step of a distillation: every loss term (unweighted) and their weighted total."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    losses: dict[str, float]  # "total" and each term, averaged over the step's micro-batches
+    lr: float
+    elapsed_s: float
+    taid_t: float | None = None  # TAID's interpolation t used for this step, when TAID is on
+
+    @property
+    def fraction(self) -> float:
+        return self.step / max(1, self.total_steps)
+
+
+@dataclass(frozen=True)
+class EvalStep:
+    """Losses on the held-out blocks at a step: the terms, "total", and "kl_teacher" (forward KL
+    at temperature 1), "ce_student" and "ce_teacher" (perplexity = exp of these)."""
+
+    step: int
+    losses: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    out_dir: str
+    steps: int
+    seconds: float
+    final_eval: dict[str, float] = field(default_factory=dict)
+    checkpoint_dir: str | None = None  # where checkpoints were kept, if any
+
+
+Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary | StepProgress | EvalRow | Generation | TrainStep | EvalStep

@@ -15,10 +15,13 @@ from fusion_gui.engine.recipe import dump_recipe, load_recipe
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.merge_state import MergeDocument
 from fusion_gui.ui.panels.compare_panel import ComparePanel
+from fusion_gui.ui.panels.distill_panel import DistillPanel
+from fusion_gui.ui.panels.eval_panel import EvalPanel
 from fusion_gui.ui.panels.models_panel import WEIGHT_SUFFIXES, ModelsPanel
 from fusion_gui.ui.panels.plot_tabs import PlotTabs
 from fusion_gui.ui.panels.recipe_panel import RecipePanel, open_recipe_file, save_recipe_file
 from fusion_gui.ui.panels.run_panel import RunPanel
+from fusion_gui.ui.panels.start_panel import StartPanel
 from fusion_gui.ui.panels.strategy_panel import StrategyPanel
 from fusion_gui.ui.settings import AppSettings
 
@@ -65,9 +68,13 @@ class MainWindow(QMainWindow):
         self.merge_plots.addTab(self.run_panel.log_view, "Log")
         self.merge_plots.addTab(self.recipe_panel, "Recipe YAML")
         self.compare_panel = ComparePanel(self.document.state.model_refs)
+        self.eval_panel = EvalPanel()
+        self.distill_panel = DistillPanel()
+        self.start_panel = StartPanel()  # shown while no models are loaded
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.start_panel)
         left_layout.addWidget(_group("Models", self.models_panel))
         left_layout.addWidget(_group("Strategy", self.strategy_panel), 1)
         scroll = QScrollArea()
@@ -86,14 +93,19 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.merge_splitter, "Merge")
         self.tabs.addTab(self.compare_panel, "Compare")
+        self.tabs.addTab(self.eval_panel, "Evaluate")
+        self.tabs.addTab(self.distill_panel, "Distill")
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
         self.setCentralWidget(self.tabs)
 
-        for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel):
+        for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel,
+                      self.eval_panel, self.start_panel, self.distill_panel):
             panel.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.models_panel.models_added.connect(self._remember_models)
         self.run_panel.run_started.connect(self._on_run_started)
         self.run_panel.event_received.connect(self.merge_plots.handle_event)
+        self.start_panel.demo_ready.connect(self._load_demo)
+        self.document.changed.connect(lambda _: self.start_panel.setVisible(not self.document.state.model_refs()))
         self._build_menu()
         self._restore()
         self.statusBar().showMessage("Add models, pick a method, choose an output folder, then Run.")
@@ -163,6 +175,18 @@ class MainWindow(QMainWindow):
     def _on_run_started(self) -> None:
         self.merge_plots.reset(())
         self.merge_plots.setCurrentIndex(0)
+        self.run_panel.worker.finished.connect(self._on_merged)
+
+    def _on_merged(self, result) -> None:
+        """Evaluate gets the result and its inputs, ready to score them side by side."""
+        self.eval_panel.set_models([result.out_dir, *self.document.state.refs_base_first()])
+        self.statusBar().showMessage(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
+
+    def _load_demo(self, refs: list[str]) -> None:
+        from fusion_gui.cli_eval import demo_recipe
+
+        self.document.load_recipe(demo_recipe(refs[0], refs[1:]))
+        self.eval_panel.set_models(refs)
 
     def _remember_models(self, refs: list[str]) -> None:
         for ref in refs:
@@ -192,7 +216,8 @@ class MainWindow(QMainWindow):
         self.settings.save()
 
     def running_workers(self) -> list:
-        return [w for w in (self.run_panel.worker, self.compare_panel.worker) if w is not None and w.running]
+        return [w for w in (self.run_panel.worker, self.compare_panel.worker, self.eval_panel.worker,
+                            self.start_panel.worker, self.distill_panel.worker) if w is not None and w.running]
 
     def closeEvent(self, event: QCloseEvent) -> None:
         for worker in self.running_workers():

@@ -1,0 +1,137 @@
+"""Training text: read documents, tokenize, pack into fixed-length blocks, hold some out for eval."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import torch
+
+from fusion_gui.engine.errors import InputError
+
+
+def read_documents(path: str | Path, text_field: str = "text") -> list[str]:
+    """Documents from a .txt file (one per non-empty line), a .jsonl file (one object per line with
+    `text_field`) or a folder written by `datasets.save_to_disk` (a column `text_field`)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Data '{path}' does not exist.")
+    if path.is_dir():
+        docs = _read_dataset_folder(path, text_field)
+    elif path.suffix == ".jsonl":
+        docs = _read_jsonl(path, text_field)
+    else:
+        try:
+            docs = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"Cannot read data file '{path}': {err}.") from err
+    docs = [d for d in docs if d.strip()]
+    if not docs:
+        raise InputError(f"Data '{path}' holds no text.")
+    return docs
+
+
+def _read_jsonl(path: Path, text_field: str) -> list[str]:
+    docs = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"Line {number} of '{path}' is not valid JSON: {err.msg}.") from err
+            if not isinstance(row, dict) or text_field not in row:
+                raise InputError(f"Line {number} of '{path}' has no text field '{text_field}' "
+                                 f"(set data.text_field to the field that holds the text).")
+            if not isinstance(row[text_field], str):
+                raise InputError(f"Field '{text_field}' on line {number} of '{path}' is not a string.")
+            docs.append(row[text_field])
+    return docs
+
+
+def _read_dataset_folder(path: Path, text_field: str) -> list[str]:
+    try:
+        import datasets
+    except ImportError as err:  # only this input format needs it
+        raise InputError(f"Reading the dataset folder '{path}' needs the 'datasets' package.") from err
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise InputError(f"'{path}' is not a folder written by datasets.save_to_disk: {err}.") from err
+    if isinstance(ds, datasets.DatasetDict):  # a DatasetDict: train on its "train" split, or the first
+        ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
+    if text_field not in ds.column_names:
+        raise InputError(f"Dataset '{path}' has no text field '{text_field}' "
+                         f"(its columns: {', '.join(ds.column_names)}).")
+    return [t for t in ds[text_field] if isinstance(t, str)]
+
+
+def pack(docs: list[str], tokenizer, seq_length: int) -> torch.Tensor:
+    """Tokenize every document, join them with EOS, and cut the stream into [n, seq_length] blocks
+    (the tail that does not fill a block is dropped)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    stream: list[int] = []
+    for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+        stream.extend(ids + eos)
+    n = len(stream) // seq_length
+    return torch.tensor(stream[: n * seq_length], dtype=torch.long).view(n, seq_length)
+
+
+class Blocks(torch.utils.data.Dataset):
+    """Packed blocks as a causal-LM dataset: labels are the inputs (the model shifts them)."""
+
+    def __init__(self, blocks: torch.Tensor):
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
+
+
+def load_blocks(path, text_field: str, tokenizer, seq_length: int, eval_fraction: float,
+                seed: int) -> tuple[Blocks, Blocks]:
+    """(train, eval) datasets. The held-out blocks are a seeded random choice, at least one."""
+    blocks = pack(read_documents(path, text_field), tokenizer, seq_length)
+    if len(blocks) < 2:
+        raise InputError(f"Data '{path}' is too short: it makes {len(blocks)} block(s) of {seq_length} tokens; "
+                         f"at least 2 are needed (one to train on, one to hold out).")
+    order = list(range(len(blocks)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(blocks) - 1, max(1, math.ceil(eval_fraction * len(blocks))))
+    return Blocks(blocks[sorted(order[n_eval:])]), Blocks(blocks[sorted(order[:n_eval])])
+
+
+def check_tokenizers(teacher: str, student: str):
+    """Load both tokenizers (files only, no weights) and insist they map the same tokens to the
+    same ids; returns (tokenizer, vocabulary size both share)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    loaded = []
+    for role, path in (("teacher", teacher), ("student", student)):
+        if not (Path(path) / "config.json").is_file():
+            raise InputError(f"The {role} '{path}' is not a model folder (no config.json).")
+        try:
+            loaded.append((AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)))
+        except (OSError, ValueError) as err:
+            raise InputError(f"Cannot load the {role}'s tokenizer from '{path}': {err}") from err
+    (t_tok, t_cfg), (s_tok, s_cfg) = loaded
+    t_vocab, s_vocab = t_tok.get_vocab(), s_tok.get_vocab()
+    if t_vocab != s_vocab:
+        diff = next((tok for tok in sorted(set(t_vocab) | set(s_vocab)) if t_vocab.get(tok) != s_vocab.get(tok)), None)
+        raise InputError(
+            f"Teacher '{teacher}' and student '{student}' use different vocabularies: the teacher's has "
+            f"{len(t_vocab)} tokens and the student's {len(s_vocab)}; token {diff!r} is id "
+            f"{t_vocab.get(diff, 'missing')} in the teacher and {s_vocab.get(diff, 'missing')} in the student. "
+            f"Distillation needs the same tokenizer.")
+    vocab = len(s_tok)
+    for role, path, cfg in (("teacher", teacher, t_cfg), ("student", student, s_cfg)):
+        rows = getattr(cfg.get_text_config(), "vocab_size", None)
+        if rows is not None and rows < vocab:
+            raise InputError(f"The {role} '{path}' has {rows} embedding rows, fewer than the tokenizer's "
+                             f"{vocab} tokens.")
+    return s_tok, vocab

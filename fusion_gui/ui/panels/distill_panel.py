@@ -1,0 +1,408 @@
+"""Distill: a teacher into a student on the user's own text, with live loss curves.
+
+The loss form is generated from the engine's LOSS_SPECS; the options become the same config dict
+a distill YAML holds, validated by the engine's config_from_dict before the job starts. The job
+runs on a JobWorker; Pause toggles the threading.Event the engine waits on between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+    QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout, QWidget,
+)
+
+from fusion_gui.engine.distill.config import LOSS_SPECS, PRECISIONS, SCHEDULES, config_from_dict
+from fusion_gui.engine.errors import InputError
+from fusion_gui.events import DistillResult, EvalStep, Log, TrainStep
+from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.formatting import format_duration
+from fusion_gui.ui.panels.plot_tabs import _ask_and_save
+from fusion_gui.ui.plots.loss_plot import LossPlot
+from fusion_gui.ui.worker import JobWorker
+
+DEFAULT_LOSSES = {"forward_kl": 1.0}
+
+
+def distill_job(config, out_dir: str, pause: threading.Event, token):
+    """The generator the worker runs (a module function so tests can wrap it)."""
+    from fusion_gui.engine.distill import distill
+
+    return distill(config, out_dir, cancel=token, pause=pause)
+
+
+def perplexity(ce: float | None) -> float | None:
+    return math.exp(min(50.0, ce)) if ce is not None and math.isfinite(ce) else None
+
+
+def _spin(value: float, low: float | None, high: float | None, decimals: int = 4, step: float = 0.1):
+    box = QDoubleSpinBox(decimals=decimals, singleStep=step)
+    box.setRange(-1e3 if low is None else low, 1e3 if high is None else high)  # narrow boxes
+    box.setValue(value)
+    return box
+
+
+def _int_spin(value: int, low: int, high: int = 10_000_000, special: str | None = None) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    if special:
+        box.setSpecialValueText(special)
+    return box
+
+
+class _PathRow(QWidget):
+    """A line edit with Browse… for a folder (or a file)."""
+
+    def __init__(self, placeholder: str, title: str, folder: bool = True, file_filter: str = "",
+                 save: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.edit = QLineEdit(placeholderText=placeholder)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda: self._browse(title, folder, file_filter))
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.edit, 1)
+        lay.addWidget(browse)
+
+    def _browse(self, title: str, folder: bool, file_filter: str) -> None:
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, title, self.edit.text())
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, title, self.edit.text(), file_filter)
+        if path:
+            self.edit.setText(path)
+
+    def text(self) -> str:
+        return self.edit.text().strip()
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt style, like the edit it wraps
+        self.edit.setText(str(text))
+
+
+class _LossRow:
+    """The widgets of one loss: a checkbox, its weight, and a spin box per parameter."""
+
+    def __init__(self, info, enabled: bool, weight: float):
+        self.info = info
+        self.check = QCheckBox(info.label)
+        self.check.setToolTip(info.help)
+        self.check.setChecked(enabled)
+        self.weight = _spin(weight, 0.0, 1e3, decimals=3)
+        self.weight.setToolTip(f"Weight of {info.label} in the total loss.")
+        self.params = {}
+        for p in info.params:
+            box = _spin(p.default, p.low, p.high, decimals=5 if p.default < 0.01 else 3,
+                        step=p.default / 5 if 0 < p.default < 0.01 else 0.05)
+            box.setPrefix(f"{p.name} ")
+            box.setToolTip(p.help)
+            self.params[p.name] = box
+        self.check.toggled.connect(self._sync)
+        self._sync(enabled)
+
+    def _sync(self, on: bool) -> None:
+        self.weight.setEnabled(on)
+        for box in self.params.values():
+            box.setEnabled(on)
+
+    def value(self):
+        if not self.params:
+            return self.weight.value()
+        return {"weight": self.weight.value(), **{k: b.value() for k, b in self.params.items()}}
+
+
+class DistillPanel(QWidget):
+    message = Signal(str)
+    distilled = Signal(object)  # DistillResult
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.worker: JobWorker | None = None
+        self.pause_event = threading.Event()
+        self.last_result: DistillResult | None = None
+        self.train_steps = 0  # TrainStep events seen in the current run
+
+        # --- inputs
+        self.teacher_row = _PathRow("Teacher: a causal-LM folder", "Teacher model folder")
+        self.student_row = _PathRow("Student: a causal-LM folder with the same tokenizer", "Student model folder")
+        self.data_row = _PathRow("A .txt, a .jsonl, or a datasets.save_to_disk folder", "Training text",
+                                 folder=False, file_filter="Text (*.txt *.jsonl);;All files (*)")
+        self.text_field = QLineEdit("text")
+        self.text_field.setToolTip("The text column of a .jsonl or a datasets folder.")
+        self.eval_fraction = _spin(0.1, 0.0, 0.9, decimals=2, step=0.05)
+        self.eval_fraction.setToolTip("Share of the packed blocks held out for evaluation (at least one).")
+        self.output_row = _PathRow("Output folder (must not exist yet)", "Output folder")
+        inputs = QFormLayout()
+        inputs.addRow("Teacher", self.teacher_row)
+        inputs.addRow("Student", self.student_row)
+        inputs.addRow("Data", self.data_row)
+        data_opts = QHBoxLayout()
+        data_opts.addWidget(QLabel("text field"))
+        data_opts.addWidget(self.text_field)
+        data_opts.addWidget(QLabel("held out"))
+        data_opts.addWidget(self.eval_fraction)
+        inputs.addRow("", data_opts)
+        inputs.addRow("Output", self.output_row)
+
+        # --- losses, generated from the specs
+        self.loss_rows = {name: _LossRow(info, name in DEFAULT_LOSSES, DEFAULT_LOSSES.get(name, 1.0))
+                          for name, info in LOSS_SPECS.items()}
+        grid = QGridLayout()
+        for i, row in enumerate(self.loss_rows.values()):
+            grid.addWidget(row.check, i, 0)
+            grid.addWidget(row.weight, i, 1)
+            params = QGridLayout()  # two per line keeps TAID's four narrow
+            for j, box in enumerate(row.params.values()):
+                params.addWidget(box, j // 2, j % 2)
+            grid.addLayout(params, i, 2)
+        self.temperature = _spin(1.0, 0.01, 100.0, decimals=2)
+        self.temperature.setToolTip("Softens the logit losses (their value is scaled by T²).")
+        grid.addWidget(QLabel("Temperature"), len(self.loss_rows), 0)
+        grid.addWidget(self.temperature, len(self.loss_rows), 1)
+        grid.setColumnStretch(2, 1)
+
+        # --- training options
+        self.max_steps = _int_spin(200, 1)
+        self.batch_size = _int_spin(8, 1, 4096)
+        self.seq_length = _int_spin(128, 2, 1_000_000)
+        self.learning_rate = _spin(5e-5, 1e-8, 1.0, decimals=7, step=1e-5)
+        self.lr_schedule = QComboBox()
+        self.lr_schedule.addItems(SCHEDULES)
+        self.lr_schedule.setCurrentText("cosine")
+        self.warmup_steps = _int_spin(0, 0)
+        self.eval_every = _int_spin(50, 0, special="at the end")
+        self.precision = QComboBox()
+        self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip("bf16 / fp16 need a CUDA GPU; on a CPU training runs in fp32.")
+        self.device = QComboBox()
+        self.device.addItems(("auto", "cpu"))
+        self.seed = _int_spin(0, 0, 2**31 - 1)
+        training = QGridLayout()
+        for i, (label, widget) in enumerate((
+                ("Max steps", self.max_steps), ("Batch size", self.batch_size), ("Seq length", self.seq_length),
+                ("Learning rate", self.learning_rate), ("Schedule", self.lr_schedule),
+                ("Warm-up steps", self.warmup_steps), ("Eval every", self.eval_every),
+                ("Precision", self.precision), ("Device", self.device), ("Seed", self.seed))):
+            training.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            training.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+
+        # --- run controls
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button = QPushButton("Pause", checkable=True, enabled=False)
+        self.pause_button.toggled.connect(self.set_paused)
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.open_button = QPushButton("Open folder", enabled=False)
+        self.open_button.clicked.connect(self.open_output)
+        self.progress_bar = QProgressBar(minimum=0, maximum=1000)
+        self.status_label = QLabel("Pick a teacher, a student and some text, then Start.")
+        self.status_label.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for w in (self.start_button, self.pause_button, self.cancel_button, self.open_button):
+            buttons.addWidget(w)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        for title, layout in (("Models and data", inputs), ("Losses", grid), ("Training", training)):
+            box = QGroupBox(title)
+            box.setLayout(layout)
+            left_layout.addWidget(box)
+        run_box = QGroupBox("Run")
+        run_layout = QVBoxLayout(run_box)
+        run_layout.addLayout(buttons)
+        run_layout.addWidget(self.progress_bar)
+        run_layout.addWidget(self.status_label)
+        left_layout.addWidget(run_box)
+        left_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(left)
+
+        # --- right: curves, the final comparison, the log
+        self.plot = LossPlot()
+        save_png = QPushButton("Save PNG…")
+        save_png.clicked.connect(lambda: _ask_and_save(self, self.plot.save_png, "distill-losses.png", "png"))
+        save_csv = QPushButton("Save CSV…")
+        save_csv.clicked.connect(lambda: _ask_and_save(self, self.plot.save_csv, "distill-losses.csv", "csv"))
+        self.result_label = QLabel("Held-out perplexity of the student and the teacher appears here at the end.")
+        self.result_label.setTextFormat(Qt.TextFormat.RichText)
+        self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.log_view = QPlainTextEdit(readOnly=True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setMaximumHeight(110)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.result_label, 1)
+        bottom.addWidget(save_png)
+        bottom.addWidget(save_csv)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(self.plot, 1)
+        right_layout.addLayout(bottom)
+        right_layout.addWidget(self.log_view)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(scroll)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 6)
+        splitter.setSizes([600, 800])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    # --- the config ---------------------------------------------------------------------------
+
+    def config_dict(self) -> dict:
+        """What the form says, as a distill YAML mapping."""
+        return {
+            "teacher": self.teacher_row.text(), "student": self.student_row.text(),
+            "data": {"path": self.data_row.text(), "text_field": self.text_field.text().strip() or "text",
+                     "eval_fraction": self.eval_fraction.value()},
+            "losses": {name: row.value() for name, row in self.loss_rows.items() if row.check.isChecked()},
+            "temperature": self.temperature.value(),
+            "training": {"max_steps": self.max_steps.value(), "batch_size": self.batch_size.value(),
+                         "seq_length": self.seq_length.value(), "learning_rate": self.learning_rate.value(),
+                         "lr_schedule": self.lr_schedule.currentText(), "warmup_steps": self.warmup_steps.value(),
+                         "eval_every": self.eval_every.value(), "precision": self.precision.currentText(),
+                         "device": self.device.currentText(), "seed": self.seed.value()},
+        }
+
+    def set_inputs(self, teacher: str = "", student: str = "", data: str = "", output: str = "") -> None:
+        for row, value in ((self.teacher_row, teacher), (self.student_row, student), (self.data_row, data),
+                           (self.output_row, output)):
+            if value:
+                row.setText(str(value))
+
+    # --- running ------------------------------------------------------------------------------
+
+    def start(self) -> JobWorker | None:
+        if self.worker is not None and self.worker.running:
+            return None
+        try:
+            config = config_from_dict(self.config_dict())
+        except InputError as err:
+            show_error(self, str(err), title="Cannot start the distillation")
+            return None
+        out_dir = self.output_row.text()
+        if not out_dir:
+            show_error(self, "Choose an output folder (one that does not exist yet).",
+                       title="Cannot start the distillation")
+            return None
+        if Path(out_dir).exists():
+            show_error(self, f"Output folder '{out_dir}' already exists; choose a new one.",
+                       title="Cannot start the distillation")
+            return None
+        pause = self.pause_event
+        pause.clear()
+        worker = JobWorker(lambda token: distill_job(config, out_dir, pause, token), self)
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.done.connect(self._on_done)
+        self.worker, self.last_result, self.train_steps = worker, None, 0
+        self.plot.reset()
+        self.log_view.clear()
+        self.progress_bar.setValue(0)
+        self.result_label.setText("Training…")
+        self.status_label.setText("Loading the models and the data…")
+        self.start_button.setEnabled(False)
+        self.pause_button.setEnabled(True)
+        self.cancel_button.setEnabled(True)
+        self.open_button.setEnabled(False)
+        worker.start()
+        return worker
+
+    def set_paused(self, paused: bool) -> None:
+        """Training waits after the current step while paused; the engine checks between steps."""
+        if paused:
+            self.pause_event.set()
+            self.status_label.setText("Pausing after the current step…")
+        else:
+            self.pause_event.clear()
+            if self.worker is not None and self.worker.running:
+                self.status_label.setText("Resumed.")
+        self.pause_button.setText("Resume" if paused else "Pause")
+        if self.pause_button.isChecked() != paused:
+            self.pause_button.setChecked(paused)
+
+    def cancel(self) -> None:
+        if self.worker is not None and self.worker.running:
+            self.worker.cancel()  # a paused job notices the cancel too
+            self.status_label.setText("Cancelling…")
+
+    def open_output(self) -> None:
+        if self.last_result is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(self.last_result.out_dir))
+
+    def _log(self, text: str) -> None:
+        self.log_view.appendPlainText(text)
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, TrainStep):
+            self.train_steps += 1
+            self.plot.add_train(event)
+            self.progress_bar.setValue(int(event.fraction * 1000))
+            eta = event.elapsed_s * (event.total_steps - event.step) / max(1, event.step)
+            extra = f" · t {event.taid_t:.3f}" if event.taid_t is not None else ""
+            if not self.pause_event.is_set():
+                self.status_label.setText(
+                    f"Step {event.step}/{event.total_steps} · loss {event.losses.get('total', math.nan):.4g} · "
+                    f"lr {event.lr:.3g}{extra} · {format_duration(event.elapsed_s)} elapsed, "
+                    f"~{format_duration(eta)} left")
+        elif isinstance(event, EvalStep):
+            self.plot.add_eval(event)
+            self._log(f"step {event.step} held-out: " + ", ".join(f"{k} {v:.4g}" for k, v in event.losses.items()))
+        elif isinstance(event, Log):
+            self._log(event.message)
+            if event.message.startswith("Paused"):
+                self.status_label.setText(event.message + " Press Resume to go on.")
+            if event.level == "warning":
+                self.message.emit(event.message)
+
+    def _on_finished(self, result: DistillResult) -> None:
+        self.last_result = result
+        self.plot.flush()
+        self.progress_bar.setValue(1000)
+        self.status_label.setText(f"Distilled {result.steps} steps in {format_duration(result.seconds)} "
+                                  f"into {result.out_dir}.")
+        self.result_label.setText(self.result_html(result.final_eval))
+        self.open_button.setEnabled(True)
+        self.message.emit(f"Distilled into {result.out_dir}.")
+        self.distilled.emit(result)
+
+    @staticmethod
+    def result_html(final_eval: dict[str, float]) -> str:
+        def cell(value: float | None) -> str:
+            return "–" if value is None else f"{value:.4g}"
+
+        s, t = perplexity(final_eval.get("ce_student")), perplexity(final_eval.get("ce_teacher"))
+        kl = final_eval.get("kl_teacher")
+        return ("<table cellspacing='0' cellpadding='3'><tr><th align='left'>held-out</th><th>student</th>"
+                "<th>teacher</th></tr>"
+                f"<tr><td>perplexity</td><td align='right'>{cell(s)}</td><td align='right'>{cell(t)}</td></tr>"
+                f"<tr><td>KL to teacher</td><td align='right'>{cell(kl)}</td><td align='right'>0</td></tr>"
+                "</table>")
+
+    def _on_failed(self, summary: str, details: str) -> None:
+        self.status_label.setText(f"Failed: {summary}")
+        self.result_label.setText("")
+        show_error(self, summary, details, "Distillation failed")
+
+    def _on_cancelled(self) -> None:
+        self.status_label.setText("Cancelled: nothing was written.")
+        self.result_label.setText("")
+
+    def _on_done(self) -> None:
+        self.set_paused(False)
+        self.start_button.setEnabled(True)
+        self.pause_button.setEnabled(False)
+        self.cancel_button.setEnabled(False)
+        self.plot.flush()

@@ -1,0 +1,79 @@
+"""The empty start screen: what the app does, and a "Try the demo" button that builds (or reuses)
+the tiny demo models on a worker thread and hands their folders over, ready to merge."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from fusion_gui.engine.demo import build_demo
+from fusion_gui.events import Log, StepProgress
+from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.worker import JobWorker
+
+INTRO = ("<h2>Merge models on your own machine</h2>"
+         "<p>Add two or more fine-tunes of one base model in the Models panel, pick a method, and watch "
+         "every layer while the merge streams. No models at hand? The demo trains a tiny base model "
+         "and two fine-tunes on this computer in about a minute: one adds one to each digit "
+         "(<i>count</i>), one reverses words (<i>reverse</i>). Merge them and evaluate the result.</p>")
+
+
+class StartPanel(QWidget):
+    message = Signal(str)
+    demo_ready = Signal(list)  # [base, count, reverse] folders, base first
+
+    def __init__(self, root=None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.root = root  # None: the user data folder (FUSION_GUI_DATA_DIR overrides it)
+        self.worker: JobWorker | None = None
+        intro = QLabel(INTRO, wordWrap=True)
+        intro.setTextFormat(Qt.TextFormat.RichText)
+        self.demo_button = QPushButton("Try the demo")
+        self.demo_button.clicked.connect(self.start_demo)
+        self.progress_bar = QProgressBar(minimum=0, maximum=1000, visible=False)
+        self.status_label = QLabel("", wordWrap=True)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(intro)
+        layout.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+        layout.addStretch(2)
+
+    def start_demo(self) -> JobWorker | None:
+        if self.worker is not None and self.worker.running:
+            return None
+        root = self.root
+        worker = JobWorker(lambda token: build_demo(root, cancel=token), self)
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(lambda: self.status_label.setText("Cancelled."))
+        worker.done.connect(lambda: self.demo_button.setEnabled(True))
+        self.worker = worker
+        self.demo_button.setEnabled(False)
+        self.progress_bar.setVisible(True)
+        self.progress_bar.setValue(0)
+        worker.start()
+        return worker
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, StepProgress):
+            # three stages of similar length: pretrain, then one fine-tune per skill
+            stage = {"pretrain base": 0, "fine-tune count": 1, "fine-tune reverse": 2}.get(event.stage, 0)
+            self.progress_bar.setValue(int((stage + event.fraction) / 3 * 1000))
+            loss = f" · loss {event.loss:.2f}" if event.loss is not None else ""
+            self.status_label.setText(f"{event.stage}: step {event.done} / {event.total}{loss}")
+        elif isinstance(event, Log):
+            self.status_label.setText(event.message)
+            self.message.emit(event.message)
+
+    def _on_finished(self, demo) -> None:
+        self.progress_bar.setValue(1000)
+        how = f"built in {demo.seconds:.0f} s" if demo.built else "already built"
+        self.status_label.setText(f"Demo models {how}: {demo.base.parent}. They are in the Models panel.")
+        self.demo_ready.emit([str(p) for p in demo.paths])
+
+    def _on_failed(self, summary: str, details: str) -> None:
+        self.status_label.setText(f"Failed: {summary}")
+        show_error(self, summary, details, "Demo failed")
