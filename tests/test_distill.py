@@ -6,6 +6,7 @@ import json
 import math
 import random
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -230,6 +231,26 @@ def test_cancel_while_paused_writes_nothing(setup, tmp_path):
                 assert event.message == "Paused after step 1."
                 cancel.cancel()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_checkpoint_now_writes_a_resumable_checkpoint(setup, tmp_path):
+    save_now = threading.Event()
+    save_now.set()  # as the Distill view's button does; the engine saves after the current step
+    gen = distill(_config(setup, max_steps=4), tmp_path / "out", save_now=save_now)
+    saved = []
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if isinstance(event, Log) and event.message.startswith("Saved checkpoint"):
+            saved.append(event.message)
+    assert not save_now.is_set() and len(saved) == 1
+    folders = sorted(p.name for p in Path(result.checkpoint_dir).glob("checkpoint-*"))
+    assert folders == ["checkpoint-1"]  # after the step during which it was asked, once
+    assert (Path(result.checkpoint_dir) / "checkpoint-1" / "trainer_state.json").is_file()
+    assert (tmp_path / "out" / "config.json").is_file()
 
 
 def test_bad_inputs_give_clear_errors_and_write_nothing(setup, tmp_path):

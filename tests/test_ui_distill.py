@@ -79,9 +79,13 @@ def test_distill_view_plots_every_logged_step(window, qtbot, tiny, tmp_path, err
     worker.event.connect(events.append)
     assert not panel.start_button.isEnabled() and panel.pause_button.isEnabled()
     assert panel.start() is None  # one run at a time
+    panel.save_now_button.click()  # a checkpoint after the current step, kept beside the output
     with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
         pass
     assert not error_dialogs
+    saved = [e for e in events if isinstance(e, Log) and e.message.startswith("Saved checkpoint")]
+    assert len(saved) == 1 and len(list((tmp_path / "out-checkpoints").glob("checkpoint-*"))) == 1
+    assert not panel.save_now_button.isEnabled()
     train = [e for e in events if isinstance(e, TrainStep)]
     evals = [e for e in events if isinstance(e, EvalStep)]
     assert [e.step for e in train] == list(range(1, 11)) and [e.step for e in evals] == [5, 10]

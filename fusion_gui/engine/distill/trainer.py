@@ -102,9 +102,10 @@ class DistillTrainer(Trainer):
 
 
 class _EventCallback(TrainerCallback):
-    def __init__(self, emit, recorder, taid, cancel, stop, pause, started):
+    def __init__(self, emit, recorder, taid, cancel, stop, pause, started, save_now=None):
         self.emit, self.recorder, self.taid = emit, recorder, taid
         self.cancel, self.stop, self.pause, self.started = cancel, stop, pause, started
+        self.save_now = save_now
         self.lr, self.cancelled, self.last_eval, self.last_eval_step = 0.0, False, {}, -1
 
     def _should_stop(self) -> bool:
@@ -124,6 +125,9 @@ class _EventCallback(TrainerCallback):
             self.emit(Log(f"Paused after step {state.global_step}."))
             while self.pause.is_set() and not self._should_stop():
                 time.sleep(0.05)
+        if self.save_now is not None and self.save_now.is_set():  # "Save checkpoint now"
+            self.save_now.clear()
+            control.should_save = True  # Trainer saves right after this callback returns
         if self._should_stop():  # stop now: no evaluation, no checkpoint of a half-wanted state
             self.cancelled = True
             control.should_training_stop = True
@@ -135,9 +139,10 @@ class _EventCallback(TrainerCallback):
         self.emit(EvalStep(state.global_step, self.last_eval))
 
     def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.taid is not None and state.is_world_process_zero:  # one writer under accelerate launch
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (folder / STATE_FILE).write_text(json.dumps({"taid": self.taid.state_dict()}))
+        self.emit(Log(f"Saved checkpoint {folder} (resume with resume_from)."))
 
 
 def _training_args(config: DistillConfig, output_dir: Path, on_gpu: bool) -> TrainingArguments:
@@ -155,10 +160,13 @@ def _training_args(config: DistillConfig, output_dir: Path, on_gpu: bool) -> Tra
 
 
 def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | None = None,
-            pause: threading.Event | None = None, force: bool = False) -> Generator[Event, None, DistillResult]:
+            pause: threading.Event | None = None, force: bool = False,
+            save_now: threading.Event | None = None) -> Generator[Event, None, DistillResult]:
     """Distill config.teacher into config.student; the student appears at OUT_DIR only when done.
 
-    pause: while set, training waits between steps. Yields Log, TrainStep, EvalStep.
+    pause: while set, training waits between steps. save_now: when set, a checkpoint is saved
+    after the current step (into the checkpoint folder) and the event is cleared.
+    Yields Log, TrainStep, EvalStep.
     """
     out_dir, o, started = Path(out_dir), config.training, time.monotonic()
     if out_dir.exists() and not force:
@@ -174,6 +182,7 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
         yield Log(f"precision {o.precision} needs a CUDA GPU; training in fp32.", "warning")
     ckpt_dir = Path(o.checkpoint_dir) if o.checkpoint_dir else out_dir.parent / f"{out_dir.name}-checkpoints"
     temp = temp_dir_for(out_dir)
+    ckpt_existed = ckpt_dir.exists()
     events: queue.Queue = queue.Queue()
     stop, outcome = threading.Event(), {}
     taid_spec = next((s for s in config.losses if s.name == "taid"), None)
@@ -187,7 +196,7 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
         hf_logging.disable_progress_bar()  # transformers' load/save bars would garble our own progress bar
         try:
             outcome["result"] = _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir,
-                                       taid, events.put, cancel, stop, pause, started)
+                                       taid, events.put, cancel, stop, pause, started, save_now)
         except BaseException as err:  # noqa: BLE001 - handed to the generator's thread to raise
             outcome["error"] = err
         finally:
@@ -216,12 +225,14 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
         thread.join()
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
-    kept = str(ckpt_dir) if o.checkpoint_every and ckpt_dir.exists() else None
+        if not ckpt_existed and ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
+            ckpt_dir.rmdir()  # Trainer makes its folder up front; no checkpoint was saved in it
+    kept = str(ckpt_dir) if ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*")) else None
     return DistillResult(str(out_dir), steps, time.monotonic() - started, final_eval, kept)
 
 
 def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, taid, emit, cancel, stop,
-           pause, started):
+           pause, started, save_now=None):
     from transformers import AutoModelForCausalLM
 
     o = config.training
@@ -234,8 +245,9 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
         torch.manual_seed(o.seed)  # the projection starts the same in a run and its resumed twin
         student.add_module(_PROJECTION, torch.nn.Linear(s_width, t_width, bias=False))
     recorder = _Recorder()
-    callback = _EventCallback(emit, recorder, taid, cancel, stop, pause, started)
-    trainer_dir = ckpt_dir if o.checkpoint_every else temp / ".trainer"
+    callback = _EventCallback(emit, recorder, taid, cancel, stop, pause, started, save_now)
+    # checkpoints (scheduled or asked for) go where they outlive the job, for resume_from
+    trainer_dir = ckpt_dir if (o.checkpoint_every or save_now is not None) else temp / ".trainer"
     trainer = DistillTrainer(
         model=student, args=_training_args(config, trainer_dir, on_gpu), train_dataset=train_ds,
         eval_dataset=eval_ds, callbacks=[callback], teacher=teacher, specs=config.losses,

@@ -30,11 +30,11 @@ from fusion_gui.ui.worker import JobWorker
 DEFAULT_LOSSES = {"forward_kl": 1.0}
 
 
-def distill_job(config, out_dir: str, pause: threading.Event, token):
+def distill_job(config, out_dir: str, pause: threading.Event, token, save_now: threading.Event | None = None):
     """The generator the worker runs (a module function so tests can wrap it)."""
     from fusion_gui.engine.distill import distill
 
-    return distill(config, out_dir, cancel=token, pause=pause)
+    return distill(config, out_dir, cancel=token, pause=pause, save_now=save_now)
 
 
 def perplexity(ce: float | None) -> float | None:
@@ -125,6 +125,7 @@ class DistillPanel(QWidget):
         super().__init__(parent)
         self.worker: JobWorker | None = None
         self.pause_event = threading.Event()
+        self.save_now_event = threading.Event()
         self.last_result: DistillResult | None = None
         self.train_steps = 0  # TrainStep events seen in the current run
 
@@ -198,6 +199,9 @@ class DistillPanel(QWidget):
         self.pause_button = QPushButton("Pause", checkable=True, enabled=False)
         self.pause_button.toggled.connect(self.set_paused)
         self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.save_now_button = QPushButton("Save checkpoint now", enabled=False)
+        self.save_now_button.setToolTip("Save a checkpoint after the current step, to resume from later.")
+        self.save_now_button.clicked.connect(self.save_checkpoint_now)
         self.cancel_button.clicked.connect(self.cancel)
         self.open_button = QPushButton("Open folder", enabled=False)
         self.open_button.clicked.connect(self.open_output)
@@ -205,7 +209,7 @@ class DistillPanel(QWidget):
         self.status_label = QLabel("Pick a teacher, a student and some text, then Start.")
         self.status_label.setWordWrap(True)
         buttons = QHBoxLayout()
-        for w in (self.start_button, self.pause_button, self.cancel_button, self.open_button):
+        for w in (self.start_button, self.pause_button, self.cancel_button, self.save_now_button, self.open_button):
             buttons.addWidget(w)
 
         left = QWidget()
@@ -301,7 +305,9 @@ class DistillPanel(QWidget):
             return None
         pause = self.pause_event
         pause.clear()
-        worker = JobWorker(lambda token: distill_job(config, out_dir, pause, token), self)
+        save_now = self.save_now_event
+        save_now.clear()
+        worker = JobWorker(lambda token: distill_job(config, out_dir, pause, token, save_now), self)
         worker.event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -315,6 +321,7 @@ class DistillPanel(QWidget):
         self.status_label.setText("Loading the models and the data…")
         self.start_button.setEnabled(False)
         self.pause_button.setEnabled(True)
+        self.save_now_button.setEnabled(True)
         self.cancel_button.setEnabled(True)
         self.open_button.setEnabled(False)
         worker.start()
@@ -332,6 +339,11 @@ class DistillPanel(QWidget):
         self.pause_button.setText("Resume" if paused else "Pause")
         if self.pause_button.isChecked() != paused:
             self.pause_button.setChecked(paused)
+
+    def save_checkpoint_now(self) -> None:
+        """The engine saves a checkpoint after the current step (also while paused: on resume)."""
+        self.save_now_event.set()
+        self._log("A checkpoint will be saved after the current step.")
 
     def cancel(self) -> None:
         if self.worker is not None and self.worker.running:
@@ -404,5 +416,6 @@ class DistillPanel(QWidget):
         self.set_paused(False)
         self.start_button.setEnabled(True)
         self.pause_button.setEnabled(False)
+        self.save_now_button.setEnabled(False)
         self.cancel_button.setEnabled(False)
         self.plot.flush()
