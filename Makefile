@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast bench demo selftest clean
+.PHONY: run test test-fast bench demo selftest package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ selftest: $(STAMP)
 
 bench: $(STAMP)  ## merge speed and memory against the I/O floor
 	$(PY) benchmarks/bench_merge.py
+
+package: $(STAMP)  ## PyInstaller onedir, .deb and .tar.gz in dist/ (packaging/README.md)
+	$(PY) -m PyInstaller --version >/dev/null 2>&1 || $(PY) -m pip install -q pyinstaller
+	PYTHON=$(abspath $(PY)) packaging/build_linux.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

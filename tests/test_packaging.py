@@ -1,0 +1,233 @@
+"""The packaged app: build it with packaging/build_linux.sh, then run the BUILT binary.
+
+Slow (a PyInstaller build of torch + PySide6 + transformers takes minutes), so it runs only with
+FUSION_GUI_PACKAGING_TEST=1. FUSION_GUI_PACKAGING_REUSE=1 packages an existing dist/fusion-gui again
+instead of rebuilding it (for iterating on the .deb). Linux only (the .deb and ELF checks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist"
+APPDIR = DIST / "fusion-gui"
+BINARY = APPDIR / "fusion-gui"
+SIZE_LIMIT = 850 * 2**20
+
+pytestmark = [
+    pytest.mark.packaging,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("FUSION_GUI_PACKAGING_TEST") != "1",
+                       reason="set FUSION_GUI_PACKAGING_TEST=1 to build and test the installers"),
+    pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("dpkg-deb") is None,
+                       reason="the Linux packages need Linux and dpkg-deb"),
+]
+
+
+def _version() -> str:
+    from fusion_gui import __version__
+
+    return __version__
+
+
+def _arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, Path]:
+    env = dict(os.environ, PYTHON=sys.executable, DEB_COMPRESSION="zstd")
+    if os.environ.get("FUSION_GUI_PACKAGING_REUSE") == "1":
+        env["SKIP_PYINSTALLER"] = "1"
+    start = time.monotonic()
+    proc = subprocess.run(["bash", str(ROOT / "packaging" / "build_linux.sh")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    print(f"build_linux.sh took {time.monotonic() - start:.0f} s")
+    (ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / "build_linux.log").write_text(proc.stdout + proc.stderr)  # per-step times
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    version, arch = _version(), _arch()
+    return {"deb": DIST / f"fusion-gui_{version}_{arch}.deb",
+            "tgz": DIST / f"fusion-gui-{version}-linux-{arch}.tar.gz"}
+
+
+def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """No Python anywhere: PATH is an empty folder, no PYTHON* variables, a fresh HOME."""
+    empty_bin = tmp_path / "empty-bin"
+    empty_bin.mkdir(exist_ok=True)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    assert shutil.which("python3", path=str(empty_bin)) is None
+    return {"PATH": str(empty_bin), "HOME": str(home), "LANG": "C.UTF-8", "TMPDIR": str(tmp_path), **extra}
+
+
+@pytest.mark.timeout(1800)
+def test_onedir_is_self_contained_and_trimmed(built):
+    assert BINARY.is_file() and os.access(BINARY, os.X_OK)
+    size = sum(p.stat().st_size for p in APPDIR.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"onedir size: {size / 2**20:.0f} MiB")
+    assert size < SIZE_LIMIT, f"{size / 2**20:.0f} MiB"
+    internal = APPDIR / "_internal"
+    for unwanted in ("torch/include", "torch/test", "torch/bin/protoc", "PySide6/Qt/translations", "PySide6/Qt/qml",
+                     "pytest", "_pytest", "pytestqt", "tkinter", "PyInstaller"):
+        assert not (internal / unwanted).exists(), unwanted
+    assert [p.name for p in (internal / "torch" / "bin").iterdir()] == ["torch_shm_manager"]  # import torch checks it
+    assert list(internal.glob("libpython3*.so*")), "the bundled interpreter is missing"
+    assert (internal / "resources" / "fusion-gui.png").is_file()
+    # what the offscreen window needs resolves on this machine (from the bundle or the system)
+    for lib in ("PySide6/Qt/plugins/platforms/libqoffscreen.so", "PySide6/Qt/lib/libQt6Widgets.so.6"):
+        out = subprocess.run(["ldd", str(internal / lib)], capture_output=True, text=True).stdout
+        assert "not found" not in out, out
+
+
+def _debian_package(soname: str) -> str:
+    """Debian's library package name for a soname: libxcb-icccm.so.4 -> libxcb-icccm4, libfoo2.so.1 -> libfoo2-1."""
+    stem, _, version = soname.partition(".so.")
+    return f"{stem}-{version}" if stem[-1].isdigit() else f"{stem}{version}"
+
+
+@pytest.mark.timeout(1800)
+def test_built_binary_selftest_without_python(built, tmp_path):
+    proc = subprocess.run([str(BINARY), "--selftest"], env=_bare_env(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "selftest ok" in proc.stdout
+    out = subprocess.run([str(BINARY), "--version"], env=_bare_env(tmp_path), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == _version()
+
+
+@pytest.mark.timeout(1800)
+def test_built_binary_distills_from_a_datasets_folder_and_evaluates(built, tmp_path):
+    """Distillation (transformers' Trainer, accelerate, datasets/pyarrow) and evaluation (perplexity and
+    generation) in the bundle: modules the analysis cannot see behind transformers' lazy imports."""
+    import datasets
+
+    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+
+    words = "the cat sat on a mat while dogs ran far away from home".split()
+    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(10)) + "." for i in range(300)]
+    datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(tmp_path / "corpus-ds"))
+    (tmp_path / "corpus.txt").write_text("\n".join(lines[:40]))
+    save_model(build_model(tiny_config("llama", layers=2, hidden=64, vocab=128), seed=0), tmp_path / "teacher")
+    save_model(build_model(tiny_config("llama", layers=2, hidden=32, vocab=128), seed=1), tmp_path / "student")
+    (tmp_path / "distill.yml").write_text(
+        f"teacher: {tmp_path / 'teacher'}\nstudent: {tmp_path / 'student'}\n"
+        f"data: {{path: {tmp_path / 'corpus-ds'}, text_field: text}}\nlosses: {{forward_kl: 1.0}}\n"
+        "training: {max_steps: 2, batch_size: 4, seq_length: 32, device: cpu}\n")
+    env = _bare_env(tmp_path)
+    proc = subprocess.run([str(BINARY), "distill", str(tmp_path / "distill.yml"), str(tmp_path / "out"),
+                           "--no-progress"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "out" / "config.json").is_file()
+    proc = subprocess.run([str(BINARY), "eval", str(tmp_path / "out"), "--text", str(tmp_path / "corpus.txt"),
+                           "--prompt", "the cat"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_built_binary_opens_main_window_offscreen(built, tmp_path):
+    """No-arguments start opens the window; SIGINT closes it properly (run_gui's handler), which
+    saves the settings with the window geometry: proof that the MainWindow was built and shown."""
+    config = tmp_path / "config"
+    env = _bare_env(tmp_path, QT_QPA_PLATFORM="offscreen", FUSION_GUI_CONFIG_DIR=str(config),
+                    XDG_RUNTIME_DIR=str(tmp_path))
+    log = tmp_path / "gui.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([str(BINARY)], env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            # offscreen Qt prints this when the window is created and shown; then run_gui installs its
+            # SIGINT handler before entering the event loop
+            while "propagateSizeHints" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert proc.poll() is None, f"the app exited early ({proc.returncode}):\n{log.read_text()}"
+            time.sleep(3)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text, text
+    settings = json.loads((config / "settings.json").read_text())
+    assert settings["window_geometry"], settings
+
+
+@pytest.mark.timeout(1800)
+def test_deb_layout_and_control(built):
+    deb = built["deb"]
+    assert deb.is_file()
+    members = subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True).stdout.split() \
+        if shutil.which("ar") else []
+    if members:
+        assert "data.tar.zst" in members, members
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+    paths = {line.split()[-1] if " -> " not in line else line.split()[-3] for line in listing.splitlines()}
+    for expected in ("./opt/fusion-gui/fusion-gui", "./opt/fusion-gui/_internal/", "./usr/bin/fusion-gui",
+                     "./usr/share/applications/fusion-gui.desktop",
+                     "./usr/share/icons/hicolor/256x256/apps/fusion-gui.png"):
+        assert expected in paths, expected
+    assert not any("/torch/include/" in p or "/Qt/translations/" in p for p in paths)
+    launcher = next(line for line in listing.splitlines() if line.endswith("./usr/bin/fusion-gui"))
+    assert launcher.startswith("-rwxr-xr-x root/root"), launcher
+
+    def field(name: str) -> str:
+        return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert field("Package") == "fusion-gui"
+    assert field("Version") == _version()
+    assert field("Architecture") == _arch()
+    assert int(field("Installed-Size")) > 100_000
+    depends = field("Depends")
+    for lib in ("libxkbcommon0", "libgl1", "libegl1", "libfontconfig1", "libdbus-1-3", "libxcb-cursor0"):
+        assert lib in depends, depends
+    # a Qt library or plugin in the bundle that needs a library this machine lacks: Depends must name it
+    # (the GTK theme plugin is optional: Qt skips it when GTK is absent, so GTK is only recommended)
+    qt = APPDIR / "_internal" / "PySide6" / "Qt"
+    for so in [*qt.glob("lib/*.so*"), *qt.glob("plugins/*/*.so")]:
+        if so.name == "libqgtk3.so":
+            continue
+        out = subprocess.run(["ldd", str(so)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if "not found" in line:
+                soname = line.split()[0]
+                if not soname.startswith(("libQt6", "libicu")):
+                    assert _debian_package(soname) in depends, f"{so.name} needs {soname}; Depends: {depends}"
+
+
+@pytest.mark.timeout(1800)
+def test_deb_desktop_entry_and_launcher(built, tmp_path):
+    subprocess.run(["dpkg-deb", "-x", str(built["deb"]), str(tmp_path)], check=True)
+    desktop = (tmp_path / "usr/share/applications/fusion-gui.desktop").read_text()
+    assert "Exec=fusion-gui" in desktop and "Icon=fusion-gui" in desktop and "Type=Application" in desktop
+    if shutil.which("desktop-file-validate"):
+        subprocess.run(["desktop-file-validate", str(tmp_path / "usr/share/applications/fusion-gui.desktop")],
+                       check=True)
+    assert "exec /opt/fusion-gui/fusion-gui" in (tmp_path / "usr/bin/fusion-gui").read_text()
+    # the extracted copy runs from any folder (a relocated /opt tree): --version with no Python on PATH
+    out = subprocess.run([str(tmp_path / "opt/fusion-gui/fusion-gui"), "--version"], env=_bare_env(tmp_path),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == _version(), out.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_tarball(built):
+    with tarfile.open(built["tgz"]) as tar:
+        names = set(tar.getnames())
+    assert {"fusion-gui/fusion-gui", "fusion-gui/fusion-gui.desktop", "fusion-gui/fusion-gui.png"} <= names
