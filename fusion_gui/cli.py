@@ -44,11 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     from fusion_gui.cli_distill import add_parser as add_distill_parser
 
     add_distill_parser(sub)
+    from fusion_gui.cli_lora import add_parser as add_lora_parser
+
+    add_lora_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].lower().endswith((".yml", ".yaml")):  # `fusion-gui recipe.yml`: open it in the app
+        from fusion_gui.ui.app import run_gui
+
+        return run_gui(argv)
     args = _parser().parse_args(argv)
     if args.version:
         from fusion_gui import __version__
@@ -177,4 +184,11 @@ def _distill(args) -> int:
     return run(args)
 
 
-_COMMANDS = {"merge": _merge, "diff": _diff, "methods": _methods, "demo": _demo, "eval": _eval, "distill": _distill}
+def _extract_lora(args) -> int:
+    from fusion_gui.cli_lora import run
+
+    return run(args)
+
+
+_COMMANDS = {"merge": _merge, "diff": _diff, "methods": _methods, "demo": _demo, "eval": _eval, "distill": _distill,
+             "extract-lora": _extract_lora}

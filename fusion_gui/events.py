@@ -197,4 +197,30 @@ class DistillResult:
     checkpoint_dir: str | None = None  # where checkpoints were kept, if any
 
 
-Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary | StepProgress | EvalRow | Generation | TrainStep | EvalStep
+@dataclass(frozen=True)
+class LoraModuleError:
+    """One module of a LoRA extraction: the rank kept and ||dW - B A|| / ||dW||."""
+
+    name: str  # the module's weight tensor, e.g. "model.layers.0.self_attn.q_proj.weight"
+    rank: int
+    rel_error: float
+
+
+@dataclass(frozen=True)
+class LoraResult:
+    out_dir: str
+    modules: tuple[LoraModuleError, ...] = field(repr=False)
+    skipped: tuple[str, ...] = field(default=(), repr=False)  # changed tensors a LoRA cannot hold
+    bytes_written: int = 0
+    seconds: float = 0.0
+
+    @property
+    def mean_rel_error(self) -> float:
+        return sum(m.rel_error for m in self.modules) / max(1, len(self.modules))
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((m.rel_error for m in self.modules), default=0.0)
+
+
+Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary | StepProgress | EvalRow | Generation | TrainStep | EvalStep | LoraModuleError

@@ -302,4 +302,8 @@ def open_model(ref: str) -> ModelReader:
     """Resolve `ref` (path or cached repo id) and read its headers; no tensor data is read."""
     path = resolve_model_path(ref)
     label = path.name if is_local_path(ref) else str(ref).strip()
+    if path.is_dir() and (path / "adapter_config.json").is_file():  # a PEFT LoRA: base + B @ A
+        from fusion_gui.engine.io.adapter import AdapterReader
+
+        return AdapterReader(str(ref), path, label)
     return ModelReader(str(ref), path, label)
