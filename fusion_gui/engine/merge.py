@@ -7,12 +7,10 @@ the write queue, whatever the model size. The output appears at OUT_DIR only whe
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
 from collections.abc import Generator
-from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,22 +39,6 @@ def peak_rss_bytes() -> int:
     except ImportError:  # Windows
         info = psutil.Process().memory_info()
         return int(getattr(info, "peak_wset", info.rss))
-
-
-@contextmanager
-def compute_threads():
-    """Leave one core to the reader and writer threads while a job runs.
-
-    torch's intra-op pool spins on every core; with the read-ahead and write-behind threads
-    also busy, a 2-core machine ran a linear merge 2-3x slower with torch's default than with
-    one compute thread.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 2) - 1)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _load(plan: MergePlan, task: TensorTask) -> list[torch.Tensor]:
@@ -99,8 +81,7 @@ def _measure(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor], mer
 def merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions(),
           cancel: CancelToken | None = None) -> Generator[Event, None, MergeResult]:
     """Merge as the recipe says into OUT_DIR, yielding progress and metrics as tensors finish."""
-    with compute_threads():
-        return (yield from _merge(recipe, out_dir, options, cancel))
+    return (yield from _merge(recipe, out_dir, options, cancel))
 
 
 def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
