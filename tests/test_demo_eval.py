@@ -13,17 +13,12 @@ import torch
 from fusion_gui.engine.demo import DemoSpec, SKILLS, build_demo, skill_examples
 from fusion_gui.engine.evaluate import evaluate, generate, load_causal_lm, perplexity
 from fusion_gui.events import StepProgress
+from helpers import drain
 
 SMALL = DemoSpec(layers=1, hidden=32, pretrain_steps=12, finetune_steps=6, batch=8)
 
 
-def run_job(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, events
+run_job = drain
 
 
 @pytest.fixture(scope="session")

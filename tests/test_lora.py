@@ -15,6 +15,7 @@ from fusion_gui.engine.merge import MergeOptions, merge
 from fusion_gui.engine.recipe import recipe_from_dict
 from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
 from fusion_gui.events import LoraModuleError
+from helpers import drain
 
 pytest.importorskip("peft")
 
@@ -22,13 +23,6 @@ TARGETS = ("q_proj", "v_proj", "o_proj", "down_proj")
 TOKENS = torch.tensor([[1, 5, 9, 12, 40, 77]])
 
 
-def drain(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, events
 
 
 def state(folder) -> dict[str, torch.Tensor]:

@@ -19,13 +19,7 @@ from ui_helpers import (  # noqa: E402,F401
 WORDS = "the cat dog sat ran on under a mat log big red".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a busy 2-core machine: one torch thread is much faster than a spinning pool."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
