@@ -14,8 +14,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
-    QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout, QWidget,
+    QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
+    QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.engine.distill.config import LOSS_SPECS, PRECISIONS, SCHEDULES, config_from_dict
@@ -23,6 +23,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.events import DistillResult, EvalStep, Log, TrainStep
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_duration
+from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, spin
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
 from fusion_gui.ui.worker import JobWorker
@@ -41,82 +42,6 @@ def perplexity(ce: float | None) -> float | None:
     return math.exp(min(50.0, ce)) if ce is not None and math.isfinite(ce) else None
 
 
-def _spin(value: float, low: float | None, high: float | None, decimals: int = 4, step: float = 0.1):
-    box = QDoubleSpinBox(decimals=decimals, singleStep=step)
-    box.setRange(-1e3 if low is None else low, 1e3 if high is None else high)  # narrow boxes
-    box.setValue(value)
-    return box
-
-
-def _int_spin(value: int, low: int, high: int = 10_000_000, special: str | None = None) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(value)
-    if special:
-        box.setSpecialValueText(special)
-    return box
-
-
-class _PathRow(QWidget):
-    """A line edit with Browse… for a folder (or a file)."""
-
-    def __init__(self, placeholder: str, title: str, folder: bool = True, file_filter: str = "",
-                 save: bool = False, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.edit = QLineEdit(placeholderText=placeholder)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(lambda: self._browse(title, folder, file_filter))
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.edit, 1)
-        lay.addWidget(browse)
-
-    def _browse(self, title: str, folder: bool, file_filter: str) -> None:
-        if folder:
-            path = QFileDialog.getExistingDirectory(self, title, self.edit.text())
-        else:
-            path, _ = QFileDialog.getOpenFileName(self, title, self.edit.text(), file_filter)
-        if path:
-            self.edit.setText(path)
-
-    def text(self) -> str:
-        return self.edit.text().strip()
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt style, like the edit it wraps
-        self.edit.setText(str(text))
-
-
-class _LossRow:
-    """The widgets of one loss: a checkbox, its weight, and a spin box per parameter."""
-
-    def __init__(self, info, enabled: bool, weight: float):
-        self.info = info
-        self.check = QCheckBox(info.label)
-        self.check.setToolTip(info.help)
-        self.check.setChecked(enabled)
-        self.weight = _spin(weight, 0.0, 1e3, decimals=3)
-        self.weight.setToolTip(f"Weight of {info.label} in the total loss.")
-        self.params = {}
-        for p in info.params:
-            box = _spin(p.default, p.low, p.high, decimals=5 if p.default < 0.01 else 3,
-                        step=p.default / 5 if 0 < p.default < 0.01 else 0.05)
-            box.setPrefix(f"{p.name} ")
-            box.setToolTip(p.help)
-            self.params[p.name] = box
-        self.check.toggled.connect(self._sync)
-        self._sync(enabled)
-
-    def _sync(self, on: bool) -> None:
-        self.weight.setEnabled(on)
-        for box in self.params.values():
-            box.setEnabled(on)
-
-    def value(self):
-        if not self.params:
-            return self.weight.value()
-        return {"weight": self.weight.value(), **{k: b.value() for k, b in self.params.items()}}
-
-
 class DistillPanel(QWidget):
     message = Signal(str)
     distilled = Signal(object)  # DistillResult
@@ -130,15 +55,15 @@ class DistillPanel(QWidget):
         self.train_steps = 0  # TrainStep events seen in the current run
 
         # --- inputs
-        self.teacher_row = _PathRow("Teacher: a causal-LM folder", "Teacher model folder")
-        self.student_row = _PathRow("Student: a causal-LM folder with the same tokenizer", "Student model folder")
-        self.data_row = _PathRow("A .txt, a .jsonl, or a datasets.save_to_disk folder", "Training text",
+        self.teacher_row = PathRow("Teacher: a causal-LM folder", "Teacher model folder")
+        self.student_row = PathRow("Student: a causal-LM folder with the same tokenizer", "Student model folder")
+        self.data_row = PathRow("A .txt, a .jsonl, or a datasets.save_to_disk folder", "Training text",
                                  folder=False, file_filter="Text (*.txt *.jsonl);;All files (*)")
         self.text_field = QLineEdit("text")
         self.text_field.setToolTip("The text column of a .jsonl or a datasets folder.")
-        self.eval_fraction = _spin(0.1, 0.0, 0.9, decimals=2, step=0.05)
+        self.eval_fraction = spin(0.1, 0.0, 0.9, decimals=2, step=0.05)
         self.eval_fraction.setToolTip("Share of the packed blocks held out for evaluation (at least one).")
-        self.output_row = _PathRow("Output folder (must not exist yet)", "Output folder")
+        self.output_row = PathRow("Output folder (must not exist yet)", "Output folder")
         inputs = QFormLayout()
         inputs.addRow("Teacher", self.teacher_row)
         inputs.addRow("Student", self.student_row)
@@ -152,7 +77,7 @@ class DistillPanel(QWidget):
         inputs.addRow("Output", self.output_row)
 
         # --- losses, generated from the specs
-        self.loss_rows = {name: _LossRow(info, name in DEFAULT_LOSSES, DEFAULT_LOSSES.get(name, 1.0))
+        self.loss_rows = {name: LossRow(info, name in DEFAULT_LOSSES, DEFAULT_LOSSES.get(name, 1.0))
                           for name, info in LOSS_SPECS.items()}
         grid = QGridLayout()
         for i, row in enumerate(self.loss_rows.values()):
@@ -162,28 +87,28 @@ class DistillPanel(QWidget):
             for j, box in enumerate(row.params.values()):
                 params.addWidget(box, j // 2, j % 2)
             grid.addLayout(params, i, 2)
-        self.temperature = _spin(1.0, 0.01, 100.0, decimals=2)
+        self.temperature = spin(1.0, 0.01, 100.0, decimals=2)
         self.temperature.setToolTip("Softens the logit losses (their value is scaled by T²).")
         grid.addWidget(QLabel("Temperature"), len(self.loss_rows), 0)
         grid.addWidget(self.temperature, len(self.loss_rows), 1)
         grid.setColumnStretch(2, 1)
 
         # --- training options
-        self.max_steps = _int_spin(200, 1)
-        self.batch_size = _int_spin(8, 1, 4096)
-        self.seq_length = _int_spin(128, 2, 1_000_000)
-        self.learning_rate = _spin(5e-5, 1e-8, 1.0, decimals=7, step=1e-5)
+        self.max_steps = int_spin(200, 1)
+        self.batch_size = int_spin(8, 1, 4096)
+        self.seq_length = int_spin(128, 2, 1_000_000)
+        self.learning_rate = spin(5e-5, 1e-8, 1.0, decimals=7, step=1e-5)
         self.lr_schedule = QComboBox()
         self.lr_schedule.addItems(SCHEDULES)
         self.lr_schedule.setCurrentText("cosine")
-        self.warmup_steps = _int_spin(0, 0)
-        self.eval_every = _int_spin(50, 0, special="at the end")
+        self.warmup_steps = int_spin(0, 0)
+        self.eval_every = int_spin(50, 0, special="at the end")
         self.precision = QComboBox()
         self.precision.addItems(PRECISIONS)
         self.precision.setToolTip("bf16 / fp16 need a CUDA GPU; on a CPU training runs in fp32.")
         self.device = QComboBox()
         self.device.addItems(("auto", "cpu"))
-        self.seed = _int_spin(0, 0, 2**31 - 1)
+        self.seed = int_spin(0, 0, 2**31 - 1)
         training = QGridLayout()
         for i, (label, widget) in enumerate((
                 ("Max steps", self.max_steps), ("Batch size", self.batch_size), ("Seq length", self.seq_length),
