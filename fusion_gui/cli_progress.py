@@ -51,7 +51,7 @@ class ProgressPrinter:
 def describe_plan(plan) -> str:
     s: PlanSummary = plan.summary
     lines = [
-        f"Dry run: nothing is written.",
+        "Dry run: nothing is written.",
         f"  method:          {s.method}",
         f"  models:          {', '.join(s.models)}",
         f"  base model:      {s.base_model or '-'}",
