@@ -73,6 +73,23 @@ def test_layer_plot_curves_hold_what_was_sent(plot):
         np.testing.assert_allclose(y, [sent[k][i] for k in range(5)])
 
 
+def test_layer_plot_shows_every_layer_from_the_start(plot, qtbot):
+    plot.set_layer_count(24)  # the merge's plan says how many layers there will be
+    plot.add_layer(layer_ev(0, 0.01, 0.02, 0.015))
+    plot.add_layer(layer_ev(1, 0.01, 0.02, 0.015))
+    plot.flush()
+    (x0, x1), _ = plot._plot.vb.viewRange()
+    assert x0 <= 0 and x1 >= 23  # not just the two layers that have arrived
+    plot.reset(MODELS)  # a new job: the axis follows the data again
+    plot.add_layer(layer_ev(0, 0.01, 0.02, 0.015))
+    plot.add_layer(layer_ev(1, 0.01, 0.02, 0.015))
+    plot.flush()
+    plot.show()
+    qtbot.wait(50)  # pyqtgraph recomputes an auto range when it next updates the view
+    (x0, x1), _ = plot._plot.vb.viewRange()
+    assert x1 < 5
+
+
 def test_layer_plot_redraw_is_throttled_not_immediate(plot, qtbot):
     plot.add_layer(layer_ev(0, 0.1, 0.2, 0.15))
     plot.add_layer(layer_ev(1, 0.1, 0.2, 0.15))

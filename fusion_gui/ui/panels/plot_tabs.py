@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (
     QFileDialog, QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.events import LayerMetrics, TensorMetrics
+from fusion_gui.events import LayerMetrics, PlanSummary, TensorMetrics
 from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap
 
 
@@ -43,7 +43,9 @@ class _FeedsPlots:
         self.heatmap.reset()
 
     def handle_event(self, event: object) -> None:
-        if isinstance(event, LayerMetrics):
+        if isinstance(event, PlanSummary):
+            self.layer_plot.set_layer_count(event.num_layers)
+        elif isinstance(event, LayerMetrics):
             self.layer_plot.add_layer(event)
         elif isinstance(event, TensorMetrics):
             self.heatmap.add_tensor(event)

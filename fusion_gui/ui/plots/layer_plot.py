@@ -99,8 +99,14 @@ class LayerChangePlot(QWidget):
         self._outside = None
         self._models = ()
         self._vline.setVisible(False)
+        self._plot.enableAutoRange(x=True)
         self._ensure_curves(tuple(models))
         self._throttle.flush()
+
+    def set_layer_count(self, layers: int) -> None:
+        """Show every layer from the start, so the axis does not grow as layers finish."""
+        if layers > 0:
+            self._plot.setXRange(-0.5, layers - 0.5, padding=0)  # also turns x auto-range off
 
     def add_layer(self, ev: LayerMetrics) -> None:
         self._ensure_curves(ev.models)
