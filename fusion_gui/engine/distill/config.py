@@ -40,7 +40,7 @@ import yaml
 from fusion_gui.engine.errors import InputError
 
 @dataclass(frozen=True)
-class ParamSpec:
+class LossParam:
     """One loss parameter: its default, its allowed range (None = open) and a line of help."""
 
     name: str
@@ -57,20 +57,20 @@ class LossInfo:
     name: str
     label: str
     help: str
-    params: tuple[ParamSpec, ...] = ()
+    params: tuple[LossParam, ...] = ()
 
 
 LOSS_SPECS: dict[str, LossInfo] = {s.name: s for s in (
     LossInfo("forward_kl", "Forward KL", "KL(teacher || student) on the logits: mass-covering, the classic loss."),
     LossInfo("reverse_kl", "Reverse KL", "KL(student || teacher): mode-seeking."),
     LossInfo("jsd", "Generalized JSD", "TRL GKD's generalized Jensen-Shannon divergence.", (
-        ParamSpec("beta", 0.5, 0.0, 1.0, "Weight of the teacher in the mixture: 0 = forward KL, 1 = reverse KL."),)),
+        LossParam("beta", 0.5, 0.0, 1.0, "Weight of the teacher in the mixture: 0 = forward KL, 1 = reverse KL."),)),
     LossInfo("taid", "TAID", "Temporally adaptive interpolated distillation: the target moves from the "
              "student's own distribution to the teacher's as t rises.", (
-        ParamSpec("t_start", 0.4, 0.0, 1.0, "Interpolation t at the first step."),
-        ParamSpec("t_end", 1.0, 0.0, 1.0, "Interpolation t at the last step (above t_start)."),
-        ParamSpec("alpha", 5e-4, 0.0, None, "How fast t rises with the loss's relative improvement."),
-        ParamSpec("momentum", 0.99, 0.0, 1.0, "Momentum of the improvement estimate (below 1)."))),
+        LossParam("t_start", 0.4, 0.0, 1.0, "Interpolation t at the first step."),
+        LossParam("t_end", 1.0, 0.0, 1.0, "Interpolation t at the last step (above t_start)."),
+        LossParam("alpha", 5e-4, 0.0, None, "How fast t rises with the loss's relative improvement."),
+        LossParam("momentum", 0.99, 0.0, 1.0, "Momentum of the improvement estimate (below 1)."))),
     LossInfo("hidden_mse", "Hidden-state MSE", "Mean squared error between the last hidden states "
              "(a learned projection when the widths differ)."),
     LossInfo("hidden_cosine", "Hidden-state cosine", "1 - cosine similarity of the last hidden states."),
