@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.io.resolve import resolve_model_path
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
 
 _BLOCK_CHARS = 16_000  # text read per tokenizer call: a file of any size streams
@@ -22,11 +23,10 @@ def load_causal_lm(ref: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a Hugging Face folder or hub cache id; no remote code, no network."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if ("/" in str(ref) or "\\" in str(ref)) and str(ref).count("/") != 1 and not Path(ref).exists():
-        raise InputError(f"No such model folder: {ref}")  # not a hub id (org/name): say so plainly
+    path = str(resolve_model_path(str(ref)))  # the engine's one sentence for a missing model
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(ref), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(ref), dtype=torch.float32, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
     except (OSError, ValueError) as err:
         raise InputError(f"Cannot load {ref} as a causal language model with its tokenizer: {err}") from err
     return model.to(_device(device)).eval(), tokenizer
@@ -210,6 +210,8 @@ def evaluate(refs: list[str | Path], *, text_file: str | Path | None = None, tas
         raise InputError(f"Unknown task {unknown[0]!r}; the tasks are: {', '.join(SKILLS)}.")
     if text_file is not None and not Path(text_file).is_file():
         raise InputError(f"No such text file: {text_file}")
+    for ref in refs:
+        resolve_model_path(str(ref))  # a missing model fails now, not after the others were scored
     start = time.perf_counter()
     rows, generations = [], []
     if prompt is not None and len(refs) > 3:
