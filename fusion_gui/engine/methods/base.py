@@ -7,6 +7,7 @@ method is one function and one `register(...)` call, never a new widget.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
@@ -21,7 +22,7 @@ Scope = Literal["global", "model"]
 class ParamSpec:
     name: str
     scope: Scope
-    type: type  # float, int or bool
+    type: type  # float, int, bool, or Path (a file the method reads, e.g. calibration text)
     default: Any = None  # None with required=True means the recipe must give it
     minimum: float | None = None
     maximum: float | None = None
@@ -31,6 +32,13 @@ class ParamSpec:
 
     def validate(self, value: Any) -> Any:
         """Coerce a recipe value to this parameter's type, or raise ValueError naming it."""
+        if self.type is Path:
+            if not isinstance(value, (str, Path)) or not str(value).strip():
+                raise ValueError(f"parameter '{self.name}' must be a file path, not {value!r}")
+            path = Path(str(value)).expanduser()
+            if not path.is_file():
+                raise ValueError(f"parameter '{self.name}': no file at '{path}'")
+            return str(path.absolute())
         if self.type is bool:
             if isinstance(value, bool):
                 return value
