@@ -67,7 +67,9 @@ def test_cancel_in_mid_run_leaves_no_output(window, qtbot, llama_family, tmp_pat
     out = out_parent / "merged"
     window.run_panel.set_output_dir(str(out))
     worker = window.run_panel.start_merge()
+    started = time.perf_counter()
     qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    gate_reached = time.perf_counter()
     assert window.run_panel.cancel_button.isEnabled()
     with qtbot.waitSignal(worker.cancelled, timeout=JOB_TIMEOUT_MS):
         qtbot.mouseClick(window.run_panel.cancel_button, Qt.MouseButton.LeftButton)
@@ -111,7 +113,8 @@ def test_an_architecture_mismatch_is_flagged_on_the_spot(window, llama_family, g
 
 
 def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monkeypatch, error_dialogs):
-    """The GUI thread keeps ticking while a merge runs; report max and p99, assert a loose bound."""
+    """The GUI thread keeps ticking while a merge runs; max and p99 lateness are reported, not asserted
+    (timings belong in benchmarks/bench_gui_latency.py)."""
     family = build_family(tmp_path / "bigger", "llama", n_finetunes=2, layers=8, hidden=256,
                           max_shard_size="2MB")
     gate = Gate(after_layers(5))
@@ -126,7 +129,9 @@ def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monk
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     worker = window.run_panel.start_merge()
+    started = time.perf_counter()
     qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    gate_reached = time.perf_counter()
     qtbot.wait(200)  # let the queued events and a throttled redraw land
     screenshot_start = time.perf_counter()
     window.merge_plots.flush()
@@ -143,7 +148,9 @@ def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monk
     late = np.maximum(gaps[~during_screenshot] * 1000 - interval_ms, 0)
     print(f"\nGUI heartbeat during a merge: {len(late)} ticks, max late {late.max():.1f} ms, "
           f"p99 {np.percentile(late, 99):.1f} ms")
-    assert late.max() < 2000
+    print(f"ticks while five layers merged: {sum(started <= t <= gate_reached for t in ticks)}")
+    # the event loop ran while the worker merged five layers: the merge is off the GUI thread
+    assert sum(started <= t <= gate_reached for t in ticks) >= 3
 
 
 def test_preflight_says_what_will_be_written_and_warns_about_memory(window, llama_family, tmp_path,
@@ -184,7 +191,9 @@ def test_closing_the_window_mid_run_cancels_and_leaves_nothing(window, qtbot, ll
     out_parent.mkdir()
     window.run_panel.set_output_dir(str(out_parent / "merged"))
     worker = window.run_panel.start_merge()
+    started = time.perf_counter()
     qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    gate_reached = time.perf_counter()
     window.close()
     assert worker.wait(0)  # the thread has ended
     assert list(out_parent.iterdir()) == []
