@@ -1,4 +1,4 @@
-"""`fusion-gui extract-lora FINETUNE BASE OUT --rank R [--threshold T]`."""
+"""`fusion-gui extract-lora FINETUNE BASE OUT --rank R [--threshold T] [--device auto|cpu|cuda|mps]`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="keep fewer ranks where singular values fall below THRESHOLD * the largest (0..1)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where the SVDs run (default: auto, the GPU when there is one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--table", action="store_true", help="print every module's rank and error")
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from fusion_gui.engine.lora import extract_lora
 
     result = _drive(extract_lora(args.finetune, args.base, args.out_dir, args.rank, args.threshold,
-                                 force=args.force), progress=not args.no_progress)
+                                 force=args.force, device=args.device), progress=not args.no_progress)
     print(error_table(result, every=args.table))
     print(f"Wrote {result.out_dir}: {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s.")
     return EXIT_OK

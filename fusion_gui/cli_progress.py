@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from fusion_gui.events import DiffResult, LayerMetrics, Log, PlanSummary, Progress
+from fusion_gui.events import DiffResult, LayerMetrics, Log, PlanSummary, Progress, StepProgress
 
 
 def human_bytes(n: float) -> str:
@@ -24,6 +24,7 @@ class ProgressPrinter:
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
         self.bar = None
+        self.stage = None  # the StepProgress stage the bar counts, if it counts steps
 
     def show(self, event) -> None:
         if isinstance(event, Log):
@@ -32,7 +33,18 @@ class ProgressPrinter:
                 self.bar.write(text, file=sys.stderr)
             elif self.enabled or event.level == "warning":
                 print(text, file=sys.stderr)
+        elif isinstance(event, StepProgress) and self.enabled:  # work before the merge, e.g. a Fisher
+            if self.stage != event.stage:
+                from tqdm import tqdm
+
+                self.close()
+                self.bar = tqdm(total=event.total, desc=event.stage, file=sys.stderr, leave=False,
+                                dynamic_ncols=True)
+                self.stage = event.stage
+            self.bar.update(event.done - self.bar.n)
         elif isinstance(event, Progress) and self.enabled:
+            if self.stage is not None:
+                self.close()
             if self.bar is None:
                 from tqdm import tqdm
 
@@ -46,6 +58,7 @@ class ProgressPrinter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self.stage = None
 
 
 def describe_plan(plan) -> str:
@@ -66,6 +79,7 @@ def describe_plan(plan) -> str:
         "mergekit_config.yml, " + ("model.safetensors" if s.shards == 1 else
                                   f"model-00001-of-{s.shards:05d}.safetensors ... + model.safetensors.index.json"),
     ]
+    lines += [f"  note: {n}" for n in s.notes]
     lines += [f"  warning: {w}" for w in s.warnings]
     return "\n".join(lines)
 

@@ -98,6 +98,7 @@ class PlanSummary:
     estimated_peak_bytes: int
     largest_tensor: str
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # work before the merge itself, e.g. estimating Fishers
 
 
 @dataclass(frozen=True)

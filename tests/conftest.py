@@ -1,11 +1,17 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "FUSION_GUI_CACHE" not in os.environ:  # estimated Fishers are cached: not in the user's cache folder
+    os.environ["FUSION_GUI_CACHE"] = tempfile.mkdtemp(prefix="fusion-gui-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FUSION_GUI_CACHE"], True)
 
 
 @pytest.fixture(scope="session")

@@ -241,3 +241,17 @@ def test_cancel_leaves_nothing(family, tmp_path):
     with pytest.raises(Cancelled):
         drain(extract_lora(str(family["low"]), str(family["base"]), tmp_path / "c", 4, cancel=token))
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.partial-*"))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_extraction_on_cuda_matches_the_cpu(family, tmp_path):
+    from fusion_gui.events import Log
+
+    cpu, _ = extract(family, "low", tmp_path / "cpu", 4)
+    gpu, events = drain(extract_lora(str(family["low"]), str(family["base"]), tmp_path / "gpu", 4, device="cuda"))
+    assert any("on cuda" in e.message for e in events if isinstance(e, Log))
+    assert [(m.name, m.rank) for m in gpu.modules] == [(m.name, m.rank) for m in cpu.modules]
+    on_cpu, on_gpu = state(tmp_path / "cpu"), state(tmp_path / "gpu")
+    for name, tensor in on_cpu.items():
+        torch.testing.assert_close(on_gpu[name], tensor, atol=1e-5, rtol=1e-5, msg=name)

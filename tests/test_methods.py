@@ -28,7 +28,7 @@ def test_registry_names_defaults_and_unknown_name():
     assert set(registry()) == {
         "linear", "slerp", "passthrough", "task_arithmetic", "ties", "dare_ties", "dare_linear",
         "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "nuslerp", "multislerp",
-        "karcher", "model_stock", "sce", "nearswap", "arcee_fusion", "ram", "ramplus_tl"}
+        "karcher", "model_stock", "sce", "nearswap", "arcee_fusion", "ram", "ramplus_tl", "fisher"}
     # mergekit's per-method defaults for normalize / rescale
     expect = {"task_arithmetic": (False, False), "ties": (True, False),
               "dare_ties": (False, True), "dare_linear": (False, True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -11,6 +13,7 @@ from superqt import QLabeledDoubleSlider  # noqa: E402
 from fusion_gui.engine.methods import registry  # noqa: E402
 from fusion_gui.engine.recipe import evaluate_setting, load_recipe, recipe_to_dict  # noqa: E402
 from fusion_gui.ui.merge_state import MergeState  # noqa: E402
+from fusion_gui.ui.panels.strategy_panel import FileField  # noqa: E402
 from fusion_gui.ui.panels.setting_editor import (  # noqa: E402
     SettingEditorDialog, layer_positions, parse_setting,
 )
@@ -103,6 +106,8 @@ def test_the_form_is_generated_from_the_specs(window, method_name):
             assert isinstance(widget, QLabeledDoubleSlider)
         elif spec.type is float:
             assert isinstance(widget, QDoubleSpinBox)
+        elif spec.type is Path:  # a file: a line edit with Browse…, no per-layer curve
+            assert isinstance(widget, FileField) and rows[spec.name].curve_button.isHidden()
     headers = [window.strategy_panel.model_table.horizontalHeaderItem(c).text()
                for c in range(window.strategy_panel.model_table.columnCount())]
     assert headers == ["Model"] + [p.name for p in method.model_params]

@@ -36,6 +36,11 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     method = registry()[method_name]
     window.strategy_panel.set_method(method_name)
     assert window.strategy_panel.method_combo.currentData() == method_name
+    if method.needs_fisher:  # a calibration text, and blocks short enough for the tiny models
+        text = tmp_path / "calibration.txt"
+        text.write_text("the cat sat on the mat and the dog ran far away\n" * 20)
+        for name, value in (("calibration", str(text)), ("samples", 2), ("seq_length", 32)):
+            window.strategy_panel.set_global(name, value)
     refs = models_for(method, base, ft1, ft2)
     assert window.models_panel.add_models(refs) == refs
     assert window.models_panel.problems() == {}

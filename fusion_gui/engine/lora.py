@@ -26,6 +26,7 @@ from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.io.resolve import is_local_path
 from fusion_gui.engine.output import TOKENIZER_FILES, publish, temp_dir_for
+from fusion_gui.engine.plan import pick_device
 from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress
 
 _SKIP_KEYS = ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type", "lm_head")
@@ -56,9 +57,11 @@ def low_rank_factors(delta: torch.Tensor, rank: int, threshold: float | None = N
 
 
 def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, threshold: float | None = None,
-                 cancel: CancelToken | None = None, force: bool = False
+                 cancel: CancelToken | None = None, force: bool = False, device: str = "cpu"
                  ) -> Generator[Event, None, LoraResult]:
-    """Yields Log, LoraModuleError and Progress per module; returns a LoraResult."""
+    """Yields Log, LoraModuleError and Progress per module; returns a LoraResult.
+
+    The SVDs run on `device` (auto, cpu, cuda or mps); the factors come back to the CPU."""
     cancel = cancel or CancelToken()
     start = time.perf_counter()
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
@@ -70,6 +73,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         raise InputError(f"Output folder '{out_dir}' already exists; choose another or pass --force.")
     if not out_dir.parent.is_dir():
         raise InputError(f"The folder '{out_dir.parent}' for the output does not exist.")
+    compute = pick_device(device)
     ft = open_model(finetune)
     try:
         bm = open_model(base)
@@ -97,7 +101,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         fan_in_fan_out = model_type in _FAN_IN_FAN_OUT
         total = sum(ft.tensors[n].nbytes for n in candidates + others)
         yield Log(f"Extracting a rank-{rank} LoRA from {ft.label} against {bm.label}: "
-                  f"{len(candidates)} candidate modules.")
+                  f"{len(candidates)} candidate modules, on {compute}.")
         factors: dict[str, torch.Tensor] = {}
         modules: list[LoraModuleError] = []
         ranks: dict[str, int] = {}
@@ -105,7 +109,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         for i, name in enumerate(candidates):
             cancel.raise_if_cancelled()
             w_ft, w_base = ft.get(name), bm.get(name)
-            delta = w_ft.float() - w_base.float()
+            delta = w_ft.to(compute).float() - w_base.to(compute).float()
             del w_base
             norm = torch.linalg.matrix_norm(delta).item()
             done_bytes += ft.tensors[name].nbytes
@@ -117,8 +121,8 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
                 module = _module_of(name)
                 key = f"base_model.model.{module}"
                 dtype = w_ft.dtype
-                factors[f"{key}.lora_A.weight"] = a.to(dtype)
-                factors[f"{key}.lora_B.weight"] = b.to(dtype)
+                factors[f"{key}.lora_A.weight"] = a.to(device="cpu", dtype=dtype)
+                factors[f"{key}.lora_B.weight"] = b.to(device="cpu", dtype=dtype)
                 ranks[module] = a.shape[0]
                 modules.append(LoraModuleError(name, a.shape[0], error))
                 yield modules[-1]

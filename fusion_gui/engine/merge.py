@@ -20,6 +20,7 @@ import torch
 from fusion_gui.engine.analysis import LayerAccumulator, measure_tensor
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
+from fusion_gui.engine.fisher import estimate_fishers
 from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
 from fusion_gui.engine.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
 from fusion_gui.engine.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
@@ -49,6 +50,14 @@ def _load(plan: MergePlan, task: TensorTask) -> list[torch.Tensor]:
         if task.floating:
             tensor = tensor.to(device=plan.device, dtype=task.compute_dtype)
         tensors.append(tensor)
+    models = [s.model for s in task.sources]
+    if task.permute_vocab:  # rows in the output tokenizer's order, so the method sees equal shapes
+        tensors = plan.vocabulary.permute(tensors, models, task.vocab_base)
+    if plan.fishers and task.floating:  # Fisher-weighted methods get each input's Fisher after the weights
+        fishers = [plan.fishers[s.model].get(s.tensor).to(plan.device, torch.float32) for s in task.sources]
+        if task.permute_vocab:  # a Fisher's rows follow its model's rows
+            fishers = plan.vocabulary.permute(fishers, models, task.vocab_base)
+        tensors += fishers
     return tensors
 
 
@@ -62,9 +71,11 @@ def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor]):
     generator = None
     if task.seed is not None:
         generator = torch.Generator(device=plan.device).manual_seed(task.seed)
+    per_model = [s.params for s in task.sources]
+    if plan.fishers:
+        per_model = [{**p, "fisher_norm": plan.fishers[s.model].norm} for p, s in zip(per_model, task.sources)]
     with torch.no_grad():
-        result = plan.method.fn(tensors, task.base_index, task.params,
-                                [s.params for s in task.sources], generator)
+        result = plan.method.fn(tensors, task.base_index, task.params, per_model, generator)
     return result.tensor, result
 
 
@@ -96,6 +107,8 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         yield plan.summary
         for warning in plan.warnings:
             yield Log(warning, "warning")
+        if plan.method.needs_fisher:
+            plan.fishers = yield from estimate_fishers(plan, cancel)
         yield Log(f"Merging {len(plan.readers)} models with {plan.method.name} on {plan.device}: "
                   f"{len(plan.tasks)} tensors, {plan.summary.output_bytes / 1e9:.2f} GB.")
         temp.mkdir()
@@ -113,7 +126,7 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
                 queue.append(pool.submit(_load, plan, tasks[i + PREFETCH]))
             merged, stats = _compute(plan, task, tensors)
             if task.floating:
-                (event, sums), labels = _measure(plan, task, tensors, merged, stats)
+                (event, sums), labels = _measure(plan, task, tensors[:len(task.sources)], merged, stats)
                 accumulator = accumulator or LayerAccumulator(labels)
             writer.write(task.name, merged.to(task.out_dtype))
             del tensors, merged
@@ -155,8 +168,14 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
 def _write_side_files(plan: MergePlan, temp: Path) -> None:
     donor = plan.readers[plan.config_donor]
     floating = [t.out_dtype for t in plan.tasks if t.floating]
-    write_config(donor, temp, floating[0] if floating else None, plan.out_layers)
-    copy_side_files(donor, plan.readers[plan.tokenizer_donor], temp)
+    vocabulary = plan.vocabulary
+    write_config(donor, temp, floating[0] if floating else None, plan.out_layers,
+                 vocab_size=vocabulary.rows if vocabulary else None)
+    if vocabulary is not None:  # the built tokenizer replaces the source's files
+        copy_side_files(donor, None, temp)
+        vocabulary.tokenizer.save_pretrained(temp)
+    else:
+        copy_side_files(donor, plan.readers[plan.tokenizer_donor], temp)
     labels = {ref: reader.label for ref, reader in plan.readers.items()}
     base = plan.readers[plan.recipe.base_model].label if plan.recipe.base_model else None
     write_model_card(temp, plan.recipe, labels, plan.method.pretty_name, plan.method.reference, base)

@@ -15,6 +15,7 @@ from fusion_gui import __version__
 from fusion_gui.engine.errors import OutputError
 from fusion_gui.engine.io.reader import ModelReader
 from fusion_gui.engine.recipe import Recipe, dump_recipe
+from fusion_gui.engine.vocab import VOCAB_KEYS
 
 RECIPE_FILE = "mergekit_config.yml"  # mergekit's name, so tools that look for it find it
 TOKENIZER_FILES = (
@@ -43,10 +44,15 @@ def publish(temp: Path, out_dir: Path, force: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_config(reader: ModelReader, out: Path, out_dtype: torch.dtype | None, layers: int) -> None:
+def write_config(reader: ModelReader, out: Path, out_dtype: torch.dtype | None, layers: int,
+                 vocab_size: int | None = None) -> None:
+    """The donor's config with the output's dtype, layer count and (after a tokenizer merge) vocabulary size."""
     if reader.config is None:
         return
     config = dict(reader.config)
+    if vocab_size is not None:  # the key the donor uses, as mergekit's _update_config_vocab sets it
+        key = next((k for k in VOCAB_KEYS if isinstance(config.get(k), int)), "vocab_size")
+        config[key] = vocab_size
     if out_dtype is not None:
         name = str(out_dtype).replace("torch.", "")
         keys = [k for k in ("dtype", "torch_dtype") if k in config] or ["torch_dtype"]
@@ -61,11 +67,11 @@ def write_config(reader: ModelReader, out: Path, out_dtype: torch.dtype | None, 
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def copy_side_files(config_reader: ModelReader, tokenizer_reader: ModelReader, out: Path) -> list[str]:
-    """generation_config.json from the config donor, tokenizer files from the tokenizer source."""
+def copy_side_files(config_reader: ModelReader, tokenizer_reader: ModelReader | None, out: Path) -> list[str]:
+    """generation_config.json from the config donor, tokenizer files from the tokenizer source (if any)."""
     copied = []
     for reader, names in ((config_reader, ("generation_config.json",)), (tokenizer_reader, TOKENIZER_FILES)):
-        folder = reader.path if reader.path.is_dir() else None
+        folder = reader.path if reader is not None and reader.path.is_dir() else None
         if folder is None:
             continue
         for name in names:

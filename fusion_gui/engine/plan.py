@@ -19,11 +19,13 @@ import torch
 
 from fusion_gui.engine.analysis import layer_template
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.fisher import FisherStore, plan_fisher
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
 from fusion_gui.engine.recipe import Recipe, iter_parameter_names, resolve
+from fusion_gui.engine.vocab import Vocabulary, plan_vocabulary
 from fusion_gui.events import PlanSummary
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -60,6 +62,8 @@ class TensorTask:
     out_dtype: torch.dtype
     floating: bool
     seed: int | None
+    permute_vocab: bool = False  # a vocabulary tensor, re-indexed to the output tokenizer on loading
+    vocab_base: str | None = None  # the base model of mergekit's fill rules for it
 
     @property
     def out_bytes(self) -> int:
@@ -85,8 +89,12 @@ class MergePlan:
     shard_bytes: int
     summary: PlanSummary
     warnings: list[str]
+    vocabulary: Vocabulary | None = None  # set when the recipe asks for a tokenizer source
+    fishers: dict[str, FisherStore] = field(default_factory=dict)  # per model, for Fisher-weighted methods
 
     def close(self) -> None:
+        for store in self.fishers.values():
+            store.close()
         for reader in self.readers.values():
             reader.close()
 
@@ -149,6 +157,7 @@ class _Planner:
         self.warnings: list[str] = []
         self.readers: dict[str, ModelReader] = {}
         self.seed = options.seed if options.seed is not None else (recipe.random_seed or 0)
+        self.vocabulary: Vocabulary | None = None
 
     def open_all(self) -> None:
         for ref in self.recipe.referenced_models():
@@ -222,8 +231,9 @@ class _Planner:
                                  f"(needed for output tensor '{out_name}').")
             infos.append(info)
         first = infos[0]
+        vocab = self.vocab_tensor(out_name, sources, infos)
         for (model, _, _), info in zip(sources[1:], infos[1:]):
-            if info.shape != first.shape:
+            if (info.shape[1:] != first.shape[1:]) if vocab else (info.shape != first.shape):
                 raise InputError(
                     f"Shape mismatch for tensor '{out_name}': '{self.readers[sources[0][0]].label}' has "
                     f"{list(first.shape)}, '{self.readers[model].label}' has {list(info.shape)}.")
@@ -250,8 +260,24 @@ class _Planner:
         out = DTYPES[r.out_dtype] if r.out_dtype else compute
         if not floating:
             compute = out = first.dtype
-        return TensorTask(out_name, srcs, base_index, params, first.shape, compute, out, floating,
-                          _seed_for(self.seed, out_name) if self.method.random else None)
+        shape = (self.vocabulary.rows, *first.shape[1:]) if vocab else first.shape
+        if vocab:
+            self.vocabulary.fill([s[0] for s in sources], base)  # checks the `tokens:` settings now
+        return TensorTask(out_name, srcs, base_index, params, shape, compute, out, floating,
+                          _seed_for(self.seed, out_name) if self.method.random else None,
+                          permute_vocab=vocab, vocab_base=base if vocab else None)
+
+    def vocab_tensor(self, out_name: str, sources: list, infos: list) -> bool:
+        """Whether this tensor is indexed by token in every source; an error when only in some."""
+        if self.vocabulary is None:
+            return False
+        found = [self.vocabulary.is_vocab_tensor(model, info.name, info.shape, info.dtype)
+                 for (model, _, _), info in zip(sources, infos)]
+        if any(found) and not all(found):
+            odd = sources[found.index(False)][0]
+            raise InputError(f"Tensor '{out_name}' has one row per token in some models but not in "
+                             f"'{self.readers[odd].label}', so the vocabularies cannot be aligned.")
+        return all(found)
 
     def plan(self) -> tuple[list[TensorTask], dict[int | None, int], int]:
         slices = self.slices()
@@ -302,9 +328,16 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         raise InputError(f"Bad --out-shard-size: {err}") from None
     device = pick_device(options.device)
     planner = _Planner(recipe, out_dir, options)
+    donor = recipe.base_model or recipe.referenced_models()[0]
+    tok = recipe.tokenizer_source or (recipe.tokenizer or {}).get("source")
+    tok_donor = donor if tok in (None, "base", "union") else tok
     try:
         planner.open_all()
+        if tok_donor not in planner.readers:
+            planner.readers[tok_donor] = open_model(tok_donor)
+        planner.vocabulary = plan_vocabulary(recipe, planner.readers)
         tasks, layer_sizes, out_layers = planner.plan()
+        fisher = plan_fisher(planner.readers, tasks, tok_donor) if planner.method.needs_fisher else None
         if device.type == "cuda":  # the math runs on the GPU in float32
             for task in tasks:
                 if task.floating and task.compute_dtype != torch.float64:
@@ -313,13 +346,6 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         for reader in planner.readers.values():
             reader.close()
         raise
-    donor = recipe.base_model or recipe.referenced_models()[0]
-    tok = recipe.tokenizer_source
-    if tok == "union":
-        raise InputError("tokenizer_source: union is not supported yet; use base or a model.")
-    tok_donor = donor if tok in (None, "base") else tok
-    if tok_donor not in planner.readers:
-        planner.readers[tok_donor] = open_model(tok_donor)
     shards = plan_shards([(t.name, t.shape, t.out_dtype) for t in tasks], shard_bytes)
     output_bytes = sum(t.out_bytes for t in tasks)
     largest = max(tasks, key=lambda t: t.out_bytes)
@@ -331,8 +357,10 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         numel = big // 4
         side_by_side = min(n_inputs - 1, os.cpu_count() or 2) if numel <= 1 << 26 else 1
         peak += numel * 13 * max(1, side_by_side)
+    if fisher:  # each input's Fisher travels with it; the estimation runs before the merge
+        peak = max(peak + big * n_inputs * (PREFETCH + 1), psutil.Process().memory_info().rss + fisher.peak_bytes)
     free_disk = shutil.disk_usage(out_dir.parent).free
-    warnings = list(planner.warnings)
+    warnings = list(planner.warnings) + (list(fisher.warnings) if fisher else [])
     if output_bytes > free_disk:
         warnings.append(f"The output needs {output_bytes / 1e9:.1f} GB but only {free_disk / 1e9:.1f} GB "
                         f"is free in {out_dir.parent}.")
@@ -343,6 +371,7 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         base_model=planner.readers[recipe.base_model].label if recipe.base_model else None,
         out_dir=str(out_dir), tensors=len(tasks), output_bytes=output_bytes, shards=len(shards),
         out_dtype="/".join(out_dtypes) or "-", device=str(device), num_layers=out_layers,
-        estimated_peak_bytes=int(peak), largest_tensor=largest.name, warnings=tuple(warnings))
+        estimated_peak_bytes=int(peak), largest_tensor=largest.name, warnings=tuple(warnings),
+        notes=fisher.notes if fisher else ())
     return MergePlan(recipe, method, out_dir, options, planner.readers, tasks, device, donor, tok_donor,
-                     out_layers, layer_sizes, shard_bytes, summary, warnings)
+                     out_layers, layer_sizes, shard_bytes, summary, warnings, planner.vocabulary)

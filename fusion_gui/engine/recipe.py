@@ -158,6 +158,69 @@ def normalize_dtype(value: Any, key: str) -> str | None:
     return name
 
 
+TOKENIZER_KEYS = {"source", "tokens", "pad_to_multiple_of"}
+TOKEN_KEYS = {"source", "force"}
+TOKEN_SOURCE_KINDS = {"zero": {"kind"}, "model_token": {"kind", "model", "token_id", "token"}}
+
+
+def _token_source(value: Any, context: str) -> str | dict:
+    """A token's embedding source: a model, {kind: zero} or {kind: model_token, model, token_id|token}."""
+    if not isinstance(value, Mapping) or "kind" not in value:
+        return _model_name(value, context)
+    kind = value["kind"]
+    if kind not in TOKEN_SOURCE_KINDS:
+        raise InputError(f"'kind' in {context} must be zero or model_token, not {kind!r}.")
+    value = _check_keys(value, TOKEN_SOURCE_KINDS[kind], context)
+    if kind == "zero":
+        return {"kind": "zero"}
+    out = {"kind": kind, "model": _model_name(value.get("model"), context)}
+    if ("token_id" in value) == ("token" in value):
+        raise InputError(f"{context} needs exactly one of 'token_id' or 'token'.")
+    if "token_id" in value:
+        token_id = value["token_id"]
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or token_id < 0:
+            raise InputError(f"'token_id' in {context} must be a non-negative integer, not {token_id!r}.")
+        out["token_id"] = token_id
+    else:
+        if not isinstance(value["token"], str) or not value["token"]:
+            raise InputError(f"'token' in {context} must be a token string, not {value['token']!r}.")
+        out["token"] = value["token"]
+    return out
+
+
+def _tokenizer_block(data: Any) -> dict | None:
+    """mergekit's `tokenizer:` block, checked; its source defaults to union, as in mergekit."""
+    if data is None:
+        return None
+    block = _check_keys(data, TOKENIZER_KEYS, "'tokenizer'")
+    # the source is always written, so that an otherwise empty block still means union when dumped
+    out: dict[str, Any] = {"source": _model_name(block.get("source") or "union", "tokenizer.source")}
+    pad = block.get("pad_to_multiple_of")
+    if pad is not None:
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 1:
+            raise InputError(f"'pad_to_multiple_of' in 'tokenizer' must be a positive integer, not {pad!r}.")
+        out["pad_to_multiple_of"] = pad
+    tokens = block.get("tokens")
+    if tokens is not None:
+        if not isinstance(tokens, Mapping):
+            raise InputError("'tokens' in 'tokenizer' must map each token to its settings.")
+        out["tokens"] = {}
+        for token, settings in tokens.items():
+            context = f"tokenizer.tokens[{token!r}]"
+            if not isinstance(token, str) or not token:
+                raise InputError(f"Each key of 'tokens' in 'tokenizer' must be a token string, not {token!r}.")
+            settings = _check_keys({} if settings is None else settings, TOKEN_KEYS, context)
+            entry: dict[str, Any] = {}
+            if settings.get("source") is not None:
+                entry["source"] = _token_source(settings["source"], f"{context}.source")
+            if "force" in settings:
+                if not isinstance(settings["force"], bool):
+                    raise InputError(f"'force' in {context} must be true or false, not {settings['force']!r}.")
+                entry["force"] = settings["force"]
+            out["tokens"][token] = entry
+    return out
+
+
 def recipe_from_dict(data: Any) -> Recipe:
     data = _check_keys(data, TOP_KEYS, "the recipe")
     method = data.get("merge_method")
@@ -211,6 +274,9 @@ def recipe_from_dict(data: Any) -> Recipe:
     tokenizer_source = data.get("tokenizer_source")
     if tokenizer_source is not None:
         tokenizer_source = _model_name(tokenizer_source, "tokenizer_source")
+    tokenizer = _tokenizer_block(data.get("tokenizer"))
+    if tokenizer_source is not None and tokenizer is not None:
+        raise InputError("The recipe sets both 'tokenizer_source' and 'tokenizer'; keep one of them.")
     return Recipe(
         merge_method=method,
         base_model=_model_name(data["base_model"], "base_model") if data.get("base_model") else None,
@@ -220,7 +286,7 @@ def recipe_from_dict(data: Any) -> Recipe:
         dtype=normalize_dtype(data.get("dtype"), "dtype"),
         out_dtype=normalize_dtype(data.get("out_dtype"), "out_dtype"),
         tokenizer_source=tokenizer_source,
-        tokenizer=data.get("tokenizer"),
+        tokenizer=tokenizer,
         chat_template=data.get("chat_template"),
         random_seed=seed,
         name=data.get("name"),

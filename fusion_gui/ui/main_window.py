@@ -23,6 +23,7 @@ from fusion_gui.ui.panels.recipe_panel import RecipePanel, open_recipe_file, sav
 from fusion_gui.ui.panels.run_panel import RunPanel
 from fusion_gui.ui.panels.start_panel import StartPanel
 from fusion_gui.ui.panels.strategy_panel import StrategyPanel
+from fusion_gui.ui.panels.tokenizer_panel import TokenizerPanel
 from fusion_gui.ui.settings import AppSettings
 
 RECIPE_SUFFIXES = (".yml", ".yaml")
@@ -62,6 +63,7 @@ class MainWindow(QMainWindow):
         self.models_panel = ModelsPanel(self.document)
         self.models_panel.set_recent(self.settings.recent_models)
         self.strategy_panel = StrategyPanel(self.document, self.models_panel.layer_count)
+        self.tokenizer_panel = TokenizerPanel(self.document)
         self.run_panel = RunPanel(self.document, self.settings)
         self.recipe_panel = RecipePanel(self.document)
         self.merge_plots = PlotTabs(show_result=True, stem="merge")
@@ -77,6 +79,7 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.start_panel)
         left_layout.addWidget(_group("Models", self.models_panel))
         left_layout.addWidget(_group("Strategy", self.strategy_panel), 1)
+        left_layout.addWidget(_group("Tokenizer", self.tokenizer_panel))
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
@@ -99,13 +102,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
 
         for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel,
-                      self.eval_panel, self.start_panel, self.distill_panel):
+                      self.eval_panel, self.start_panel, self.distill_panel, self.tokenizer_panel):
             panel.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.models_panel.models_added.connect(self._remember_models)
         self.run_panel.run_started.connect(self._on_run_started)
         self.run_panel.event_received.connect(self.merge_plots.handle_event)
         self.start_panel.demo_ready.connect(self._load_demo)
         self.document.changed.connect(lambda _: self.start_panel.setVisible(not self.document.state.model_refs()))
+        self._extract_lora_dialog = None
         self._build_menu()
         self._restore()
         self.statusBar().showMessage("Add models, pick a method, choose an output folder, then Run.")
@@ -125,6 +129,25 @@ class MainWindow(QMainWindow):
             action.setShortcut(shortcut)
             action.triggered.connect(slot)
             menu.addAction(action)
+        tools = self.menuBar().addMenu("&Tools")
+        tools.addAction("Extract LoRA from a fine-tune…", self.open_extract_lora)
+
+    def open_extract_lora(self):
+        """The one Extract LoRA dialog (kept, so a run in it outlives closing it), shown non-modal."""
+        if self._extract_lora_dialog is None:
+            from fusion_gui.ui.dialogs.extract_lora_dialog import ExtractLoraDialog
+
+            self._extract_lora_dialog = ExtractLoraDialog(
+                lambda: [*self.document.state.model_refs(), *self.settings.recent_models], self)
+            self._extract_lora_dialog.adapter_ready.connect(self._add_adapter)
+        self._extract_lora_dialog.show()
+        self._extract_lora_dialog.raise_()
+        return self._extract_lora_dialog
+
+    def _add_adapter(self, folder: str) -> None:
+        self.tabs.setCurrentIndex(0)
+        if self.models_panel.add_models([folder]):
+            self.statusBar().showMessage(f"Added the adapter {folder} to the merge's models.", 8000)
 
     def ask_open_recipe(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open recipe", "", RECIPE_FILTER)
@@ -217,7 +240,9 @@ class MainWindow(QMainWindow):
 
     def running_workers(self) -> list:
         return [w for w in (self.run_panel.worker, self.compare_panel.worker, self.eval_panel.worker,
-                            self.start_panel.worker, self.distill_panel.worker) if w is not None and w.running]
+                            self.start_panel.worker, self.distill_panel.worker, self.tokenizer_panel.worker,
+                            self._extract_lora_dialog and self._extract_lora_dialog.worker)
+                if w is not None and w.running]
 
     def closeEvent(self, event: QCloseEvent) -> None:
         for worker in self.running_workers():

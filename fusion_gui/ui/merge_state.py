@@ -2,7 +2,7 @@
 
 MergeState keeps every setting as the recipe spells it (scalar, gradient list or filter list),
 so the widgets only ever write what the user touched: opening a recipe and saving it back gives
-the same recipe. Parts the form cannot edit (slices, tokenizer options) ride along untouched.
+the same recipe. Parts the form cannot edit (slices, per-token embedding rules) ride along untouched.
 MergeDocument is the Qt object panels share: it owns the state and says when it changed.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -24,9 +25,12 @@ def is_scalar(setting: Setting) -> bool:
 
 
 def starting_value(spec) -> Any:
-    """A sensible value for a parameter the user has not set: its default, else mid-range."""
+    """A sensible value for a parameter the user has not set: its default, else mid-range;
+    None for a file (a Path parameter) with no default, which only the user can name."""
     if spec.default is not None:
         return spec.default
+    if spec.type is Path:
+        return None
     if spec.type is bool:
         return False
     if spec.minimum is not None and spec.maximum is not None:
@@ -46,9 +50,10 @@ class MergeState:
     tokenizer_source: str | None = None
     random_seed: int | None = None
     name: str | None = None
+    # mergekit's `tokenizer:` block; the form edits its source and pad_to_multiple_of only.
+    tokenizer: dict | None = None
     # Kept as they are: the form shows them but does not edit them.
     slices: list[OutputSlice] | None = None
-    tokenizer: dict | None = None
     chat_template: str | None = None
     # The base set aside while a method that takes no base is picked, restored on switching back.
     set_aside_base: str | None = None
@@ -125,6 +130,31 @@ class MergeState:
         if new_entry is not None and not new_entry.parameters:
             self.models.remove(new_entry)
 
+    # --- tokenizer ------------------------------------------------------------------------
+
+    def tokenizer_choice(self) -> tuple[str | None, int]:
+        """(source, pad_to_multiple_of): source None copies the base's tokenizer, else "base",
+        "union" or a model reference; pad 0 means no padding. Read from either spelling."""
+        if self.tokenizer is not None:
+            source = self.tokenizer.get("source", "union")  # mergekit's default for the block
+            pad = self.tokenizer.get("pad_to_multiple_of") or 0
+            return (None if source is None else str(source)), int(pad)
+        return self.tokenizer_source, 0
+
+    def set_tokenizer(self, source: str | None, pad_to_multiple_of: int = 0) -> None:
+        """Write the choice as mergekit wants it: `tokenizer_source` alone when that says it all,
+        else the `tokenizer:` block (never both). Other keys of the block (tokens) are kept."""
+        rest = {k: v for k, v in (self.tokenizer or {}).items() if k not in ("source", "pad_to_multiple_of")}
+        if source is None:  # no tokenizer work at all: nothing to pad, no token rules
+            self.tokenizer_source, self.tokenizer = None, None
+        elif pad_to_multiple_of > 0 or rest:
+            block: dict = {"source": source}
+            if pad_to_multiple_of > 0:
+                block["pad_to_multiple_of"] = int(pad_to_multiple_of)
+            self.tokenizer_source, self.tokenizer = None, {**block, **rest}
+        else:
+            self.tokenizer_source, self.tokenizer = source, None
+
     # --- method and parameters ------------------------------------------------------------
 
     def set_method(self, method) -> None:
@@ -153,13 +183,13 @@ class MergeState:
     def fill_required(self, method) -> None:
         """Give every required parameter the form does not set yet a starting value."""
         for spec in method.global_params:
-            if spec.required and spec.name not in self.parameters:
+            if spec.required and spec.name not in self.parameters and starting_value(spec) is not None:
                 self.parameters[spec.name] = starting_value(spec)
         refs = [m.model for m in self.models]
         if self.base_model and self.base_model not in refs:
             refs.append(self.base_model)
         for spec in method.model_params:
-            if not spec.required or spec.name in self.parameters:
+            if not spec.required or spec.name in self.parameters or starting_value(spec) is None:
                 continue
             for ref in refs:
                 if ref == self.base_model and not spec.applies_to_base:

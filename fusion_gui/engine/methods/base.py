@@ -94,6 +94,8 @@ class MergeMethod:
     random: bool = False
     sign_election: bool = False  # reports sign_conflict / kept_fraction
     ranks_by_magnitude: bool = False  # sorts |delta| (float32 keys + int64 indices of scratch)
+    # The merge estimates each model's Fisher first and passes it after the weights (see fisher.py).
+    needs_fisher: bool = False
 
     @property
     def global_params(self) -> tuple[ParamSpec, ...]:

@@ -1,7 +1,8 @@
 """The models of the merge: add them, see what they are, mark the base, see what will not fit.
 
 Everything shown comes from open_model's headers (no tensor data is read), so it is cheap
-enough to do on the spot when a model is added.
+enough to do on the spot when a model is added. A PEFT LoRA adapter folder is a model too: the
+engine reads it as its base plus B @ A, so it is described, and checked, as that model.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ class ModelInfo:
     num_layers: int | None = None
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     error: str | None = None
+    note: str = ""  # shown for the architecture when not a plain model: "LoRA adapter r=8 on <base>"
+    adapter_base: str | None = None  # where the base an adapter applies to was found
+
+
+def adapter_folder_of(ref: str) -> str:
+    """An adapter's weights file stands for its folder (the config beside it says the base)."""
+    from fusion_gui.engine.io.adapter import ADAPTER_WEIGHTS, is_adapter_folder
+
+    path = Path(ref)
+    return str(path.parent) if path.name in ADAPTER_WEIGHTS and is_adapter_folder(path.parent) else ref
 
 
 def describe_model(ref: str) -> ModelInfo:
@@ -61,8 +72,13 @@ def describe_model(ref: str) -> ModelInfo:
             dtypes[key] = dtypes.get(key, 0) + info.nbytes
         layers = {int(m.group(1)) for name in reader.tensors if (m := _LAYER_NUMBER.search(name))}
         num_layers = config.get("num_hidden_layers") or config.get("n_layer") or (max(layers) + 1 if layers else None)
+        note, adapter_base, files = "", None, reader.files
+        adapter_config = getattr(reader, "adapter_config", None)
+        if adapter_config is not None:  # an AdapterReader: its base's tensors plus B @ A
+            note = f"LoRA adapter r={adapter_config.get('r', '?')} on {reader.base.label}"
+            adapter_base, files = str(reader.base.path), reader.adapter.files  # its own size, not the base's
         size = 0
-        for file in reader.files:
+        for file in files:
             try:
                 size += os.path.getsize(file)
             except OSError:
@@ -73,6 +89,7 @@ def describe_model(ref: str) -> ModelInfo:
             dtype=max(dtypes, key=dtypes.get) if dtypes else "-", size_on_disk=size,
             shards=reader.num_shards, num_layers=num_layers,
             shapes={name: tuple(i.shape) for name, i in reader.tensors.items()},
+            note=note, adapter_base=adapter_base,
         )
     finally:
         reader.close()
@@ -110,6 +127,12 @@ def incompatibility(model: ModelInfo, base: ModelInfo) -> str | None:
     return None
 
 
+def _note_tip(info: ModelInfo) -> str:
+    if not info.adapter_base:
+        return info.note
+    return f"{info.note} ({info.architecture}): it stands for {info.adapter_base} plus its low-rank update B·A."
+
+
 COLUMNS = ("Base", "Name", "Architecture", "Params", "Dtype", "Size", "Shards", "Status")
 
 
@@ -144,9 +167,10 @@ class ModelsPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COLUMNS.index("Status"), QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COLUMNS.index("Name"), QHeaderView.ResizeMode.Stretch)  # elided; tooltip in full
         self.problems_label = QLabel()
         self.problems_label.setWordWrap(True)
         self.problems_label.setStyleSheet("color: #b3261e;")
@@ -178,7 +202,7 @@ class ModelsPanel(QWidget):
             self.message.emit("This recipe uses slices: edit its models in the YAML file.")
             return added
         for ref in refs:
-            ref = str(ref)
+            ref = adapter_folder_of(str(ref))
             if ref in state.model_refs():
                 continue
             self._infos[ref] = describe_model(ref)
@@ -330,12 +354,12 @@ class ModelsPanel(QWidget):
                 status = "cannot read" if info.error else "incompatible"
             else:
                 status = "base" if ref == state.base_model else "ok"
-            cells = (info.label or ref, info.architecture, format_count(info.parameters), info.dtype,
+            cells = (info.label or ref, info.note or info.architecture, format_count(info.parameters), info.dtype,
                      format_bytes(info.size_on_disk), "-" if info.shards is None else str(info.shards),
                      status)
             for column, text in enumerate(cells, start=1):
                 item = QTableWidgetItem(text)
-                item.setToolTip(f"{ref}\n{problems[ref]}" if ref in problems else ref)
+                item.setToolTip("\n".join(filter(None, (ref, _note_tip(info), problems.get(ref)))))
                 if ref in problems:
                     item.setForeground(QColor("#b3261e"))
                 self.table.setItem(row, column, item)

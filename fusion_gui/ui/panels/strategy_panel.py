@@ -1,19 +1,22 @@
 """Pick a merge method; its parameter form is generated from the registry's ParamSpecs.
 
 Global parameters get a labelled slider (bounded numbers), a spin box or a check box, and a
-"Per layer…" button for curves and tensor-name rules; per-model parameters live in a table.
+"Per layer…" button for curves and tensor-name rules; a file (a Path parameter) gets a line edit
+with "Browse…". Per-model parameters live in a table.
 Widgets write to MergeDocument only what the user touches.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-    QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QToolButton,
-    QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+    QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
+    QToolButton, QVBoxLayout, QWidget,
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
@@ -35,6 +38,65 @@ def find_method(name: str):
         return methods().get(name)
     except ImportError:
         return None
+
+
+FILE_FILTER = "Text (*.txt *.jsonl *.json *.md);;All files (*)"
+INVALID_COLOUR = "#b3261e"
+
+
+def ask_file(parent: QWidget, title: str, start: str = "") -> str:
+    path, _ = QFileDialog.getOpenFileName(parent, title, start, FILE_FILTER)
+    return path
+
+
+def path_problem(spec, value) -> str | None:
+    """Why a Path parameter's value names no readable file, in one sentence; None when it does."""
+    try:
+        spec.validate(value)
+    except ValueError as err:
+        return f"{str(err)[0].upper()}{str(err)[1:]}."
+    return None
+
+
+class FileField(QWidget):
+    """A file path as text, with Browse…; `chosen(text)` when the user picks or types one."""
+
+    chosen = Signal(str)
+
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.title = title
+        self.edit = QLineEdit(placeholderText="Choose a text file…")
+        self.edit.editingFinished.connect(self._typed)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self.browse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.browse_button)
+        self._shown = ""
+
+    def setValue(self, text: str) -> None:  # noqa: N802 - the name ParamRow uses for every widget
+        self._shown = str(text)
+        self.edit.setText(self._shown)
+
+    def browse(self) -> None:
+        path = ask_file(self, self.title, self.edit.text().strip())
+        if path:
+            self.setValue(path)
+            self.chosen.emit(path)
+
+    def _typed(self) -> None:
+        text = self.edit.text().strip()
+        if text != self._shown:
+            self._shown = text
+            self.chosen.emit(text)
+
+
+def spin_decimals(spec) -> int:
+    """Enough decimals to show a small default (1e-6 as 0.00000100); 4 otherwise."""
+    small = isinstance(spec.default, float) and 0 < abs(spec.default) < 1e-3
+    return min(10, 2 - math.floor(math.log10(abs(spec.default)))) if small else 4
 
 
 def base_rule(method) -> str:
@@ -65,14 +127,19 @@ class ParamRow(QWidget):
         self.reset_button.setToolTip("Back to the method's default")
         self.reset_button.clicked.connect(lambda: self.edited.emit(spec.name, None))
         layout.addWidget(self.value_widget, 1)
-        layout.addWidget(self.summary, 1)
+        layout.addWidget(self.summary, 0 if spec.type is Path else 1)  # a file's flag stays short
         layout.addWidget(self.curve_button)
         layout.addWidget(self.reset_button)
+        self.curve_button.setVisible(spec.type is not Path)  # one file for the whole merge
         self.setToolTip(spec.help)
         self.show_setting(setting)
 
     def _make_value_widget(self) -> QWidget:
         spec = self.spec
+        if spec.type is Path:
+            widget = FileField(f"{spec.name}: {spec.help}" if spec.help else spec.name)
+            widget.chosen.connect(lambda text: self.edited.emit(spec.name, text or None))
+            return widget
         if spec.type is bool:
             widget = QCheckBox()
             widget.toggled.connect(lambda on: self.edited.emit(spec.name, bool(on)))
@@ -89,23 +156,29 @@ class ParamRow(QWidget):
             widget.setRange(float(spec.minimum), float(spec.maximum))
             widget.setDecimals(3)
         else:
-            widget = QDoubleSpinBox(decimals=4, singleStep=0.05)
+            decimals = spin_decimals(spec)
+            widget = QDoubleSpinBox(decimals=decimals, singleStep=0.05 if decimals == 4 else spec.default)
             widget.setRange(float(spec.minimum if spec.minimum is not None else -1e6),
                             float(spec.maximum if spec.maximum is not None else 1e6))
-        widget.valueChanged.connect(lambda v: self.edited.emit(spec.name, round(float(v), 6)))
+        digits = max(6, widget.decimals())
+        widget.valueChanged.connect(lambda v: self.edited.emit(spec.name, round(float(v), digits)))
         return widget
 
     def show_setting(self, setting) -> None:
         """Show without emitting: the state keeps its exact value, whatever the widget rounds."""
         shown = setting if setting is not None else starting_value(self.spec)
         self.current = shown
-        scalar = is_scalar(shown)
+        scalar = shown is None or is_scalar(shown)
         self.value_widget.setVisible(scalar)
         self.summary.setVisible(not scalar)
+        self.summary.setStyleSheet("")
         self.reset_button.setEnabled(setting is not None)
         if not scalar:
             self.summary.setText(describe_setting(shown))
             self.summary.setToolTip(describe_setting(shown))
+            return
+        if self.spec.type is Path:
+            self._show_path(shown)
             return
         try:
             value = self.spec.validate(shown)
@@ -120,6 +193,18 @@ class ParamRow(QWidget):
         else:
             self.value_widget.setValue(value)
         self.value_widget.blockSignals(False)
+
+    def _show_path(self, shown: str | None) -> None:
+        """The path as written; a file that is not there is flagged beside it, never hidden."""
+        self.value_widget.setValue(shown or "")
+        problem = path_problem(self.spec, shown) if shown else None
+        self.summary.setVisible(problem is not None)
+        self.summary.setStyleSheet(f"color: {INVALID_COLOUR};")
+        self.summary.setText("⚠ no such file" if problem else "")
+        self.summary.setMinimumWidth(self.summary.fontMetrics().horizontalAdvance(self.summary.text()) + 4)
+        self.value_widget.edit.setStyleSheet(f"color: {INVALID_COLOUR};" if problem else "")
+        self.summary.setToolTip(problem or "")
+        self.value_widget.edit.setToolTip(problem or self.spec.help)
 
     def edit_curve(self) -> None:
         dialog = SettingEditorDialog(f"{self.spec.name}: per layer and by tensor name",
@@ -159,6 +244,7 @@ class StrategyPanel(QWidget):
         self.model_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.model_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.model_table.itemChanged.connect(self._model_cell_edited)
+        self.model_table.currentCellChanged.connect(lambda *_: self._update_cell_button())
         self.model_curve_button = QPushButton("Per layer / by tensor name…")
         self.model_curve_button.clicked.connect(self.edit_model_cell_curve)
         model_layout = QVBoxLayout(self.model_box)
@@ -208,7 +294,7 @@ class StrategyPanel(QWidget):
         row = self._rows.get(name)
         if row is None:
             return
-        if setting is None or not is_scalar(setting):
+        if setting is None or not is_scalar(setting) or row.spec.type is Path:
             row.show_setting(setting)  # the widget changes shape; a dragged slider never does
         else:
             row.current = setting
@@ -282,23 +368,41 @@ class StrategyPanel(QWidget):
             name.setToolTip(ref)
             table.setItem(row, 0, name)
             for column, spec in enumerate(specs, start=1):
-                own = state.model_setting(ref, spec.name)
-                inherited = state.global_setting(spec.name)
                 if is_base and not spec.applies_to_base:
                     item = QTableWidgetItem("—")
                     item.setFlags(Qt.ItemFlag.NoItemFlags)
-                elif own is not None:
-                    item = QTableWidgetItem(describe_setting(own) if not is_scalar(own) else format_value(own))
                 else:
-                    shown = inherited if inherited is not None else starting_value(spec)
-                    item = QTableWidgetItem(format_value(shown) if is_scalar(shown) else describe_setting(shown))
-                    item.setForeground(self.palette().placeholderText())
-                    item.setToolTip("Not set for this model: the global value or the default applies.")
+                    item = self._model_cell(spec, state.model_setting(ref, spec.name),
+                                            state.global_setting(spec.name))
                 item.setData(Qt.ItemDataRole.UserRole, (ref, spec.name))
                 table.setItem(row, column, item)
         table.blockSignals(False)
         self.model_box.setVisible(bool(specs))
         self.model_table.setFixedHeight(min(240, 30 + 28 * max(1, len(refs))))
+
+    def _model_cell(self, spec, own, inherited) -> QTableWidgetItem:
+        shown = own if own is not None else inherited if inherited is not None else starting_value(spec)
+        text = "" if shown is None else format_value(shown) if is_scalar(shown) else describe_setting(shown)
+        item = QTableWidgetItem(text)
+        if own is None:
+            item.setForeground(self.palette().placeholderText())
+            item.setToolTip("Not set for this model: the global value or the default applies.")
+        problem = path_problem(spec, shown) if spec.type is Path and isinstance(shown, str) else None
+        if problem:  # a file that is not there: shown as written, in red
+            item.setForeground(QColor(INVALID_COLOUR))
+            item.setToolTip(problem)
+        return item
+
+    def _current_spec(self):
+        item = self.model_table.currentItem()
+        key = item.data(Qt.ItemDataRole.UserRole) if item else None
+        method = find_method(self.document.state.method)
+        return (key, method.param(key[1])) if key and method is not None else (None, None)
+
+    def _update_cell_button(self) -> None:
+        _, spec = self._current_spec()
+        is_file = spec is not None and spec.type is Path
+        self.model_curve_button.setText("Choose file…" if is_file else "Per layer / by tensor name…")
 
     # --- edits -----------------------------------------------------------------------------
 
@@ -309,8 +413,12 @@ class StrategyPanel(QWidget):
             return
         ref, name = key
         text = item.text().strip()
+        spec = method.param(name)
         try:
-            setting = None if text == "" else parse_setting(text, method.param(name))
+            if spec.type is Path:  # a path as typed: a file that is not there is flagged, not refused
+                setting = text or None
+            else:
+                setting = None if text == "" else parse_setting(text, spec)
         except ValueError as err:
             self.message.emit(str(err))
             QTimer.singleShot(0, self.refresh)  # not while the table is emitting
@@ -320,14 +428,16 @@ class StrategyPanel(QWidget):
         QTimer.singleShot(0, self.refresh)
 
     def edit_model_cell_curve(self) -> None:
-        item = self.model_table.currentItem()
-        key = item.data(Qt.ItemDataRole.UserRole) if item else None
-        method = find_method(self.document.state.method)
-        if not key or method is None:
+        key, spec = self._current_spec()
+        if key is None:
             self.message.emit("Select a per-model parameter cell first.")
             return
         ref, name = key
-        spec = method.param(name)
+        if spec.type is Path:
+            path = ask_file(self, f"{name} for {Path(ref).name}")
+            if path:
+                self.set_model_param(ref, name, path)
+            return
         current = self.document.state.model_setting(ref, name)
         if current is None:
             current = self.document.state.global_setting(name)

@@ -1,0 +1,334 @@
+"""Tools ▸ Extract LoRA: factor a fine-tune's change from its base into a PEFT adapter.
+
+The dialog gathers the inputs and shows what engine.lora.extract_lora yields, run on a JobWorker
+thread. A cancelled or failed run leaves no output folder: the engine writes into a temp folder
+beside it and renames it only at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout,
+    QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+    QTableWidgetItem, QVBoxLayout, QWidget,
+)
+from superqt import QElidingLabel
+
+from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
+from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
+from fusion_gui.ui.formatting import format_bytes
+from fusion_gui.ui.panels.compare_panel import ModelPicker
+from fusion_gui.ui.worker import JobWorker
+
+COLUMNS = ("Module", "Rank", "Relative error")
+ERROR_COLOUR = "#b3261e"
+
+
+def format_error(value: float) -> str:
+    """A relative error as people read it: 0.1234, 0.0005, 3.1e-07."""
+    return f"{value:.4g}"
+
+
+def summary_text(result: LoraResult, warnings: list[str]) -> str:
+    """What the extraction gave, in a sentence or two (the numbers the table sorts)."""
+    worst = max(result.modules, key=lambda m: m.rel_error)
+    ranks = sorted({m.rank for m in result.modules})
+    rank = str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]} to {ranks[-1]}"
+    lines = [f"{len(result.modules)} modules at rank {rank}. Relative error ‖ΔW − BA‖ / ‖ΔW‖: mean "
+             f"{format_error(result.mean_rel_error)}, max {format_error(result.max_rel_error)} "
+             f"({worst.name.removesuffix('.weight')})."]
+    return "\n".join(lines + warnings)
+
+
+def extract_job(finetune: str, base: str, out_dir: str, rank: int, threshold: float | None,
+                device: str, force: bool, token):
+    """The generator the worker runs (a module function so tests can wrap it)."""
+    from fusion_gui.engine.lora import extract_lora
+
+    return extract_lora(finetune, base, out_dir, rank, threshold, cancel=token, force=force, device=device)
+
+
+class NumberItem(QTableWidgetItem):
+    """A cell that shows a formatted number and sorts by the number itself."""
+
+    def __init__(self, value: float, text: str):
+        super().__init__(text)
+        self.value = value
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, NumberItem):
+            return self.value < other.value
+        return super().__lt__(other)
+
+
+class CachedModelPicker(ModelPicker):
+    """ModelPicker (a path or repo id, Browse…) plus a pick from the Hugging Face cache."""
+
+    def __init__(self, placeholder: str, parent: QWidget | None = None):
+        super().__init__(placeholder, parent)
+        cache = QPushButton("From cache…")
+        cache.setToolTip("A model already in the local Hugging Face cache; nothing is downloaded.")
+        cache.clicked.connect(self._pick_from_cache)
+        self.layout().addWidget(cache)
+
+    def _pick_from_cache(self) -> None:
+        dialog = HubCacheDialog(self)
+        if dialog.exec() == QDialog.DialogCode.Accepted and dialog.selected_repos():
+            self.set_text(dialog.selected_repos()[0])
+        dialog.deleteLater()
+
+
+class ExtractLoraDialog(QDialog):
+    """Inputs, a Run/Cancel with progress, then the per-module error table and the adapter."""
+
+    adapter_ready = Signal(str)  # "Add adapter to models": the adapter folder
+
+    def __init__(self, known_models: Callable[[], list[str]] = lambda: [], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Extract LoRA from a fine-tune")
+        self.resize(820, 680)
+        self.known_models = known_models
+        self.worker: JobWorker | None = None
+        self.result: LoraResult | None = None
+        self.warnings: list[str] = []
+
+        intro = QLabel("Each Linear weight's change from the base (fine-tune − base) is factored by "
+                       "truncated SVD into a LoRA adapter B·A. peft loads the adapter folder, and the "
+                       "Merge tab takes it as a model.", wordWrap=True)
+        self.finetune = CachedModelPicker("The fine-tuned model: a folder or a cached repo id")
+        self.base = CachedModelPicker("The model it was fine-tuned from")
+        self.output = QLineEdit(placeholderText="A new folder for the adapter")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self.pick_output)
+        self.replace_box = QCheckBox("Replace if it exists")
+        self.rank = QSpinBox(minimum=1, maximum=4096)
+        self.rank.setValue(16)
+        self.rank.setToolTip("The LoRA rank of every module (fewer where a module is smaller).")
+        self.threshold = QDoubleSpinBox(minimum=0.0, maximum=0.99, decimals=3, singleStep=0.01)
+        self.threshold.setSpecialValueText("off")
+        self.threshold.setToolTip("Keep only singular values of at least this fraction of the largest: "
+                                  "a module whose change is simpler gets a lower rank.")
+        self.device = QComboBox()
+        for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("CUDA", "cuda")):
+            self.device.addItem(label, value)
+
+        self.run_button = QPushButton("Extract")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress_bar = QProgressBar(minimum=0, maximum=1000, value=0)
+        self.status_label = QElidingLabel("Choose the fine-tune, its base and an output folder, then Extract.")
+        self.error_label = QLabel(wordWrap=True)
+        self.error_label.setStyleSheet(f"color: {ERROR_COLOUR};")
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.hide()
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.summary_label = QLabel(wordWrap=True)
+        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.output_label = QElidingLabel()
+        self.output_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.add_button = QPushButton("Add adapter to models", enabled=False)
+        self.add_button.setToolTip("Add the adapter folder as a model in the Merge tab.")
+        self.add_button.clicked.connect(self.add_adapter)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+
+        output_row = QHBoxLayout()
+        output_row.addWidget(self.output, 1)
+        output_row.addWidget(browse)
+        output_row.addWidget(self.replace_box)
+        settings_row = QHBoxLayout()
+        settings_row.addWidget(self.rank)
+        for label, widget in (("Singular-value threshold", self.threshold), ("Device", self.device)):
+            settings_row.addSpacing(16)
+            settings_row.addWidget(QLabel(label))
+            settings_row.addWidget(widget)
+        settings_row.addStretch(1)
+        form = QFormLayout()
+        form.addRow("Fine-tune", self.finetune)
+        form.addRow("Base model", self.base)
+        form.addRow("Output folder", output_row)
+        form.addRow("Rank", settings_row)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_button)
+        run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.progress_bar, 1)
+        result_row = QHBoxLayout()
+        result_row.addWidget(QLabel("Adapter:"))
+        result_row.addWidget(self.output_label, 1)
+        result_row.addWidget(self.add_button)
+        result_row.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addLayout(run_row)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.summary_label)
+        layout.addLayout(result_row)
+        self._inputs = (self.finetune, self.base, self.output, browse, self.replace_box, self.rank,
+                        self.threshold, self.device)
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        choices = list(dict.fromkeys(self.known_models()))
+        self.finetune.set_choices(choices)
+        self.base.set_choices(choices)
+        super().showEvent(event)
+
+    def set_inputs(self, finetune: str, base: str, out_dir: str) -> None:
+        self.finetune.set_text(finetune)
+        self.base.set_text(base)
+        self.output.setText(str(out_dir))
+
+    def start(self) -> JobWorker | None:
+        """Check the form, then run the extraction on a worker thread; None when it cannot start."""
+        if self.worker is not None and self.worker.running:
+            return None
+        finetune, base, out_dir = self.finetune.text(), self.base.text(), self.output.text().strip()
+        force = self.replace_box.isChecked()
+        if not (finetune and base and out_dir):
+            self.show_error("Choose the fine-tune, its base model and an output folder.")
+            return None
+        if Path(out_dir).expanduser().exists() and not force:
+            self.show_error(f"The output folder '{out_dir}' already exists; choose another or tick "
+                            f"“Replace if it exists”.")
+            return None
+        rank, device = self.rank.value(), self.device.currentData()
+        threshold = self.threshold.value() or None
+        worker = JobWorker(lambda token: extract_job(finetune, base, out_dir, rank, threshold, device,
+                                                     force, token), self)
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.done.connect(self._on_done)
+        self.worker, self.result, self.warnings = worker, None, []
+        self._clear_results()
+        self.status_label.setText("Opening the models…")
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        if self.worker is not None and self.worker.running:
+            self.worker.cancel()
+            self.status_label.setText("Cancelling…")
+
+    def add_adapter(self) -> None:
+        if self.result is not None:
+            self.adapter_ready.emit(self.result.out_dir)
+            self.add_button.setEnabled(False)
+            self.add_button.setText("Added to models")
+
+    def pick_output(self) -> None:
+        finetune = self.finetune.text()
+        suggestion = f"{Path(finetune).name or 'model'}-lora-r{self.rank.value()}" if finetune else "adapter"
+        start = str(Path(finetune).parent / suggestion) if Path(finetune).is_dir() else suggestion
+        folder, _ = QFileDialog.getSaveFileName(self, "Folder for the adapter", self.output.text() or start)
+        if folder:
+            self.output.setText(folder)
+
+    def show_error(self, sentence: str, details: str = "") -> None:
+        self.error_label.setText(sentence)
+        self.error_label.setToolTip(details if details.strip() != sentence.strip() else "")
+        self.error_label.setVisible(bool(sentence))
+
+    def row_texts(self) -> list[tuple[str, str, str]]:
+        """What the table shows, top to bottom: for tests and copying."""
+        return [tuple(self.table.item(r, c).text() for c in range(len(COLUMNS)))
+                for r in range(self.table.rowCount())]
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.cancel()  # the job stops at its next module and removes its temp folder
+        super().closeEvent(event)
+
+    def reject(self) -> None:  # Escape
+        self.cancel()
+        super().reject()
+
+    # --- worker events -----------------------------------------------------------------------
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, Progress):
+            self.progress_bar.setValue(int(event.fraction * 1000))
+            self.status_label.setText(f"{event.tensors_done} / {event.tensors_total}: {event.current}")
+        elif isinstance(event, LoraModuleError):
+            self._add_row(event)
+        elif isinstance(event, Log):
+            if event.level == "warning":
+                self.warnings.append(event.message)
+            else:
+                self.status_label.setText(event.message)
+
+    def _add_row(self, module: LoraModuleError) -> None:
+        self.table.setSortingEnabled(False)  # a sorted table moves rows while they are filled
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        name = QTableWidgetItem(module.name.removesuffix(".weight"))
+        name.setToolTip(module.name)
+        self.table.setItem(row, 0, name)
+        self.table.setItem(row, 1, NumberItem(module.rank, str(module.rank)))
+        self.table.setItem(row, 2, NumberItem(module.rel_error, format_error(module.rel_error)))
+        self.table.setSortingEnabled(True)
+
+    def _on_finished(self, result: LoraResult) -> None:
+        self.result = result
+        self._clear_results()
+        for module in result.modules:  # the result is the record: the table shows exactly it
+            self._add_row(module)
+        self.progress_bar.setValue(1000)
+        self.status_label.setText(f"Done in {result.seconds:.1f} s: {format_bytes(result.bytes_written)} "
+                                  f"of adapter weights.")
+        self.summary_label.setText(summary_text(result, self.warnings))
+        self.output_label.setText(result.out_dir)
+        self.output_label.setToolTip(result.out_dir)
+        self.add_button.setEnabled(True)
+        self.add_button.setFocus()  # the next step, most often
+
+    def _on_failed(self, summary: str, details: str) -> None:
+        self.status_label.setText("Failed; nothing was written.")
+        self.show_error(summary, details)
+
+    def _on_cancelled(self) -> None:
+        self._clear_results()
+        self.progress_bar.setValue(0)
+        self.status_label.setText("Cancelled; nothing was written.")
+
+    def _on_done(self) -> None:
+        self._set_running(False)
+
+    # --- view --------------------------------------------------------------------------------
+
+    def _clear_results(self) -> None:
+        self.table.setRowCount(0)
+        self.summary_label.clear()
+        self.output_label.setText("—")
+        self.show_error("")
+        self.add_button.setEnabled(False)
+        self.add_button.setText("Add adapter to models")
+
+    def _set_running(self, running: bool) -> None:
+        for widget in self._inputs:
+            widget.setEnabled(not running)
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
