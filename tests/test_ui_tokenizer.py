@@ -176,3 +176,18 @@ def test_a_model_without_tokenizer_is_one_sentence(window, qtbot, vocab_pair, tm
     window.models_panel.add_models([vocab_pair[1]])
     wait_for_comparison(qtbot, panel)
     assert panel.error is None and panel.table.rowCount() == 2
+
+
+def test_embedding_rows_that_differ_are_flagged_only_without_a_tokenizer_merge(window, tmp_path):
+    """Models of different vocabulary sizes are what a union merge is for: the Models table flags
+    them while the tokenizer is copied, and clears the flag once a tokenizer source is chosen."""
+    from fusion_gui.engine.tiny_models import build_vocab_family
+
+    family = build_vocab_family(tmp_path)
+    window.models_panel.add_models([str(family["base"]), str(family["a"])])
+    window.models_panel.set_base(str(family["base"]))
+    problems = window.models_panel.problems()
+    assert list(problems) == [str(family["a"])] and "is 33x48, the base's is 31x48" in problems[str(family["a"])]
+    combo = window.tokenizer_panel.source_combo
+    combo.setCurrentIndex(combo.findData("union"))
+    assert window.models_panel.problems() == {}

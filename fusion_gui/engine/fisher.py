@@ -208,7 +208,10 @@ class _Skeleton:
         config.use_cache = False
         try:
             with init_empty_weights(include_buffers=False):  # buffers (rotary frequencies) stay real
-                model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+                try:
+                    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+                except TypeError:  # transformers 4 calls it torch_dtype
+                    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
         except ValueError as err:
             raise InputError(f"The fisher method needs causal language models; transformers cannot load "
                              f"'{reader.label}' as one ({err}).") from None

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
+from fusion_gui.engine.analysis import layer_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes, format_count
@@ -106,8 +107,15 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) or "scalar"
 
 
-def incompatibility(model: ModelInfo, base: ModelInfo) -> str | None:
-    """Why `model` cannot be merged with `base`, in one sentence; None when it can."""
+def _vocabulary_rows_differ(name: str, shape: tuple[int, ...], other: tuple[int, ...]) -> bool:
+    """A tensor outside the layers that differs only in its rows: an embedding or output head of
+    another vocabulary size, which a tokenizer merge re-orders into the output vocabulary."""
+    return layer_template(name)[0] is None and len(shape) == len(other) and shape[1:] == other[1:]
+
+
+def incompatibility(model: ModelInfo, base: ModelInfo, vocabularies_merged: bool = False) -> str | None:
+    """Why `model` cannot be merged with `base`, in one sentence; None when it can.
+    With vocabularies_merged (the recipe names a tokenizer source), embedding rows may differ."""
     if model.error:
         return model.error
     if base.error:
@@ -121,6 +129,8 @@ def incompatibility(model: ModelInfo, base: ModelInfo) -> str | None:
     if extra:
         return f"Has {len(extra)} tensors the base lacks, e.g. '{extra[0]}'."
     for name, shape in model.shapes.items():
+        if vocabularies_merged and _vocabulary_rows_differ(name, shape, base.shapes[name]):
+            continue
         if base.shapes[name] != shape:
             return (f"Tensor '{name}' is {_shape_text(shape)}, the base's is "
                     f"{_shape_text(base.shapes[name])}.")
@@ -243,19 +253,20 @@ class ModelsPanel(QWidget):
         """Reference -> the reason it cannot be merged, for every flagged row."""
         state = self.document.state
         base = self.info(state.base_model) if state.base_model else None
+        merged_vocab = state.tokenizer_choice()[0] is not None
         out = {}
         for ref in state.model_refs():
             info = self.info(ref)
             if ref == state.base_model or base is None:
                 reason = info.error
             else:
-                reason = incompatibility(info, base)
+                reason = incompatibility(info, base, merged_vocab)
             if reason:
                 out[ref] = reason
         if base is None and len(state.model_refs()) > 1:  # no base: compare with the first model
             refs = state.model_refs()
             for ref in refs[1:]:
-                reason = incompatibility(self.info(ref), self.info(refs[0]))
+                reason = incompatibility(self.info(ref), self.info(refs[0]), merged_vocab)
                 if reason and ref not in out:
                     out[ref] = reason
         return out
