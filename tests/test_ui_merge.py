@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from fusion_gui.engine.methods import registry  # noqa: E402
 from fusion_gui.engine.tiny_models import build_family  # noqa: E402
+from fusion_gui.events import StepProgress  # noqa: E402
 from fusion_gui.ui.panels import run_panel as run_panel_module  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
     JOB_TIMEOUT_MS, Gate, after_layers, after_progress, config_dir, error_dialogs, models_for,
@@ -47,6 +48,12 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     if method.base != "none":
         assert window.document.state.base_model == base
     assert window.run_panel.preflight() is not None, window.run_panel.preflight_label.text()
+    if method.needs_fisher:
+        assert "Fisher" in window.run_panel.preflight_label.text()  # the dry run's note on the estimate
+        stages = []  # what the progress line says while the Fisher estimate runs
+        window.run_panel.event_received.connect(
+            lambda event: stages.append(window.run_panel.progress_label.text()) if isinstance(event, StepProgress)
+            else None)
 
     out = tmp_path / "merged"
     worker = run_merge(qtbot, window, out)
@@ -61,6 +68,8 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     counts = window.merge_plots.layer_plot.point_counts()
     assert "result" in counts and set(counts.values()) == {LAYERS}, counts
     assert not worker.running
+    if method.needs_fisher:
+        assert any(text.startswith("Fisher of") and "backward layer" in text for text in stages), stages
 
 
 def test_cancel_in_mid_run_leaves_no_output(window, qtbot, llama_family, tmp_path, monkeypatch):

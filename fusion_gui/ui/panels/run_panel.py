@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.recipe import DTYPES
-from fusion_gui.events import Log, MergeResult, PlanSummary, Progress
+from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_bytes, format_duration
 from fusion_gui.ui.merge_state import MergeDocument
@@ -58,6 +58,8 @@ def describe_plan(summary: PlanSummary, output_chosen: bool = True) -> tuple[str
     text = (f"Writes {summary.tensors} tensors ({format_bytes(summary.output_bytes)}, {summary.out_dtype}) "
             f"in {summary.shards} shard{'s' if summary.shards != 1 else ''}, {summary.num_layers} layers, "
             f"on {summary.device}. Estimated peak memory {format_bytes(summary.estimated_peak_bytes)}.")
+    for note in summary.notes:  # work before the merge proper, e.g. estimating Fishers
+        text += f"\n{note}"
     warnings = list(summary.warnings)
     ram, gpu = free_memory(summary.device)
     if summary.estimated_peak_bytes > ram:
@@ -210,7 +212,8 @@ class RunPanel(QWidget):
             text, warnings = describe_plan(plan.summary, chosen)
         finally:
             plan.close()
-        lines = [_escape(text)] + [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
+        lines = [_escape(line) for line in text.splitlines()]
+        lines += [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
         self.preflight_label.setText("<br>".join(lines))
         return plan.summary
 
@@ -260,6 +263,10 @@ class RunPanel(QWidget):
                 f"{event.tensors_done} / {event.tensors_total} tensors · {format_bytes(event.bytes_done)} of "
                 f"{format_bytes(event.bytes_total)} · {format_duration(event.elapsed_s)} elapsed · ETA "
                 f"{format_duration(eta) if eta is not None else '-'}")
+        elif isinstance(event, StepProgress):  # work before the tensors stream, e.g. a Fisher estimate
+            self.progress_bar.setValue(int(event.fraction * 1000))
+            self.progress_label.setText(f"{event.stage} · step {event.done} of {event.total} · "
+                                        f"{format_duration(event.elapsed_s)}")
         elif isinstance(event, Log):
             self.log(("⚠ " if event.level == "warning" else "") + event.message)
         elif isinstance(event, PlanSummary):
