@@ -25,6 +25,7 @@ from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
 from fusion_gui.engine.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
 from fusion_gui.engine.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
 from fusion_gui.engine.recipe import Recipe
+from fusion_gui.engine.vocab import load_tokenizer, tokenizer_folder
 from fusion_gui.events import Event, Log, MergeResult, Progress
 
 __all__ = ["MergeOptions", "merge", "plan_merge", "peak_rss_bytes"]
@@ -173,9 +174,16 @@ def _write_side_files(plan: MergePlan, temp: Path) -> None:
                  vocab_size=vocabulary.rows if vocabulary else None)
     if vocabulary is not None:  # the built tokenizer replaces the source's files
         copy_side_files(donor, None, temp)
+        if plan.chat_template:
+            vocabulary.tokenizer.chat_template = plan.chat_template
         vocabulary.tokenizer.save_pretrained(temp)
     else:
-        copy_side_files(donor, plan.readers[plan.tokenizer_donor], temp)
+        tokenizer_reader = plan.readers[plan.tokenizer_donor]
+        copy_side_files(donor, tokenizer_reader, temp)
+        if plan.chat_template and tokenizer_folder(tokenizer_reader) is not None:
+            tokenizer = load_tokenizer(tokenizer_reader)  # re-saved, as mergekit does, to carry the template
+            tokenizer.chat_template = plan.chat_template
+            tokenizer.save_pretrained(temp)
     labels = {ref: reader.label for ref, reader in plan.readers.items()}
     base = plan.readers[plan.recipe.base_model].label if plan.recipe.base_model else None
     write_model_card(temp, plan.recipe, labels, plan.method.pretty_name, plan.method.reference, base)

@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from fusion_gui.engine.analysis import layer_template
+from fusion_gui.engine.chat_template import resolve_chat_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.fisher import FisherStore, plan_fisher
 from fusion_gui.engine.io.reader import ModelReader, open_model
@@ -25,7 +26,7 @@ from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
 from fusion_gui.engine.recipe import Recipe, iter_parameter_names, resolve
-from fusion_gui.engine.vocab import Vocabulary, plan_vocabulary
+from fusion_gui.engine.vocab import Vocabulary, plan_vocabulary, tokenizer_folder
 from fusion_gui.events import PlanSummary
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -91,6 +92,7 @@ class MergePlan:
     warnings: list[str]
     vocabulary: Vocabulary | None = None  # set when the recipe asks for a tokenizer source
     fishers: dict[str, FisherStore] = field(default_factory=dict)  # per model, for Fisher-weighted methods
+    chat_template: str | None = None  # the Jinja template the output tokenizer gets, from the recipe
 
     def close(self) -> None:
         for store in self.fishers.values():
@@ -336,6 +338,12 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         if tok_donor not in planner.readers:
             planner.readers[tok_donor] = open_model(tok_donor)
         planner.vocabulary = plan_vocabulary(recipe, planner.readers)
+        chat_template, template_warnings = resolve_chat_template(
+            recipe.chat_template, [planner.readers[m] for m in recipe.referenced_models()])
+        if chat_template and planner.vocabulary is None and tokenizer_folder(planner.readers[tok_donor]) is None:
+            template_warnings.append(f"chat_template is set, but '{planner.readers[tok_donor].label}' has no "
+                                     f"tokenizer to carry it; the output gets none.")
+        planner.warnings += template_warnings
         tasks, layer_sizes, out_layers = planner.plan()
         fisher = plan_fisher(planner.readers, tasks, tok_donor) if planner.method.needs_fisher else None
         if device.type == "cuda":  # the math runs on the GPU in float32
@@ -374,4 +382,5 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         estimated_peak_bytes=int(peak), largest_tensor=largest.name, warnings=tuple(warnings),
         notes=fisher.notes if fisher else ())
     return MergePlan(recipe, method, out_dir, options, planner.readers, tasks, device, donor, tok_donor,
-                     out_layers, layer_sizes, shard_bytes, summary, warnings, planner.vocabulary)
+                     out_layers, layer_sizes, shard_bytes, summary, warnings, planner.vocabulary,
+                     chat_template=chat_template)

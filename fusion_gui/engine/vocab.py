@@ -47,7 +47,8 @@ def config_vocab(reader: ModelReader) -> tuple[str, int] | None:
     return None
 
 
-def _tokenizer_folder(reader: ModelReader) -> Path | None:
+def tokenizer_folder(reader: ModelReader) -> Path | None:
+    """The folder holding the model's tokenizer files (its own, or a LoRA adapter's base's), or None."""
     folders = [reader.path] if reader.path.is_dir() else []
     base = getattr(reader, "base", None)  # a LoRA adapter without its own tokenizer uses its base's
     if base is not None and base.path.is_dir():
@@ -59,7 +60,7 @@ def load_tokenizer(reader: ModelReader):
     """The model's tokenizer, offline; InputError naming the model when it has none."""
     from transformers import AutoTokenizer
 
-    folder = _tokenizer_folder(reader)
+    folder = tokenizer_folder(reader)
     if folder is None:
         raise InputError(f"Model '{reader.label}' has no tokenizer files (tokenizer.json, tokenizer.model, "
                          f"vocab.json, ...), and merging vocabularies needs one.")
