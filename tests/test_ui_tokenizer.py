@@ -191,3 +191,19 @@ def test_embedding_rows_that_differ_are_flagged_only_without_a_tokenizer_merge(w
     combo = window.tokenizer_panel.source_combo
     combo.setCurrentIndex(combo.findData("union"))
     assert window.models_panel.problems() == {}
+
+
+def test_chat_template_choice_round_trips_with_the_recipe(window, tmp_path):
+    combo = window.tokenizer_panel.template_combo
+    assert combo.currentData() is None and window.document.recipe().chat_template is None
+    combo.setCurrentIndex(combo.findData("chatml"))
+    assert window.document.recipe().chat_template == "chatml"
+    assert "chat_template: chatml" in window.recipe_panel.text()
+
+    written = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    recipe = tmp_path / "r.yml"
+    recipe.write_text(f"merge_method: linear\nmodels: [{{model: a}}, {{model: b}}]\nchat_template: \"{written}\"\n")
+    assert window.open_recipe(recipe)
+    assert combo.currentText() == "Written in the recipe" and combo.currentData() == written
+    combo.setCurrentIndex(combo.findData("auto"))
+    assert window.document.recipe().chat_template == "auto"

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
+from fusion_gui.engine.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.ui.dialogs.vocab_dialog import VocabDialog
 from fusion_gui.ui.merge_state import MergeDocument
 from fusion_gui.ui.worker import JobWorker
@@ -95,6 +96,11 @@ class TokenizerPanel(QWidget):
                                 "kernels). Written as the recipe's `tokenizer:` block.")
         self.pad_box.valueChanged.connect(lambda _: self._edited())
 
+        self.template_combo = QComboBox()
+        self.template_combo.setToolTip("The chat template saved with the merged tokenizer (the recipe's "
+                                       "chat_template).")
+        self.template_combo.currentIndexChanged.connect(lambda _: self._template_edited())
+
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         for column, tip in enumerate(COLUMN_TIPS):
@@ -126,6 +132,7 @@ class TokenizerPanel(QWidget):
         choice_form.addRow("Tokenizer", self.source_combo)
         pad_form = QFormLayout()
         pad_form.addRow("Pad to a multiple of", pad_row)
+        pad_form.addRow("Chat template", self.template_combo)
         status_row = QHBoxLayout()
         status_row.addWidget(self.status_label, 1)
         status_row.addWidget(self.compare_button, alignment=Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
@@ -172,6 +179,10 @@ class TokenizerPanel(QWidget):
         source = self.source_combo.currentData()
         self.set_choice(source, self.pad_box.value() if source is not COPY else 0)
 
+    def _template_edited(self) -> None:
+        self.document.state.chat_template = self.template_combo.currentData()
+        self.document.notify(self)
+
     def _on_document_changed(self, origin: object) -> None:
         if origin is not self:
             self.refresh()
@@ -200,7 +211,20 @@ class TokenizerPanel(QWidget):
         self.pad_hint.setEnabled(source is not COPY)
         self.pad_box.blockSignals(False)
         self.explanation.setText(explanation(source, state.base_model is not None))
+        self._refresh_template(state.chat_template)
         self._update_comparison()
+
+    def _refresh_template(self, current: str | None) -> None:
+        choices = [("Keep the tokenizer's own", None), ("auto: the one most models share", "auto")]
+        choices += [(name, name) for name in BUILTIN_TEMPLATES]
+        if current not in [data for _, data in choices]:  # a template written out in the recipe
+            choices.append(("Written in the recipe", current))
+        self.template_combo.blockSignals(True)
+        self.template_combo.clear()
+        for text, data in choices:
+            self.template_combo.addItem(text, data)
+        self.template_combo.setCurrentIndex(self.template_combo.findData(current))
+        self.template_combo.blockSignals(False)
 
     def _update_comparison(self) -> None:
         refs = tuple(self.document.state.refs_base_first())
