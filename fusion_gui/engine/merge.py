@@ -110,6 +110,7 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
             yield Log(warning, "warning")
         if plan.method.needs_fisher:
             plan.fishers = yield from estimate_fishers(plan, cancel)
+        streaming = time.perf_counter()  # progress and ETA count the tensors' streaming, not the estimate
         yield Log(f"Merging {len(plan.readers)} models with {plan.method.name} on {plan.device}: "
                   f"{len(plan.tasks)} tensors, {plan.summary.output_bytes / 1e9:.2f} GB.")
         temp.mkdir()
@@ -141,7 +142,7 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
             layer_done[layer] = layer_done.get(layer, 0) + 1
             if layer is not None and layer_done[layer] == plan.layer_sizes.get(layer) and accumulator:
                 yield accumulator.layer(layer)
-            yield Progress(i + 1, len(tasks), bytes_done, total, time.perf_counter() - start, task.name)
+            yield Progress(i + 1, len(tasks), bytes_done, total, time.perf_counter() - streaming, task.name)
         if accumulator and None in layer_done and None in accumulator._layers:
             yield accumulator.layer(None)
         cancel.raise_if_cancelled()
