@@ -141,6 +141,8 @@ def describe_methods() -> str:
             out.append(f"    paper: {m.reference}")
         for p in m.params:
             scope = "per model" if p.scope == "model" else "global"
+            if not p.per_tensor:
+                scope += ", one value for the merge"
             default = "required" if p.required else f"default {p.default}"
             rng = ""
             if p.minimum is not None or p.maximum is not None:

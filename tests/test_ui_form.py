@@ -108,6 +108,8 @@ def test_the_form_is_generated_from_the_specs(window, method_name):
             assert isinstance(widget, QDoubleSpinBox)
         elif spec.type is Path:  # a file: a line edit with Browse…, no per-layer curve
             assert isinstance(widget, FileField) and rows[spec.name].curve_button.isHidden()
+        # a per-layer curve only where the engine lets the value vary by layer or tensor
+        assert rows[spec.name].curve_button.isHidden() == (not spec.per_tensor or spec.type is Path)
     headers = [window.strategy_panel.model_table.horizontalHeaderItem(c).text()
                for c in range(window.strategy_panel.model_table.columnCount())]
     assert headers == ["Model"] + [p.name for p in method.model_params]

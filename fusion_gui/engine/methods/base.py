@@ -29,6 +29,7 @@ class ParamSpec:
     help: str = ""
     required: bool = False
     applies_to_base: bool = False
+    per_tensor: bool = True  # False: one value for the whole merge (no gradients or filters)
 
     def validate(self, value: Any) -> Any:
         """Coerce a recipe value to this parameter's type, or raise ValueError naming it."""

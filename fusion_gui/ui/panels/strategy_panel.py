@@ -130,7 +130,7 @@ class ParamRow(QWidget):
         layout.addWidget(self.summary, 0 if spec.type is Path else 1)  # a file's flag stays short
         layout.addWidget(self.curve_button)
         layout.addWidget(self.reset_button)
-        self.curve_button.setVisible(spec.type is not Path)  # one file for the whole merge
+        self.curve_button.setVisible(spec.per_tensor and spec.type is not Path)  # one value for the whole merge
         self.setToolTip(spec.help)
         self.show_setting(setting)
 
