@@ -232,7 +232,7 @@ def test_methods_lists_fisher_with_its_paper(run_cli):
     code, out, _ = run_cli("methods")
     assert code == 0
     block = out[out.index("fisher — "):].split("\n\n")[0]
-    assert "https://arxiv.org/abs/2111.09832" in block and "- calibration (Path, global, required)" in block
+    assert "https://arxiv.org/abs/2111.09832" in block and "- calibration (Path, global, one value for the merge, required)" in block
 
 
 def test_estimation_events_name_the_model_and_the_layer(llama_family, tmp_path):
