@@ -278,3 +278,6 @@ def test_dry_run_of_a_union_merge(vocab_models, tmp_path, run_cli):
     code, out, err = run_cli("merge", path, tmp_path / "out", "--dry-run")
     assert code == 0, err
     assert not (tmp_path / "out").exists()
+    # a: 30 words + <tool> <a_only> <ab>; b adds <b_only>: 34 tokens, the embedding and head re-ordered
+    assert ("note: tokenizer: union, 34 tokens in 34 embedding rows; model.embed_tokens.weight, lm_head.weight "
+            "re-ordered into it for every model") in out

@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from fusion_gui.engine.analysis import layer_template
+from fusion_gui.engine.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.engine.chat_template import resolve_chat_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.fisher import FisherStore, plan_fisher
@@ -26,7 +27,7 @@ from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
 from fusion_gui.engine.recipe import Recipe, iter_parameter_names, resolve
-from fusion_gui.engine.vocab import Vocabulary, plan_vocabulary, tokenizer_folder
+from fusion_gui.engine.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
 from fusion_gui.events import PlanSummary
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -317,6 +318,21 @@ class _Planner:
         return tasks, layer_sizes, out_layer
 
 
+def _tokenizer_notes(recipe: Recipe, vocabulary: Vocabulary | None, tasks: list[TensorTask],
+                     chat_template: str | None) -> tuple[str, ...]:
+    """What the dry run says about the output tokenizer, when the recipe asks for tokenizer work."""
+    notes = []
+    if vocabulary is not None:
+        source = tokenizer_settings(recipe)[0]
+        re_ordered = [t.name for t in tasks if t.permute_vocab]
+        notes.append(f"tokenizer: {source}, {vocabulary.size} tokens in {vocabulary.rows} embedding rows; "
+                     f"{', '.join(re_ordered) or 'no tensor'} re-ordered into it for every model")
+    if chat_template:
+        notes.append(f"chat template: {recipe.chat_template}" if recipe.chat_template in BUILTIN_TEMPLATES or
+                     recipe.chat_template == "auto" else "chat template: written in the recipe")
+    return tuple(notes)
+
+
 def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions()) -> MergePlan:
     """Check everything a merge needs and describe its output; reads no tensor data."""
     out_dir = Path(out_dir).expanduser().absolute()
@@ -380,7 +396,7 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         out_dir=str(out_dir), tensors=len(tasks), output_bytes=output_bytes, shards=len(shards),
         out_dtype="/".join(out_dtypes) or "-", device=str(device), num_layers=out_layers,
         estimated_peak_bytes=int(peak), largest_tensor=largest.name, warnings=tuple(warnings),
-        notes=fisher.notes if fisher else ())
+        notes=_tokenizer_notes(recipe, planner.vocabulary, tasks, chat_template) + (fisher.notes if fisher else ()))
     return MergePlan(recipe, method, out_dir, options, planner.readers, tasks, device, donor, tok_donor,
                      out_layers, layer_sizes, shard_bytes, summary, warnings, planner.vocabulary,
                      chat_template=chat_template)
