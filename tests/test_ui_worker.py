@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 
@@ -160,3 +161,47 @@ def test_a_worker_runs_once(qtbot):
         worker.start()
     with pytest.raises(RuntimeError):
         worker.start()
+
+
+class _Cycle:
+    """Garbage only the cyclic collector frees; records which thread freed it."""
+
+    def __init__(self, freed_on: list[str]):
+        self.me = self
+        weakref.finalize(self, lambda: freed_on.append(threading.current_thread().name))
+
+
+def test_a_job_starts_with_no_cyclic_garbage_left_for_its_thread_to_collect(qtbot):
+    """Cyclic garbage (Qt widgets in signal-lambda cycles, in the app) must be freed on the GUI
+    thread: freeing a QObject on a worker thread can deadlock against the GUI thread. The job here
+    does what accelerate does as training starts: gc.collect() on its own thread."""
+    freed_on: list[str] = []
+    _Cycle(freed_on)  # unreachable at once, but only the cyclic collector can free it
+
+    def collecting_job(token):
+        import gc
+
+        gc.collect()
+        yield Log("collected")
+        return None
+
+    worker = JobWorker(collecting_job)
+    with qtbot.waitSignal(worker.done, timeout=TIMEOUT_MS):
+        worker.start()
+    assert freed_on == [threading.main_thread().name]
+
+
+def test_the_app_collects_garbage_on_the_gui_thread_only(qtbot):
+    import gc
+
+    from fusion_gui.ui import gc_guard
+    from fusion_gui.ui.app import create_app
+
+    create_app([])
+    assert not gc.isenabled()  # no automatic collection, which could run on any thread
+    freed_on: list[str] = []
+    _Cycle(freed_on)
+    for _ in range(gc.get_threshold()[0] + 1):  # past generation 0's threshold
+        _Cycle([])
+    gc_guard.install().collect_due()  # what the GUI thread's timer runs
+    assert freed_on == [threading.main_thread().name]

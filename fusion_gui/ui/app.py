@@ -9,6 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from fusion_gui.ui import gc_guard
+
 APP_NAME = "Fusion"
 
 
@@ -21,6 +23,7 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     app.setApplicationDisplayName(APP_NAME)
     app.setOrganizationName("fusion-gui")
     app.setStyle("Fusion")
+    gc_guard.install()  # Qt objects must never be garbage-collected on a worker thread
     import pyqtgraph as pg
 
     pg.setConfigOptions(antialias=True)

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError, OutputError
+from fusion_gui.ui.gc_guard import collect_on_gui_thread
 
 JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
 
@@ -79,6 +80,7 @@ class JobWorker(QObject):
         if self._started:
             raise RuntimeError("a JobWorker runs once; create a new one for the next job")
         self._started = True
+        collect_on_gui_thread()  # so the job's own gc.collect() (accelerate calls one) finds no Qt garbage
         self._thread.start()
         return self
 
