@@ -5,7 +5,7 @@ runs linear, ties and dare_ties through `fusion-gui merge`, each in a fresh proc
 wall time, peak RSS and the ratio to the floor: a process that reads every input tensor and writes
 one output of the same size with safetensors, no math.
 
-    python benchmarks/bench_merge.py [--layers 24] [--hidden 1024] [--methods linear,ties,dare_ties]
+    python benchmarks/bench_merge.py [--layers 24] [--hidden 1024] [--methods linear,ties,dare_ties] [--repeat 3]
         [--mergekit PATH/TO/mergekit-yaml]   # also run mergekit on the same recipes and compare tensors
 """
 
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -167,6 +168,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--methods", default="linear,ties,dare_ties")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     ap.add_argument("--mergekit", default=None, help="python of a venv with mergekit 0.1.5, to run it side by side")
     args = ap.parse_args()
     paths = build_checkpoints(args.layers, args.hidden, args.vocab)
@@ -178,23 +180,36 @@ def main() -> None:
     out.mkdir(parents=True)
     # once untimed, so every job below (the floor included) reads inputs from a warm page cache
     measure(sys.executable, FLOOR, *map(str, paths), str(out / "floor.safetensors"))
-    floor_s, floor_rss = measure(sys.executable, FLOOR, *map(str, paths), str(out / "floor.safetensors"))
-    print(f"{'job':<22}{'seconds':>9}{'peak RSS':>11}{'x floor time':>14}")
-    print(f"{'I/O floor':<22}{floor_s:>9.2f}{floor_rss / 1e9:>9.2f}GB{1.0:>14.2f}")
-    for method in args.methods.split(","):
+    methods = args.methods.split(",")
+    jobs = {"I/O floor": (sys.executable, FLOOR, *map(str, paths), str(out / "floor.safetensors"))}
+    for method in methods:
         recipe = out / f"{method}.yml"
         recipe.write_text(yaml.safe_dump(recipe_for(method, paths)))
-        s, rss = measure(sys.executable, MERGE, str(recipe), str(out / method), args.device)
-        print(f"{'fusion-gui ' + method:<22}{s:>9.2f}{rss / 1e9:>9.2f}GB{s / floor_s:>14.2f}", flush=True)
+        jobs[f"fusion-gui {method}"] = (sys.executable, MERGE, str(recipe), str(out / method), args.device)
         if args.mergekit:
-            ms, mrss = measure(args.mergekit, MERGEKIT, str(recipe), str(out / f"mk-{method}"))
-            line = f"{'mergekit ' + method:<22}{ms:>9.2f}{mrss / 1e9:>9.2f}GB{ms / floor_s:>14.2f}"
-            if method != "dare_ties":
-                line += f"   max diff {compare_outputs(out / method, out / f'mk-{method}'):.2f} bf16 steps"
-            print(line + f"   (fusion-gui {ms / s:.1f}x faster)", flush=True)
-        shutil.rmtree(out / method, ignore_errors=True)
-        shutil.rmtree(out / f"mk-{method}", ignore_errors=True)
-
+            jobs[f"mergekit {method}"] = (args.mergekit, MERGEKIT, str(recipe), str(out / f"mk-{method}"))
+    # Timings on a shared machine drift by tens of percent between minutes: each round runs every job
+    # once, in turn, and the medians over rounds are compared, so a slow minute hits all jobs alike.
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in jobs}
+    for round_ in range(args.repeat):
+        for name, job in jobs.items():
+            runs[name].append(measure(*job))
+        if args.mergekit:
+            for method in methods:
+                if method != "dare_ties" and round_ == 0:
+                    worst = compare_outputs(out / method, out / f"mk-{method}")
+                    print(f"{method}: fusion-gui vs mergekit, max diff {worst:.2f} bf16 steps", flush=True)
+        for method in methods:
+            shutil.rmtree(out / method, ignore_errors=True)
+            shutil.rmtree(out / f"mk-{method}", ignore_errors=True)
+    floor_s = statistics.median(s for s, _ in runs["I/O floor"])
+    print(f"median of {args.repeat} rounds (each round runs every job once, in turn)")
+    print(f"{'job':<22}{'seconds':>9}{'range':>15}{'peak RSS':>11}{'x floor time':>14}")
+    for name, results in runs.items():
+        seconds = [s for s, _ in results]
+        median_s, rss = statistics.median(seconds), max(r for _, r in results)
+        spread = f"{min(seconds):.2f}-{max(seconds):.2f}"
+        print(f"{name:<22}{median_s:>9.2f}{spread:>15}{rss / 1e9:>9.2f}GB{median_s / floor_s:>14.2f}")
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,28 @@ def test_linear_weighted_mean_and_sum_keep_dtype():
         run("linear", [a, b], None, [{"weight": 1.0}, {"weight": -1.0}])
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_linear_in_cache_sized_slices_equals_mergekits_arithmetic_bit_for_bit(dtype):
+    """mergekit 0.1.5: zeros in float32 (float64 stays), addcmul_(x, w) per input, / sum(w), back to
+    the input dtype. Our slices must give the same bits, across slice boundaries and shapes."""
+    from fusion_gui.engine.methods.linear import CHUNK
+
+    g = torch.Generator().manual_seed(0)
+    weights = [0.3, 0.7123, 1.37]
+    for shape in ((7,), (CHUNK * 2 + 5,), (513, 1025), ()):
+        xs = [torch.randn(shape, generator=g).to(dtype) for _ in weights]
+        compute = torch.float64 if dtype == torch.float64 else torch.float32
+        w = torch.tensor(weights, dtype=compute)
+        for normalize in (True, False):
+            expected = torch.zeros(shape, dtype=compute)
+            for x, wi in zip(xs, w):
+                expected.addcmul_(x.to(compute), wi)
+            expected = (expected / w.sum() if normalize else expected).to(dtype)
+            got = run("linear", xs, None, [{"weight": x} for x in weights], normalize=normalize).tensor
+            assert got.dtype == dtype and got.shape == expected.shape
+            assert torch.equal(got, expected), (shape, normalize)
+
+
 def test_slerp_endpoints_orthogonal_and_collinear():
     v0, v1 = t64(2, 0), t64(0, 2)
     assert torch.allclose(run("slerp", [v0, v1], t=0.0).tensor, v0)

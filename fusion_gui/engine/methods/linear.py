@@ -9,6 +9,8 @@ import torch
 from ..errors import InputError
 from .base import MergeMethod, MethodResult, ParamSpec, register
 
+CHUNK = 1 << 18  # elements per slice on the CPU: two float32 slices of 1 MB stay in L2 cache
+
 
 def linear(tensors: Sequence[torch.Tensor], base_index: int | None, params: Mapping[str, Any],
            per_model: Sequence[Mapping[str, Any]], generator: torch.Generator | None
@@ -25,16 +27,37 @@ def linear(tensors: Sequence[torch.Tensor], base_index: int | None, params: Mapp
     # (0 + x == x) and using add_(alpha=w) (one product, one sum in the compute dtype, w rounded
     # to it first) gives the same numbers, about 2x faster on 16-bit inputs.
     ws = weights.tolist()
-    result = first.to(dtype, copy=True).mul_(ws[0])
-    for tensor, weight in zip(tensors[1:], ws[1:]):
-        result.add_(tensor, alpha=weight)
+    total = None
     if params.get("normalize", True):
         total = weights.sum()
         if total == 0:
             raise InputError("The linear weights sum to zero, so they cannot be normalized; "
                              "change a weight or set normalize to false.")
-        result.div_(total)
-    return MethodResult(result.to(first.dtype))
+    if first.device.type != "cpu":  # a GPU streams whole tensors faster than chunks
+        result = first.to(dtype, copy=True).mul_(ws[0])
+        for tensor, weight in zip(tensors[1:], ws[1:]):
+            result.add_(tensor, alpha=weight)
+        if total is not None:
+            result.div_(total)
+        return MethodResult(result.to(first.dtype))
+    # On the CPU the same arithmetic runs over slices small enough for the float32 working rows to
+    # stay in cache: each element gets the same operations in the same order (identical results),
+    # about 4x faster than passing whole float32 copies through memory once per input.
+    out = torch.empty(first.shape, dtype=first.dtype)
+    flat_out, flats = out.view(-1), [t.reshape(-1) for t in tensors]
+    n = flat_out.numel()
+    acc = torch.empty(min(n, CHUNK), dtype=dtype)
+    scratch = torch.empty_like(acc)
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        a, tmp = acc[: stop - start], scratch[: stop - start]
+        a.copy_(flats[0][start:stop]).mul_(ws[0])
+        for flat, weight in zip(flats[1:], ws[1:]):
+            a.add_(tmp.copy_(flat[start:stop]), alpha=weight)
+        if total is not None:
+            a.div_(total)
+        flat_out[start:stop].copy_(a)
+    return MethodResult(out)
 
 
 register(MergeMethod(
