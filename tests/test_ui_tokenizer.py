@@ -207,3 +207,32 @@ def test_chat_template_choice_round_trips_with_the_recipe(window, tmp_path):
     assert combo.currentText() == "Written in the recipe" and combo.currentData() == written
     combo.setCurrentIndex(combo.findData("auto"))
     assert window.document.recipe().chat_template == "auto"
+
+
+def test_a_union_merge_runs_from_the_window(window, qtbot, tmp_path, error_dialogs):
+    """Models of different vocabularies, union chosen in the Tokenizer group, Run: the output has
+    every model's tokens, an embedding row for each, and the chat template picked in the group."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fusion_gui.engine.tiny_models import build_vocab_family
+    from ui_helpers import run_merge
+
+    family = build_vocab_family(tmp_path / "models")
+    window.models_panel.add_models([str(family[k]) for k in ("base", "a", "b")])
+    window.models_panel.set_base(str(family["base"]))
+    window.strategy_panel.set_method("task_arithmetic")
+    panel = window.tokenizer_panel
+    panel.source_combo.setCurrentIndex(panel.source_combo.findData("union"))
+    panel.template_combo.setCurrentIndex(panel.template_combo.findData("chatml"))
+    assert window.models_panel.problems() == {}
+    assert window.run_panel.preflight() is not None, window.run_panel.preflight_label.text()
+    assert "tokenizer: union, 34 tokens" in window.run_panel.preflight_label.text()
+
+    run_merge(qtbot, window, tmp_path / "merged")
+    assert error_dialogs == [] and window.run_panel.last_result is not None
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert len(tokenizer) == 34 and model.get_input_embeddings().weight.shape[0] == 34
+    text = "<a_only><b_only><ab>"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    assert "<|im_start|>" in tokenizer.chat_template
