@@ -18,7 +18,7 @@ from fusion_gui.engine.methods.base import MergeMethod, MethodResult, ParamSpec 
 from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config  # noqa: E402
 from fusion_gui.ui.dialogs import extract_lora_dialog  # noqa: E402
 from fusion_gui.ui.main_window import dropped_paths  # noqa: E402
-from fusion_gui.ui.panels.strategy_panel import FileField  # noqa: E402
+from fusion_gui.ui.panels.param_row import FileField  # noqa: E402
 from helpers import drain  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
     JOB_TIMEOUT_MS, Gate, after_progress, config_dir, error_dialogs, no_leaked_windows, save_screenshot,
