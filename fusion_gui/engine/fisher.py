@@ -46,10 +46,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fusion_gui.engine import vocab
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
+from fusion_gui.engine.vocab import tokenizer_folder
 from fusion_gui.events import Event, Log, StepProgress
 
 FORMAT_VERSION = 1  # bump when the estimate changes, so old cached Fishers are not reused
@@ -84,17 +86,12 @@ def settings_from_tasks(tasks) -> FisherSettings:
 
 
 def load_tokenizer(candidates: Iterable[ModelReader]):
-    """The first tokenizer found among the candidates' folders."""
-    from transformers import AutoTokenizer
-
+    """The tokenizer of the first candidate that has one (a LoRA adapter's base's counts)."""
     tried = []
     for reader in candidates:
-        folder = reader.path if reader.path.is_dir() else reader.path.parent
         tried.append(reader.label)
-        try:
-            return AutoTokenizer.from_pretrained(str(folder))
-        except (OSError, ValueError, TypeError):
-            continue
+        if tokenizer_folder(reader) is not None:
+            return vocab.load_tokenizer(reader)
     raise InputError(f"The fisher method needs a tokenizer for the calibration text, and none of "
                      f"{', '.join(repr(t) for t in tried)} has one.")
 
