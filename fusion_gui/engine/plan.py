@@ -214,15 +214,16 @@ class _Planner:
 
     def resolve_param(self, spec: ParamSpec, scopes: list, tensor: str, t: float, who: str) -> Any:
         value = resolve(scopes, spec.name, tensor, t)
+        where = f" for {who}" if spec.per_tensor else ""  # one value for the merge: no tensor to name
         if value is None:
             if spec.required:
-                raise InputError(f"The {self.method.name} method needs parameter '{spec.name}' "
-                                 f"for {who}, and the recipe does not set it.")
+                raise InputError(f"The {self.method.name} method needs parameter '{spec.name}'"
+                                 f"{where}, and the recipe does not set it.")
             return spec.default
         try:
             return spec.validate(value)
         except ValueError as err:
-            raise InputError(f"{err} (for {who}).") from None
+            raise InputError(f"{err}{f' ({where.strip()})' if where else ''}.") from None
 
     def task(self, out_name: str, sources: list, in_names: list[str], base: str | None,
              slice_params: dict | None, t: float) -> TensorTask:
