@@ -245,3 +245,29 @@ def test_estimation_events_name_the_model_and_the_layer(llama_family, tmp_path):
     stages = [e.stage for e in events if isinstance(e, StepProgress)]
     assert "Fisher of llama-ft1: backward layer 2 of 4" in stages and len(stages) == 2 * (2 * 4 + 3)
     assert any(isinstance(e, Log) and "Estimating the Fisher of 'llama-ft2'" in e.message for e in events)
+
+
+def test_a_tokenizer_source_that_keeps_the_ids_is_allowed_and_changes_nothing(run_cli, llama_family, tmp_path):
+    """mergekit recipes often say `tokenizer_source: base` out of habit: over models of one vocabulary
+    the Fisher merge is the same; over different vocabularies it is refused in one sentence."""
+    from fusion_gui.engine.tiny_models import build_vocab_family
+
+    _, ft1, ft2 = llama_family
+    calibration = calibration_text(tmp_path / "calib.txt")
+    plain = recipe(tmp_path, [(ft1, 1.0), (ft2, 1.0)], calibration)
+    assert run_cli("merge", plain, tmp_path / "plain")[0] == 0
+    with_source = tmp_path / "with_source.yml"
+    with_source.write_text(plain.read_text() + "tokenizer_source: base\n")
+    code, _, err = run_cli("merge", with_source, tmp_path / "with_source")
+    assert code == 0, err
+    with open_model(str(tmp_path / "plain")) as a, open_model(str(tmp_path / "with_source")) as b:
+        assert a.tensors.keys() == b.tensors.keys()
+        assert all(torch.equal(a.get(n), b.get(n)) for n in a.tensors)
+
+    family = build_vocab_family(tmp_path / "vocab")
+    union = tmp_path / "union.yml"
+    union.write_text(recipe(tmp_path, [(family["a"], 1.0), (family["b"], 1.0)], calibration).read_text()
+                     + "tokenizer_source: union\n")
+    code, _, err = run_cli("merge", union, tmp_path / "union")
+    assert code == 2 and "cannot merge models with different vocabularies yet" in err
+    assert not (tmp_path / "union").exists()

@@ -560,13 +560,15 @@ def _fisher_models(tasks) -> list[str]:
     return list(dict.fromkeys(s.model for t in tasks if t.floating for s in t.sources))
 
 
-def _prepare(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None):
+def _prepare(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None, vocabulary=None):
     """Settings, models and calibration blocks; every check that needs no tensor data."""
-    if any(getattr(t, "permute_vocab", False) for t in tasks):
-        raise InputError("The fisher method cannot merge models with different vocabularies yet; "
-                         "use a tokenizer source that keeps one vocabulary.")
     settings = settings_from_tasks(tasks)
     models = _fisher_models(tasks)
+    # One calibration tokenization serves every model only where each keeps the output's token ids
+    # (a `tokenizer_source: base` over models of one vocabulary, say).
+    if vocabulary is not None and not all(vocabulary.keeps_ids(ref) for ref in models):
+        raise InputError("The fisher method cannot merge models with different vocabularies yet; "
+                         "use a tokenizer source that keeps one vocabulary.")
     configs = {ref: model_config(readers[ref]).get_text_config() for ref in models}
     for ref, config in configs.items():
         positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -583,11 +585,12 @@ def _prepare(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None
     return settings, models, configs, blocks, warnings
 
 
-def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None = None) -> FisherPlan:
+def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None = None,
+                vocabulary=None) -> FisherPlan:
     """Check the estimation's inputs at plan time and describe it (memory, disk, cache)."""
     from fusion_gui.engine.analysis import layer_template
 
-    settings, models, configs, blocks, warnings = _prepare(readers, tasks, tokenizer_donor)
+    settings, models, configs, blocks, warnings = _prepare(readers, tasks, tokenizer_donor, vocabulary)
     count, seq = blocks.shape
     peak, disk, cached = 0, 0, 0
     for ref in models:
@@ -619,7 +622,7 @@ def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | N
 def estimate_fishers(plan, cancel: CancelToken | None = None) -> Generator[Event, None, dict[str, FisherStore]]:
     """Every input's Fisher, from the cache or estimated now; yields Log and StepProgress.
     (The plan's warnings already say what the calibration text lacks.)"""
-    settings, models, _, blocks, _ = _prepare(plan.readers, plan.tasks, plan.tokenizer_donor)
+    settings, models, _, blocks, _ = _prepare(plan.readers, plan.tasks, plan.tokenizer_donor, plan.vocabulary)
     stores: dict[str, FisherStore] = {}
     try:
         for ref in models:

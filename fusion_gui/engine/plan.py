@@ -362,7 +362,8 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
                                      f"tokenizer to carry it; the output gets none.")
         planner.warnings += template_warnings
         tasks, layer_sizes, out_layers = planner.plan()
-        fisher = plan_fisher(planner.readers, tasks, tok_donor) if planner.method.needs_fisher else None
+        fisher = (plan_fisher(planner.readers, tasks, tok_donor, planner.vocabulary)
+                  if planner.method.needs_fisher else None)
         if device.type == "cuda":  # the math runs on the GPU in float32
             for task in tasks:
                 if task.floating and task.compute_dtype != torch.float64:

@@ -232,6 +232,12 @@ class Vocabulary:
         self.original_vocabs, self.token_settings, self.labels = original_vocabs, token_settings, labels
         self._fills: dict[tuple[tuple[str, ...], str | None], _Fill] = {}
 
+    def keeps_ids(self, ref: str) -> bool:
+        """Whether every output token has the same id in this model, so text tokenized for the output
+        is tokenized for this model too."""
+        permutation = self.permutations[ref]
+        return bool(torch.equal(permutation, torch.arange(len(permutation), dtype=permutation.dtype)))
+
     def is_vocab_tensor(self, ref: str, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> bool:
         """A floating tensor outside the layers with one row per token of this model (see the module doc)."""
         rows = self.model_rows.get(ref)
