@@ -49,7 +49,7 @@ def child(mode: str, model: str, samples: int, seq_length: int, vocab: int) -> d
     import transformers
     from transformers.models.llama import modeling_llama  # noqa: F401
 
-    from fusion_gui.engine import fisher
+    from fusion_gui.engine.methods import fisher_prepare as fisher
 
     blocks = torch.randint(0, vocab, (samples, seq_length), generator=torch.Generator().manual_seed(0))
     baseline = psutil.Process().memory_info().rss

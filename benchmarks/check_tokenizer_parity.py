@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fusion_gui.engine.merge import merge  # noqa: E402
-from fusion_gui.engine.recipe import load_recipe  # noqa: E402
+from fusion_gui.engine.merge.recipe import load_recipe  # noqa: E402
 from fusion_gui.engine.tiny_models import build_vocab_family  # noqa: E402
 
 VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight")

@@ -109,7 +109,7 @@ def _drive(gen, progress: bool):
 def _merge(args) -> int:
     from fusion_gui.cli_progress import describe_plan, human_bytes
     from fusion_gui.engine.merge import MergeOptions, merge, plan_merge
-    from fusion_gui.engine.recipe import load_recipe
+    from fusion_gui.engine.merge.recipe import load_recipe
 
     recipe = load_recipe(args.config)
     options = MergeOptions(device=args.device, out_shard_size=args.out_shard_size, seed=args.seed,
@@ -129,7 +129,7 @@ def _merge(args) -> int:
 
 def _diff(args) -> int:
     from fusion_gui.cli_progress import diff_report
-    from fusion_gui.engine.diff import diff
+    from fusion_gui.engine.inspect.diff import diff
 
     result = _drive(diff(args.model_a, args.model_b, base=args.base, device=args.device),
                     progress=not args.json)
@@ -161,7 +161,7 @@ def _selftest() -> int:
     from transformers import AutoModelForCausalLM
 
     from fusion_gui.engine.merge import MergeOptions, merge
-    from fusion_gui.engine.recipe import recipe_from_dict
+    from fusion_gui.engine.merge.recipe import recipe_from_dict
     from fusion_gui.engine.tiny_models import build_family
 
     with tempfile.TemporaryDirectory(prefix="fusion-selftest-") as tmp:

@@ -14,7 +14,7 @@ DEMO_MERGE = {"merge_method": "task_arithmetic", "weight": 0.8}
 
 def demo_recipe(base: str | Path, fine_tunes: list[str | Path]):
     """The recipe the demo merges with (the app loads it too, so the demo is one click from Run)."""
-    from fusion_gui.engine.recipe import recipe_from_dict
+    from fusion_gui.engine.merge.recipe import recipe_from_dict
 
     return recipe_from_dict({
         "merge_method": DEMO_MERGE["merge_method"], "base_model": str(base), "dtype": "float32",
@@ -123,7 +123,7 @@ def format_generations(gens: tuple[Generation, ...]) -> str:
 
 def run_eval(args) -> int:
     from fusion_gui.engine.errors import InputError
-    from fusion_gui.engine.evaluate import evaluate
+    from fusion_gui.engine.evaluate.scoring import evaluate
 
     if not (args.text or args.task or args.prompt):
         raise InputError("Say what to measure: --text FILE, --task NAME or --prompt TEXT.")
@@ -147,10 +147,10 @@ def _report(result: EvalResult, csv_path: str | None) -> None:
 
 def run_demo(args) -> int:
     """Build (or reuse) the demo models, merge the two fine-tunes, score all four on both skills."""
-    from fusion_gui.engine.demo import SKILLS, build_demo, data_root
-    from fusion_gui.engine.evaluate import evaluate
+    from fusion_gui.engine.evaluate.demo import SKILLS, build_demo, data_root
+    from fusion_gui.engine.evaluate.scoring import evaluate
     from fusion_gui.engine.merge import MergeOptions, merge
-    from fusion_gui.engine.recipe import dump_recipe
+    from fusion_gui.engine.merge.recipe import dump_recipe
 
     demo = drive(build_demo())
     recipe = demo_recipe(demo.base, [demo.count, demo.reverse])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusion_gui.engine.analysis import LayerAccumulator, layer_of, layer_template, measure_tensor, tensor_kind
+from fusion_gui.engine.inspect.analysis import LayerAccumulator, layer_of, layer_template, measure_tensor, tensor_kind
 
 
 @pytest.mark.parametrize("name, layer, kind", [

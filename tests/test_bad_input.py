@@ -117,7 +117,7 @@ def test_cancel_token_stops_within_a_tensor_and_cleans_up(llama_family, tmp_path
     from fusion_gui.engine.cancel import CancelToken
     from fusion_gui.engine.errors import Cancelled
     from fusion_gui.engine.merge import merge
-    from fusion_gui.engine.recipe import recipe_from_dict
+    from fusion_gui.engine.merge.recipe import recipe_from_dict
     from fusion_gui.events import Progress
 
     base, a, b = llama_family
@@ -161,7 +161,7 @@ def test_engine_and_merge_command_import_no_qt(llama_family, tmp_path):
     code = (
         "import sys\n"
         "from fusion_gui import cli\n"
-        "import fusion_gui.engine.merge, fusion_gui.engine.diff\n"
+        "import fusion_gui.engine.merge, fusion_gui.engine.inspect.diff\n"
         f"assert cli.main(['merge', {str(recipe)!r}, {str(tmp_path / 'o')!r}, '--no-progress']) == 0\n"
         "qt = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph', 'superqt', 'qtpy')]\n"
         "assert not qt, qt\n"

@@ -5,7 +5,7 @@ import torch
 
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.merge import MergeOptions, merge
-from fusion_gui.engine.recipe import recipe_from_dict
+from fusion_gui.engine.merge.recipe import recipe_from_dict
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusion_gui.engine.demo import DemoSpec, SKILLS, build_demo, skill_examples
-from fusion_gui.engine.evaluate import evaluate, generate, load_causal_lm, perplexity
+from fusion_gui.engine.evaluate.demo import DemoSpec, SKILLS, build_demo, skill_examples
+from fusion_gui.engine.evaluate.scoring import evaluate, generate, load_causal_lm, perplexity
 from fusion_gui.events import StepProgress
 from helpers import drain
 
@@ -86,7 +86,7 @@ def _direct_perplexity(path: Path, text: str, context: int) -> float:
 
 
 def test_perplexity_matches_transformers(demo_models, tmp_path, monkeypatch):
-    import fusion_gui.engine.evaluate as ev
+    import fusion_gui.engine.evaluate.scoring as ev
 
     monkeypatch.setattr(ev, "_BLOCK_CHARS", 40)  # many blocks: the streaming path is what is tested
     lines = [p + a for p, a in skill_examples("count", "eval", 30) + skill_examples("reverse", "eval", 30)]

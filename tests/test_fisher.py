@@ -11,7 +11,7 @@ from helpers import drain
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled
-from fusion_gui.engine.fisher import FisherStore, cache_root, stream_fisher
+from fusion_gui.engine.methods.fisher_prepare import FisherStore, cache_root, stream_fisher
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.tiny_models import build_model, perturb, save_model, tiny_config
@@ -182,7 +182,7 @@ def test_a_short_calibration_text_uses_the_blocks_it_has_and_warns(run_cli, gpt2
 
 def test_cancelling_during_estimation_leaves_no_cache_and_no_output(llama_family, tmp_path):
     from fusion_gui.engine.merge import merge as run_merge
-    from fusion_gui.engine.recipe import load_recipe
+    from fusion_gui.engine.merge.recipe import load_recipe
 
     _, ft1, ft2 = llama_family
     config = recipe(tmp_path, [(ft1, 1.0), (ft2, 1.0)], calibration_text(tmp_path / "calib.txt"))
@@ -237,7 +237,7 @@ def test_methods_lists_fisher_with_its_paper(run_cli):
 
 def test_estimation_events_name_the_model_and_the_layer(llama_family, tmp_path):
     from fusion_gui.engine.merge import merge as run_merge
-    from fusion_gui.engine.recipe import load_recipe
+    from fusion_gui.engine.merge.recipe import load_recipe
 
     _, ft1, ft2 = llama_family
     config = recipe(tmp_path, [(ft1, 1.0), (ft2, 1.0)], calibration_text(tmp_path / "calib.txt"), samples=2)

@@ -121,7 +121,7 @@ def test_dry_run_writes_nothing_and_reports(llama_family, tmp_path, run_cli):
 
 def test_merge_events_carry_tensor_and_layer_metrics(llama_family, tmp_path):
     from fusion_gui.engine.merge import merge
-    from fusion_gui.engine.recipe import recipe_from_dict
+    from fusion_gui.engine.merge.recipe import recipe_from_dict
     from fusion_gui.events import LayerMetrics, PlanSummary, Progress, TensorMetrics
 
     base, a, b = llama_family

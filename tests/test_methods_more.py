@@ -339,7 +339,7 @@ def test_end_to_end_merge_loads_and_matches_the_method(name, llama_family, tmp_p
 
     from fusion_gui.engine.io.reader import open_model
     from fusion_gui.engine.merge import merge
-    from fusion_gui.engine.recipe import recipe_from_dict
+    from fusion_gui.engine.merge.recipe import recipe_from_dict
 
     base, a, b = llama_family
     data = _recipes(base, a, b)[name]

@@ -15,8 +15,8 @@ import yaml
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.merge import merge, plan_merge
-from fusion_gui.engine.recipe import load_recipe
-from fusion_gui.engine.vocab import compare_vocabularies
+from fusion_gui.engine.merge.recipe import load_recipe
+from fusion_gui.engine.merge.vocab import compare_vocabularies
 from helpers import drain
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
@@ -250,7 +250,7 @@ def test_a_model_without_tokenizer_files_is_named(vocab_models, tmp_path):
 
 
 def test_the_tokenizer_block_round_trips_and_an_empty_one_means_union():
-    from fusion_gui.engine.recipe import dump_recipe
+    from fusion_gui.engine.merge.recipe import dump_recipe
 
     text = """merge_method: linear
 models: [m1, m2]

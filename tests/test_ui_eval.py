@@ -45,7 +45,7 @@ def test_start_panel_builds_the_demo_and_hands_over_three_folders(qtbot, tmp_pat
     monkeypatch.setattr(start, "build_demo", lambda root, cancel=None: start_build(root, cancel))
 
     def start_build(root, cancel):
-        from fusion_gui.engine.demo import build_demo
+        from fusion_gui.engine.evaluate.demo import build_demo
 
         return build_demo(root, SMALL, cancel=cancel)
 

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from fusion_gui.engine.recipe import load_recipe  # noqa: E402
+from fusion_gui.engine.merge.recipe import load_recipe  # noqa: E402
 from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config, write_tiny_tokenizer  # noqa: E402
 from fusion_gui.ui.dialogs.vocab_dialog import MAX_SHOWN, VocabDialog  # noqa: E402
 from fusion_gui.ui.merge_state import MergeState  # noqa: E402
@@ -147,7 +147,7 @@ def test_union_compares_the_vocabularies(window, qtbot, vocab_pair):
 
 
 def test_a_long_list_shows_the_first_rows(qtbot, no_leaked_windows):
-    from fusion_gui.engine.vocab import VocabComparison, VocabInfo
+    from fusion_gui.engine.merge.vocab import VocabComparison, VocabInfo
 
     tokens = tuple((f"t{i}", (True, False)) for i in range(MAX_SHOWN + 500))
     comparison = VocabComparison((VocabInfo("a", 10, 10, len(tokens)), VocabInfo("b", 5, 5, 0)),

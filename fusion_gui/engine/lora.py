@@ -25,8 +25,8 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.io.resolve import is_local_path
-from fusion_gui.engine.output import TOKENIZER_FILES, publish, temp_dir_for
-from fusion_gui.engine.plan import pick_device
+from fusion_gui.engine.merge.output import TOKENIZER_FILES, publish, temp_dir_for
+from fusion_gui.engine.merge.plan import pick_device
 from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress
 
 _SKIP_KEYS = ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type", "lm_head")

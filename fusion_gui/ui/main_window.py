@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.recipe import dump_recipe, load_recipe
+from fusion_gui.engine.merge.recipe import dump_recipe, load_recipe
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.merge_state import MergeDocument
 from fusion_gui.ui.panels.compare_panel import ComparePanel

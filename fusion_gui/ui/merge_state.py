@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from fusion_gui.engine.recipe import ModelEntry, OutputSlice, Recipe, Setting, referenced_models
+from fusion_gui.engine.merge.recipe import ModelEntry, OutputSlice, Recipe, Setting, referenced_models
 
 DEFAULT_METHOD = "linear"
 

@@ -27,7 +27,7 @@ from fusion_gui.engine.distill import losses as L
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
 from fusion_gui.engine.errors import Cancelled, InputError
-from fusion_gui.engine.output import publish, temp_dir_for
+from fusion_gui.engine.merge.output import publish, temp_dir_for
 from fusion_gui.events import DistillResult, EvalStep, Event, Log, TrainStep
 
 STATE_FILE = "distill_state.json"  # TAID's t and momentum, saved in each checkpoint

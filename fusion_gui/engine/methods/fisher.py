@@ -1,6 +1,6 @@
 """Fisher-weighted averaging (Matena & Raffel, 2022): each element is the average of the inputs
 weighted by every model's diagonal Fisher information, which the merge estimates first on a
-calibration text (fusion_gui/engine/fisher.py) and caches.
+calibration text (fusion_gui/engine/methods/fisher_prepare.py) and caches.
 
 Follows the paper's code (github.com/mmatena/model_merging, merging.py): merged =
 sum_i c_i F_i theta_i / sum_i c_i F_i with c_i = weight_i (divided by the L2 norm of model i's

@@ -1,6 +1,6 @@
 """The tokens some inputs have and others lack, with a mark per model, filterable.
 
-Shows a VocabComparison the engine computed (fusion_gui.engine.vocab); it computes nothing itself.
+Shows a VocabComparison the engine computed (fusion_gui.engine.merge.vocab); it computes nothing itself.
 Tokens are shown as Python reprs, so a token of spaces or a newline is visible.
 """
 

@@ -19,7 +19,7 @@ NO_BASE = ""
 
 def diff_job(model_a: str, model_b: str, base: str | None, device: str, token):
     """The generator the worker runs (a module function so tests can wrap it)."""
-    from fusion_gui.engine.diff import diff
+    from fusion_gui.engine.inspect.diff import diff
 
     return diff(model_a, model_b, base=base, device=device, cancel=token)
 

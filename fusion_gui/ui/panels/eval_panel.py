@@ -10,8 +10,8 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.cli_eval import format_value, table, write_csv
-from fusion_gui.engine.demo import SKILLS
-from fusion_gui.engine.evaluate import evaluate, model_labels
+from fusion_gui.engine.evaluate.demo import SKILLS
+from fusion_gui.engine.evaluate.scoring import evaluate, model_labels
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.worker import JobWorker

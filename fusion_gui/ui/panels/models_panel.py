@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.engine.analysis import layer_template
+from fusion_gui.engine.inspect.analysis import layer_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes, format_count

@@ -12,7 +12,7 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.recipe import Recipe, dump_recipe, load_recipe
+from fusion_gui.engine.merge.recipe import Recipe, dump_recipe, load_recipe
 from fusion_gui.ui.merge_state import MergeDocument
 
 

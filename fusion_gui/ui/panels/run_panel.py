@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.recipe import DTYPES
+from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_bytes, format_duration

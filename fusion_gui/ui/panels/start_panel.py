@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from fusion_gui.engine.demo import build_demo
+from fusion_gui.engine.evaluate.demo import build_demo
 from fusion_gui.events import Log, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.worker import JobWorker

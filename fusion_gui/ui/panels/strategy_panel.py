@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.engine.recipe import DTYPES
+from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.ui.merge_state import MergeDocument, is_scalar, starting_value
 from fusion_gui.ui.panels.param_row import INVALID_COLOUR, ParamRow, ask_file, path_problem
 from fusion_gui.ui.panels.setting_editor import (

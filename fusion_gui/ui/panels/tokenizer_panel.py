@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.engine.chat_template import BUILTIN as BUILTIN_TEMPLATES
+from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.ui.dialogs.vocab_dialog import VocabDialog
 from fusion_gui.ui.merge_state import MergeDocument
 from fusion_gui.ui.worker import JobWorker
@@ -35,7 +35,7 @@ COLUMN_TIPS = (
 
 def vocab_job(refs: list[str], token):
     """The generator the worker runs (a module function so tests can wrap it); yields nothing."""
-    from fusion_gui.engine.vocab import compare_vocabularies
+    from fusion_gui.engine.merge.vocab import compare_vocabularies
 
     yield from ()
     return compare_vocabularies(refs)

@@ -17,15 +17,15 @@ from pathlib import Path
 import psutil
 import torch
 
-from fusion_gui.engine.analysis import LayerAccumulator, measure_tensor
+from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
-from fusion_gui.engine.fisher import estimate_fishers
+from fusion_gui.engine.methods.fisher_prepare import estimate_fishers
 from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
-from fusion_gui.engine.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
-from fusion_gui.engine.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
-from fusion_gui.engine.recipe import Recipe
-from fusion_gui.engine.vocab import load_tokenizer, tokenizer_folder
+from fusion_gui.engine.merge.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
+from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
+from fusion_gui.engine.merge.recipe import Recipe
+from fusion_gui.engine.merge.vocab import load_tokenizer, tokenizer_folder
 from fusion_gui.events import Event, Log, MergeResult, Progress
 
 __all__ = ["MergeOptions", "merge", "plan_merge", "peak_rss_bytes"]

@@ -17,17 +17,17 @@ from typing import Any
 import psutil
 import torch
 
-from fusion_gui.engine.analysis import layer_template
-from fusion_gui.engine.chat_template import BUILTIN as BUILTIN_TEMPLATES
-from fusion_gui.engine.chat_template import resolve_chat_template
+from fusion_gui.engine.inspect.analysis import layer_template
+from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
+from fusion_gui.engine.merge.chat_template import resolve_chat_template
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.fisher import FisherStore, plan_fisher
+from fusion_gui.engine.methods.fisher_prepare import FisherStore, plan_fisher
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
-from fusion_gui.engine.recipe import Recipe, iter_parameter_names, resolve
-from fusion_gui.engine.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
+from fusion_gui.engine.merge.recipe import Recipe, iter_parameter_names, resolve
+from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
 from fusion_gui.events import PlanSummary
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from fusion_gui.engine.analysis import layer_template
+from fusion_gui.engine.inspect.analysis import layer_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader, open_model
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from fusion_gui.engine import vocab
+from fusion_gui.engine.merge import vocab
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.fisher_stream import model_config, parameter_plan, stream_fisher
+from fusion_gui.engine.methods.fisher_stream import model_config, parameter_plan, stream_fisher
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
-from fusion_gui.engine.vocab import tokenizer_folder
+from fusion_gui.engine.merge.vocab import tokenizer_folder
 from fusion_gui.events import Event, Log, StepProgress
 
 FORMAT_VERSION = 1  # bump when the estimate changes, so old cached Fishers are not reused
@@ -206,7 +206,7 @@ def _prepare(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None
 def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None = None,
                 vocabulary=None) -> FisherPlan:
     """Check the estimation's inputs at plan time and describe it (memory, disk, cache)."""
-    from fusion_gui.engine.analysis import layer_template
+    from fusion_gui.engine.inspect.analysis import layer_template
 
     settings, models, configs, blocks, warnings = _prepare(readers, tasks, tokenizer_donor, vocabulary)
     count, seq = blocks.shape

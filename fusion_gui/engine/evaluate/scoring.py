@@ -153,7 +153,7 @@ def _decode(tokenizer, ids: list[int]) -> str:
 def skill_score(ref: str | Path, skill: str, *, n: int = 60, device: str = "cpu", label: str | None = None,
                 cancel=None, loaded=None):
     """Generator: exact-match accuracy of greedy completions on n held-out problems of a demo skill."""
-    from fusion_gui.engine.demo import SKILLS, skill_examples
+    from fusion_gui.engine.evaluate.demo import SKILLS, skill_examples
 
     if skill not in SKILLS:
         raise InputError(f"Unknown task {skill!r}; the tasks are: {', '.join(SKILLS)}.")
@@ -202,7 +202,7 @@ def evaluate(refs: list[str | Path], *, text_file: str | Path | None = None, tas
     Completions of `prompt` come from the first three models only: more do not read side by side."""
     if not refs:
         raise InputError("Name at least one model to evaluate.")
-    from fusion_gui.engine.demo import SKILLS
+    from fusion_gui.engine.evaluate.demo import SKILLS
 
     # check the cheap things before loading any model
     unknown = [t for t in tasks if t not in SKILLS]

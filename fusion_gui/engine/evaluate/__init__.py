@@ -1,0 +1,1 @@
+"""Scoring models: perplexity, the demo skills, side-by-side generations; the demo models themselves."""

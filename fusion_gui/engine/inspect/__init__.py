@@ -1,0 +1,1 @@
+"""Looking inside models: per-tensor and per-layer metrics (analysis) and model-to-model diffs."""

@@ -1,0 +1,23 @@
+"""The merge pipeline, in the order it runs: recipe -> plan (check everything first) -> run (stream
+tensors) -> output (config, tokenizer, model card, atomic publish); vocab and chat_template build the
+output tokenizer.
+
+`merge`, `plan_merge` and `MergeOptions` are importable from here; they load lazily so that reading a
+recipe does not import torch.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MergeOptions", "merge", "plan_merge"]
+
+
+def __getattr__(name: str):
+    if name == "merge":
+        from fusion_gui.engine.merge.run import merge
+
+        return merge
+    if name in ("plan_merge", "MergeOptions"):
+        from fusion_gui.engine.merge import plan
+
+        return getattr(plan, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
