@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from fusion_gui.engine.inspect.analysis import LayerAccumulator, layer_of, measure_tensor
+from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
+from fusion_gui.engine.naming import layer_of
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader, open_model

@@ -17,7 +17,6 @@ from typing import Any
 import psutil
 import torch
 
-from fusion_gui.engine.inspect.analysis import layer_template
 from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.engine.merge.chat_template import resolve_chat_template
 from fusion_gui.engine.errors import InputError
@@ -26,14 +25,13 @@ from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
+from fusion_gui.engine.naming import comes_before_layers, count_layers, layer_template
 from fusion_gui.engine.merge.recipe import Recipe, iter_parameter_names, resolve
 from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
 from fusion_gui.events import PlanSummary
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
-_PRE_KEYS = ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type",
-             "patch_embed", "conv_in", "time_embed", "cls_token")
 PREFETCH = 2  # tensors read ahead of the one being computed
 
 
@@ -123,11 +121,6 @@ def _architecture(reader: ModelReader) -> str | None:
     return ",".join(arch) if arch else cfg.get("model_type")
 
 
-def _count_layers(reader: ModelReader) -> int:
-    layers = [layer_template(n)[0] for n in reader.tensors]
-    return max((x for x in layers if x is not None), default=-1) + 1
-
-
 def _layer_names(reader: ModelReader) -> tuple[dict[int, list[str]], list[str], list[str]]:
     """(templates per layer, tensors before the layers, tensors after them), in file order."""
     per_layer: dict[int, list[str]] = {}
@@ -136,7 +129,7 @@ def _layer_names(reader: ModelReader) -> tuple[dict[int, list[str]], list[str], 
         layer, template = layer_template(name)
         if layer is not None:
             per_layer.setdefault(layer, []).append(template)
-        elif any(k in name for k in _PRE_KEYS):
+        elif comes_before_layers(name):
             pre.append(name)
         else:
             post.append(name)
@@ -176,10 +169,10 @@ class _Planner:
         if r.models is not None:
             sources = []
             for entry in r.models:
-                n = _count_layers(self.readers[entry.model])
+                n = count_layers(self.readers[entry.model].tensors)
                 sources.append((entry.model, (0, n), entry.parameters))
             if r.base_model and r.base_model not in [s[0] for s in sources]:
-                sources.append((r.base_model, (0, _count_layers(self.readers[r.base_model])), None))
+                sources.append((r.base_model, (0, count_layers(self.readers[r.base_model].tensors)), None))
             lengths = {s[1][1] for s in sources}
             if len(lengths) > 1:
                 counts = ", ".join(f"'{self.readers[s[0]].label}' has {s[1][1]}" for s in sources)
@@ -189,7 +182,7 @@ class _Planner:
         for i, s in enumerate(r.slices or []):
             sources = [(src.model, src.layer_range, src.parameters) for src in s.sources]
             for src_model, (start, end), _ in sources:
-                n = _count_layers(self.readers[src_model])
+                n = count_layers(self.readers[src_model].tensors)
                 if end > n:
                     raise InputError(f"slices[{i}] asks for layers {start}-{end} of "
                                      f"'{self.readers[src_model].label}', which has {n} layers.")

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from fusion_gui.engine.inspect.analysis import layer_template
+from fusion_gui.engine.naming import layer_of
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader, open_model
 
@@ -243,7 +243,7 @@ class Vocabulary:
         rows = self.model_rows.get(ref)
         if rows is None or not shape or shape[0] != rows or not dtype.is_floating_point:
             return False
-        if layer_template(name)[0] is not None:
+        if layer_of(name) is not None:
             return False
         return len(shape) > 1 or self.hidden.get(ref) != rows
 

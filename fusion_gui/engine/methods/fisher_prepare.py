@@ -27,6 +27,7 @@ from fusion_gui.engine.methods.fisher_stream import model_config, parameter_plan
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
 from fusion_gui.engine.merge.vocab import tokenizer_folder
+from fusion_gui.engine.naming import layer_of
 from fusion_gui.events import Event, Log, StepProgress
 
 FORMAT_VERSION = 1  # bump when the estimate changes, so old cached Fishers are not reused
@@ -206,8 +207,6 @@ def _prepare(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None
 def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None = None,
                 vocabulary=None) -> FisherPlan:
     """Check the estimation's inputs at plan time and describe it (memory, disk, cache)."""
-    from fusion_gui.engine.inspect.analysis import layer_template
-
     settings, models, configs, blocks, warnings = _prepare(readers, tasks, tokenizer_donor, vocabulary)
     count, seq = blocks.shape
     peak, disk, cached = 0, 0, 0
@@ -216,7 +215,7 @@ def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | N
         per_layer: dict[int, int] = {}
         outside = 0
         for name, info in reader.tensors.items():
-            layer = layer_template(name)[0]
+            layer = layer_of(name)
             numel = info.nbytes // info.dtype.itemsize
             if layer is None:
                 outside += numel
