@@ -12,7 +12,7 @@ from helpers import drain
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled
 from fusion_gui.engine.methods.fisher_prepare import FisherStore, cache_root, stream_fisher
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.tiny_models import build_model, perturb, save_model, tiny_config
 from fusion_gui.events import Log, StepProgress

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.merge import merge, plan_merge
 from fusion_gui.engine.merge.recipe import load_recipe
 from fusion_gui.engine.merge.vocab import compare_vocabularies

@@ -23,7 +23,7 @@ import torch
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.resolve import is_local_path
 from fusion_gui.engine.merge.output import TOKENIZER_FILES, publish, temp_dir_for
 from fusion_gui.engine.merge.plan import pick_device

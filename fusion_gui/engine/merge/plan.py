@@ -21,7 +21,8 @@ from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.engine.merge.chat_template import resolve_chat_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.methods.fisher_prepare import FisherStore, plan_fisher
-from fusion_gui.engine.io.reader import ModelReader, open_model
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec

@@ -26,7 +26,8 @@ import torch
 
 from fusion_gui.engine.naming import layer_of
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.io.reader import ModelReader, open_model
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.opener import open_model
 
 VOCAB_KEYS = ("vocab_size", "n_vocab", "padded_vocab_size")
 _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")

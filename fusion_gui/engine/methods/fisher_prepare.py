@@ -24,7 +24,8 @@ from fusion_gui.engine.merge import vocab
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.methods.fisher_stream import model_config, parameter_plan, stream_fisher
-from fusion_gui.engine.io.reader import ModelReader, open_model
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
 from fusion_gui.engine.merge.vocab import tokenizer_folder
 from fusion_gui.engine.naming import layer_of

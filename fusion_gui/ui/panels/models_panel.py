@@ -54,7 +54,7 @@ def adapter_folder_of(ref: str) -> str:
 
 
 def describe_model(ref: str) -> ModelInfo:
-    from fusion_gui.engine.io.reader import open_model
+    from fusion_gui.engine.io.opener import open_model
 
     try:
         reader = open_model(ref)
