@@ -32,7 +32,7 @@ def peak_rss() -> int:
 
 
 def build(layers: int, hidden: int, vocab: int) -> Path:
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     path = WORK / f"fisher-l{layers}-h{hidden}-v{vocab}"
     if not (path / "config.json").exists():

@@ -12,7 +12,7 @@ from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from fusion_gui.engine.methods import registry  # noqa: E402
-from fusion_gui.engine.tiny_models import build_family  # noqa: E402
+from fusion_gui.engine.synthetic_models import build_family  # noqa: E402
 from fusion_gui.events import StepProgress  # noqa: E402
 from fusion_gui.ui.panels import run_panel as run_panel_module  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
