@@ -16,7 +16,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.merge import merge, plan_merge
 from fusion_gui.engine.merge.recipe import load_recipe
-from fusion_gui.engine.merge.vocab import compare_vocabularies
+from fusion_gui.engine.merge.vocab_compare import compare_vocabularies
 from helpers import drain
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"

@@ -147,7 +147,7 @@ def test_union_compares_the_vocabularies(window, qtbot, vocab_pair):
 
 
 def test_a_long_list_shows_the_first_rows(qtbot, no_leaked_windows):
-    from fusion_gui.engine.merge.vocab import VocabComparison, VocabInfo
+    from fusion_gui.engine.merge.vocab_compare import VocabComparison, VocabInfo
 
     tokens = tuple((f"t{i}", (True, False)) for i in range(MAX_SHOWN + 500))
     comparison = VocabComparison((VocabInfo("a", 10, 10, len(tokens)), VocabInfo("b", 5, 5, 0)),

@@ -24,7 +24,8 @@ from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.engine.merge.chat_template import resolve_chat_template
 from fusion_gui.engine.merge.recipe import Recipe
 from fusion_gui.engine.merge.tasks import TaskPlanner, TensorTask
-from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
+from fusion_gui.engine.merge.model_tokenizer import tokenizer_folder
+from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_settings
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, PrepareEstimate, Prepared
 from fusion_gui.events import PlanSummary

@@ -25,7 +25,7 @@ from fusion_gui.engine.merge.output import copy_side_files, publish, temp_dir_fo
 from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, plan_merge
 from fusion_gui.engine.merge.recipe import Recipe
 from fusion_gui.engine.merge.tasks import TensorTask
-from fusion_gui.engine.merge.vocab import load_tokenizer, tokenizer_folder
+from fusion_gui.engine.merge.model_tokenizer import load_tokenizer, tokenizer_folder
 from fusion_gui.events import Event, Log, MergeResult, Progress
 
 __all__ = ["MergeOptions", "merge", "plan_merge", "peak_rss_bytes"]

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from fusion_gui.engine.merge import vocab
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.methods.base import PrepareEstimate
@@ -28,7 +27,8 @@ from fusion_gui.engine.methods.fisher_stream import model_config, parameter_plan
 from fusion_gui.engine.io.reader import ModelReader
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
-from fusion_gui.engine.merge.vocab import tokenizer_folder
+from fusion_gui.engine.merge import model_tokenizer
+from fusion_gui.engine.merge.model_tokenizer import tokenizer_folder
 from fusion_gui.engine.naming import layer_of
 from fusion_gui.events import Event, Log, StepProgress
 
@@ -69,7 +69,7 @@ def load_tokenizer(candidates: Iterable[ModelReader]):
     for reader in candidates:
         tried.append(reader.label)
         if tokenizer_folder(reader) is not None:
-            return vocab.load_tokenizer(reader)
+            return model_tokenizer.load_tokenizer(reader)
     raise InputError(f"The fisher method needs a tokenizer for the calibration text, and none of "
                      f"{', '.join(repr(t) for t in tried)} has one.")
 
