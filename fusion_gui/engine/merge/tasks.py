@@ -13,7 +13,8 @@ import torch
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader
-from fusion_gui.engine.merge.recipe import Recipe, iter_parameter_names, resolve
+from fusion_gui.engine.merge.recipe import Recipe, iter_parameter_names
+from fusion_gui.engine.merge.settings import resolve
 from fusion_gui.engine.merge.vocab import Vocabulary
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
 from fusion_gui.engine.naming import comes_before_layers, count_layers, layer_template
