@@ -23,7 +23,8 @@ import torch
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.methods.base import PrepareEstimate
-from fusion_gui.engine.methods.fisher_stream import model_config, parameter_plan, stream_fisher
+from fusion_gui.engine.methods.fisher_skeleton import model_config, parameter_plan
+from fusion_gui.engine.methods.fisher_stream import stream_fisher
 from fusion_gui.engine.io.reader import ModelReader
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
