@@ -32,7 +32,7 @@ def peak_rss() -> int:
 
 
 def build(layers: int, hidden: int, vocab: int) -> Path:
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     path = WORK / f"fisher-l{layers}-h{hidden}-v{vocab}"
     if not (path / "config.json").exists():
@@ -55,7 +55,7 @@ def child(mode: str, model: str, samples: int, seq_length: int, vocab: int) -> d
     baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
     if mode == "streamed":
-        from fusion_gui.engine.io.reader import open_model
+        from fusion_gui.engine.io.opener import open_model
 
         os.environ["FUSION_GUI_CACHE"] = tempfile.mkdtemp(prefix="bench-fisher-")
         with open_model(model) as reader:

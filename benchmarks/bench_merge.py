@@ -150,7 +150,7 @@ def measure(python: str, script: str, *args: str) -> tuple[float, int]:
 
 def compare_outputs(ours: Path, theirs: Path) -> float:
     """Largest |difference| / bf16 spacing at that magnitude, over every tensor."""
-    from fusion_gui.engine.io.reader import open_model
+    from fusion_gui.engine.io.opener import open_model
 
     worst = 0.0
     with open_model(str(ours)) as a, open_model(str(theirs)) as b:

@@ -1,5 +1,5 @@
 """Tokenizer merges side by side with mergekit: the same recipes, run by fusion_gui and by
-`mergekit-yaml`, on the tiny models of tiny_models.build_vocab_family.
+`mergekit-yaml`, on the tiny models of tests/fixtures/tiny_models.build_vocab_family.
 
 Compares, per recipe: the output vocabulary (as a set of tokens), config vocab_size, every
 non-vocabulary tensor, and every vocabulary tensor row by row, matched by token string. Token ids
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fusion_gui.engine.merge import merge  # noqa: E402
 from fusion_gui.engine.merge.recipe import load_recipe  # noqa: E402
-from fusion_gui.engine.tiny_models import build_vocab_family  # noqa: E402
+from tests.fixtures.tiny_models import build_vocab_family  # noqa: E402
 
 VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight")
 

@@ -162,7 +162,7 @@ def _selftest() -> int:
 
     from fusion_gui.engine.merge import MergeOptions, merge
     from fusion_gui.engine.merge.recipe import recipe_from_dict
-    from fusion_gui.engine.tiny_models import build_family
+    from fusion_gui.engine.synthetic_models import build_family
 
     with tempfile.TemporaryDirectory(prefix="fusion-selftest-") as tmp:
         paths = build_family(Path(tmp), "llama", n_finetunes=2)

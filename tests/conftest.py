@@ -17,7 +17,7 @@ if "FUSION_GUI_CACHE" not in os.environ:  # estimated Fishers are cached: not in
 @pytest.fixture(scope="session")
 def llama_family(tmp_path_factory):
     """[base, ft1, ft2]: tiny Llama checkpoints (4 layers), saved as sharded safetensors."""
-    from fusion_gui.engine.tiny_models import build_family
+    from fusion_gui.engine.synthetic_models import build_family
 
     return build_family(tmp_path_factory.mktemp("llama"), "llama", n_finetunes=2)
 
@@ -25,7 +25,7 @@ def llama_family(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gpt2_family(tmp_path_factory):
     """[base, ft1, ft2]: tiny GPT-2 checkpoints (4 layers), saved as sharded safetensors."""
-    from fusion_gui.engine.tiny_models import build_family
+    from fusion_gui.engine.synthetic_models import build_family
 
     return build_family(tmp_path_factory.mktemp("gpt2"), "gpt2", n_finetunes=2)
 

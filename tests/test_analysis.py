@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fusion_gui.engine.inspect.analysis import LayerAccumulator, layer_of, layer_template, measure_tensor, tensor_kind
+from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
+from fusion_gui.engine.naming import layer_of, layer_template, tensor_kind
 
 
 @pytest.mark.parametrize("name, layer, kind", [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
 
 def recipe_file(tmp_path, data):
@@ -137,7 +137,7 @@ def test_cancel_token_stops_within_a_tensor_and_cleans_up(llama_family, tmp_path
 @pytest.mark.slow
 def test_ctrl_c_leaves_nothing(tmp_path):
     """A real SIGINT to a real `fusion-gui merge` process: exit 130 and no files left."""
-    from fusion_gui.engine.tiny_models import build_family
+    from fusion_gui.engine.synthetic_models import build_family
 
     paths = build_family(tmp_path / "m", "llama", n_finetunes=2, layers=8, hidden=384, max_shard_size="20MB")
     recipe = recipe_file(tmp_path, ties(paths[0], *paths[1:], density=0.5))

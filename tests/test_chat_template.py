@@ -9,7 +9,7 @@ import yaml
 from transformers import AutoTokenizer
 
 from fusion_gui.engine.merge.chat_template import BUILTIN
-from fusion_gui.engine.tiny_models import write_tiny_tokenizer
+from fusion_gui.engine.synthetic_models import write_tiny_tokenizer
 
 TOKENIZER_DIR = None  # set by the tiny_tokenizer fixture
 

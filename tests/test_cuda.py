@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.merge import MergeOptions, merge
 from fusion_gui.engine.merge.recipe import recipe_from_dict
 

@@ -109,7 +109,7 @@ def test_config_rejects_unknown_keys_and_bad_values():
 
 def test_output_keeps_the_students_saved_dtype(tmp_path):
     from fusion_gui.engine.distill.trainer import _saved_dtype
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=64), 0, torch.bfloat16), tmp_path / "m")
     assert _saved_dtype(str(tmp_path / "m")) == torch.bfloat16
@@ -128,7 +128,7 @@ def _corpus(seed: int, lines: int) -> str:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A teacher trained briefly on the corpus; a narrower student with a padded vocabulary."""
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config, write_tiny_tokenizer
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config, write_tiny_tokenizer
     from transformers import AutoTokenizer
 
     root = tmp_path_factory.mktemp("distill")
@@ -248,7 +248,7 @@ def test_save_checkpoint_now_writes_a_resumable_checkpoint(setup, tmp_path):
 
 
 def test_bad_inputs_give_clear_errors_and_write_nothing(setup, tmp_path):
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=100), seed=2), tmp_path / "other")
     out = tmp_path / "out"

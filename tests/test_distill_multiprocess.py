@@ -33,7 +33,7 @@ def test_two_processes_split_the_epoch_and_one_writes(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fusion_gui.engine.distill.data import load_blocks
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     r = random.Random(0)
     (tmp_path / "corpus.txt").write_text("\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "."

@@ -12,9 +12,9 @@ from helpers import drain
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled
 from fusion_gui.engine.methods.fisher_prepare import FisherStore, cache_root, stream_fisher
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.methods import get_method
-from fusion_gui.engine.tiny_models import build_model, perturb, save_model, tiny_config
+from fusion_gui.engine.synthetic_models import build_model, perturb, save_model, tiny_config
 from fusion_gui.events import Log, StepProgress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -250,7 +250,7 @@ def test_estimation_events_name_the_model_and_the_layer(llama_family, tmp_path):
 def test_a_tokenizer_source_that_keeps_the_ids_is_allowed_and_changes_nothing(run_cli, llama_family, tmp_path):
     """mergekit recipes often say `tokenizer_source: base` out of habit: over models of one vocabulary
     the Fisher merge is the same; over different vocabularies it is refused in one sentence."""
-    from fusion_gui.engine.tiny_models import build_vocab_family
+    from fixtures.tiny_models import build_vocab_family
 
     _, ft1, ft2 = llama_family
     calibration = calibration_text(tmp_path / "calib.txt")

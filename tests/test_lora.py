@@ -9,11 +9,11 @@ import torch
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.adapter import AdapterReader
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.lora import extract_lora, low_rank_factors
 from fusion_gui.engine.merge import MergeOptions, merge
 from fusion_gui.engine.merge.recipe import recipe_from_dict
-from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 from fusion_gui.events import LoraModuleError
 from helpers import drain
 

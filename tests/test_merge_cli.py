@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 
 
 def write_recipe(tmp_path: Path, data: dict, name: str = "recipe.yml") -> Path:

@@ -337,7 +337,7 @@ def _recipes(base, a, b):
 def test_end_to_end_merge_loads_and_matches_the_method(name, llama_family, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from fusion_gui.engine.io.reader import open_model
+    from fusion_gui.engine.io.opener import open_model
     from fusion_gui.engine.merge import merge
     from fusion_gui.engine.merge.recipe import recipe_from_dict
 

@@ -114,7 +114,7 @@ def test_built_binary_distills_from_a_datasets_folder_and_evaluates(built, tmp_p
     generation) in the bundle: modules the analysis cannot see behind transformers' lazy imports."""
     import datasets
 
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     words = "the cat sat on a mat while dogs ran far away from home".split()
     lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(10)) + "." for i in range(300)]

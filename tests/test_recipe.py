@@ -3,7 +3,8 @@
 import pytest
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.merge.recipe import dump_recipe, evaluate_setting, load_recipe, recipe_to_dict, resolve
+from fusion_gui.engine.merge.recipe import dump_recipe, load_recipe, recipe_to_dict
+from fusion_gui.engine.merge.settings import evaluate_setting, resolve
 
 TIES = """
 models:

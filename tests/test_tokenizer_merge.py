@@ -1,7 +1,7 @@
 """Tokenizer merges (tokenizer_source / tokenizer:), with mergekit 0.1.5's rules, on tiny models whose
 vocabularies differ. benchmarks/check_tokenizer_parity.py runs the same recipes through mergekit itself.
 
-The models (tiny_models.build_vocab_family): base = 30 words + <tool> (31 rows); a = base's tokens +
+The models (fixtures/tiny_models.build_vocab_family): base = 30 words + <tool> (31 rows); a = base's tokens +
 <a_only>, <ab> (33 rows); b = the letters in reverse order, then <b_only>, <ab>, <tool>, in 40 rows.
 """
 
@@ -13,10 +13,10 @@ import torch
 import yaml
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.merge import merge, plan_merge
 from fusion_gui.engine.merge.recipe import load_recipe
-from fusion_gui.engine.merge.vocab import compare_vocabularies
+from fusion_gui.engine.merge.vocab_compare import compare_vocabularies
 from helpers import drain
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
@@ -25,7 +25,7 @@ TEXT = "hello <ab>world<b_only> <a_only>x<tool>"
 
 @pytest.fixture(scope="module")
 def vocab_models(tmp_path_factory):
-    from fusion_gui.engine.tiny_models import build_vocab_family
+    from fixtures.tiny_models import build_vocab_family
 
     return build_vocab_family(tmp_path_factory.mktemp("vocab"))
 
@@ -155,7 +155,7 @@ def test_tokens_settings_and_pad_to_multiple_of(vocab_models, tmp_path):
 def test_tied_embeddings_merge_and_load(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from fusion_gui.engine.tiny_models import build_vocab_family
+    from fixtures.tiny_models import build_vocab_family
 
     models = build_vocab_family(tmp_path / "gpt2", arch="gpt2")
     out = run(recipe([(models["a"], 0.5), (models["b"], 0.5)], tokenizer_source="union"), tmp_path / "out")
@@ -168,7 +168,8 @@ def test_tied_embeddings_merge_and_load(tmp_path):
 
 
 def test_a_base_tokenizer_longer_than_the_embedding_is_stripped(tmp_path):
-    from fusion_gui.engine.tiny_models import VOCAB_WORDS, build_model, save_model, tiny_config, write_word_tokenizer
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
+    from fixtures.tiny_models import VOCAB_WORDS, write_word_tokenizer
 
     paths = []
     for seed in (0, 1):  # 30 rows, but the tokenizer also has <tool> at id 30

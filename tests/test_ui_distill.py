@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """An (untrained) teacher and a narrower student sharing one tokenizer, and a small corpus."""
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     root = tmp_path_factory.mktemp("ui-distill")
     r = random.Random(0)

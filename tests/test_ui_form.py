@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox  # noqa: E402
 from superqt import QLabeledDoubleSlider  # noqa: E402
 
 from fusion_gui.engine.methods import registry  # noqa: E402
-from fusion_gui.engine.merge.recipe import evaluate_setting, load_recipe, recipe_to_dict  # noqa: E402
+from fusion_gui.engine.merge.recipe import load_recipe, recipe_to_dict  # noqa: E402
+from fusion_gui.engine.merge.settings import evaluate_setting  # noqa: E402
 from fusion_gui.ui.merge_state import MergeState  # noqa: E402
 from fusion_gui.ui.panels.param_row import FileField  # noqa: E402
 from fusion_gui.ui.panels.setting_editor import (  # noqa: E402

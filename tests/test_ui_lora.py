@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QFileDialog, QSpinBox  # noqa: E402
 from fusion_gui.engine.lora import extract_lora  # noqa: E402
 from fusion_gui.engine.methods import base as methods_base  # noqa: E402
 from fusion_gui.engine.methods.base import MergeMethod, MethodResult, ParamSpec  # noqa: E402
-from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config  # noqa: E402
+from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config  # noqa: E402
 from fusion_gui.ui.dialogs import extract_lora_dialog  # noqa: E402
 from fusion_gui.ui.main_window import dropped_paths  # noqa: E402
 from fusion_gui.ui.panels.param_row import FileField  # noqa: E402

@@ -12,7 +12,7 @@ from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from fusion_gui.engine.methods import registry  # noqa: E402
-from fusion_gui.engine.tiny_models import build_family  # noqa: E402
+from fusion_gui.engine.synthetic_models import build_family  # noqa: E402
 from fusion_gui.events import StepProgress  # noqa: E402
 from fusion_gui.ui.panels import run_panel as run_panel_module  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
@@ -37,7 +37,7 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     method = registry()[method_name]
     window.strategy_panel.set_method(method_name)
     assert window.strategy_panel.method_combo.currentData() == method_name
-    if method.needs_fisher:  # a calibration text, and blocks short enough for the tiny models
+    if method.prepare is not None:  # a calibration text, and blocks short enough for the tiny models
         text = tmp_path / "calibration.txt"
         text.write_text("the cat sat on the mat and the dog ran far away\n" * 20)
         for name, value in (("calibration", str(text)), ("samples", 2), ("seq_length", 32)):
@@ -48,7 +48,7 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     if method.base != "none":
         assert window.document.state.base_model == base
     assert window.run_panel.preflight() is not None, window.run_panel.preflight_label.text()
-    if method.needs_fisher:
+    if method.prepare is not None:
         assert "Fisher" in window.run_panel.preflight_label.text()  # the dry run's note on the estimate
         stages = []  # what the progress line says while the Fisher estimate runs
         window.run_panel.event_received.connect(
@@ -68,7 +68,7 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     counts = window.merge_plots.layer_plot.point_counts()
     assert "result" in counts and set(counts.values()) == {LAYERS}, counts
     assert not worker.running
-    if method.needs_fisher:
+    if method.prepare is not None:
         assert any(text.startswith("Fisher of") and "backward layer" in text for text in stages), stages
 
 

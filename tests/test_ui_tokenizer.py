@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from fusion_gui.engine.merge.recipe import load_recipe  # noqa: E402
-from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config, write_tiny_tokenizer  # noqa: E402
+from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config, write_tiny_tokenizer  # noqa: E402
 from fusion_gui.ui.dialogs.vocab_dialog import MAX_SHOWN, VocabDialog  # noqa: E402
 from fusion_gui.ui.merge_state import MergeState  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
@@ -147,7 +147,7 @@ def test_union_compares_the_vocabularies(window, qtbot, vocab_pair):
 
 
 def test_a_long_list_shows_the_first_rows(qtbot, no_leaked_windows):
-    from fusion_gui.engine.merge.vocab import VocabComparison, VocabInfo
+    from fusion_gui.engine.merge.vocab_compare import VocabComparison, VocabInfo
 
     tokens = tuple((f"t{i}", (True, False)) for i in range(MAX_SHOWN + 500))
     comparison = VocabComparison((VocabInfo("a", 10, 10, len(tokens)), VocabInfo("b", 5, 5, 0)),
@@ -181,7 +181,7 @@ def test_a_model_without_tokenizer_is_one_sentence(window, qtbot, vocab_pair, tm
 def test_embedding_rows_that_differ_are_flagged_only_without_a_tokenizer_merge(window, tmp_path):
     """Models of different vocabulary sizes are what a union merge is for: the Models table flags
     them while the tokenizer is copied, and clears the flag once a tokenizer source is chosen."""
-    from fusion_gui.engine.tiny_models import build_vocab_family
+    from fixtures.tiny_models import build_vocab_family
 
     family = build_vocab_family(tmp_path)
     window.models_panel.add_models([str(family["base"]), str(family["a"])])
@@ -214,7 +214,7 @@ def test_a_union_merge_runs_from_the_window(window, qtbot, tmp_path, error_dialo
     every model's tokens, an embedding row for each, and the chat template picked in the group."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fusion_gui.engine.tiny_models import build_vocab_family
+    from fixtures.tiny_models import build_vocab_family
     from ui_helpers import run_merge
 
     family = build_vocab_family(tmp_path / "models")

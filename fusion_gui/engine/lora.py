@@ -23,19 +23,15 @@ import torch
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
-from fusion_gui.engine.io.reader import open_model
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.resolve import is_local_path
 from fusion_gui.engine.merge.output import TOKENIZER_FILES, publish, temp_dir_for
 from fusion_gui.engine.merge.plan import pick_device
+from fusion_gui.engine.naming import is_embedding_or_head, module_of
 from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress
 
-_SKIP_KEYS = ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type", "lm_head")
 _FAN_IN_FAN_OUT = ("gpt2",)  # model types whose Linear layers are Conv1D, storing W as (in, out)
 LOWRANK_MIN_DIM = 1024  # from this size on, a randomized SVD (svd_lowrank) when the rank is small
-
-
-def _module_of(name: str) -> str:
-    return name[: -len(".weight")]
 
 
 def low_rank_factors(delta: torch.Tensor, rank: int, threshold: float | None = None
@@ -95,7 +91,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
                 raise InputError(f"Tensor '{name}' is {tuple(info.shape)} in the fine-tune '{ft.label}' "
                                  f"but {tuple(bm.tensors[name].shape)} in the base '{bm.label}'.")
         candidates = [n for n, i in ft.tensors.items() if n.endswith(".weight") and len(i.shape) == 2
-                      and i.dtype.is_floating_point and not any(k in n for k in _SKIP_KEYS)]
+                      and i.dtype.is_floating_point and not is_embedding_or_head(n)]
         others = [n for n, i in ft.tensors.items() if n not in set(candidates) and i.dtype.is_floating_point]
         model_type = str((bm.config or {}).get("model_type", ""))
         fan_in_fan_out = model_type in _FAN_IN_FAN_OUT
@@ -118,7 +114,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
                     delta = delta.T  # Conv1D: the update in (out, in) form
                 b, a = low_rank_factors(delta, rank, threshold)
                 error = torch.linalg.matrix_norm(delta - b @ a).item() / norm
-                module = _module_of(name)
+                module = module_of(name)
                 key = f"base_model.model.{module}"
                 dtype = w_ft.dtype
                 factors[f"{key}.lora_A.weight"] = a.to(device="cpu", dtype=dtype)

@@ -15,7 +15,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from fusion_gui.engine.merge.recipe import ModelEntry, OutputSlice, Recipe, Setting, referenced_models
+from fusion_gui.engine.merge.recipe import ModelEntry, OutputSlice, Recipe, referenced_models
+from fusion_gui.engine.merge.settings import Setting
 
 DEFAULT_METHOD = "linear"
 

@@ -22,7 +22,7 @@ from fusion_gui.events import Log, StepProgress
 
 DEMO_VERSION = 1
 SKILLS = ("count", "reverse")
-# the character vocabulary of tiny_models.write_tiny_tokenizer: 3 specials, then printable ASCII
+# the character vocabulary of synthetic_models.write_tiny_tokenizer: 3 specials, then printable ASCII
 _SPECIALS = ("<unk>", "<s>", "</s>")
 VOCAB = len(_SPECIALS) + 95
 EOS = 2
@@ -247,7 +247,7 @@ def build_demo(root: Path | None = None, spec: DemoSpec = DemoSpec(), force: boo
 
 
 def _save(model, path: Path) -> None:
-    from fusion_gui.engine.tiny_models import write_tiny_tokenizer
+    from fusion_gui.engine.synthetic_models import write_tiny_tokenizer
 
     model.save_pretrained(path)
     model.generation_config.save_pretrained(path)

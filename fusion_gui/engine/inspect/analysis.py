@@ -1,62 +1,15 @@
 """Per-tensor and per-layer metrics: how far each model moved from the base, and how the
-changes agree. Works from tensor names alone, so any architecture is covered."""
+changes agree. Layers and kinds come from the tensor names (engine/naming.py)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from fusion_gui.engine.naming import layer_of, tensor_kind
 from fusion_gui.events import LayerMetrics, TensorMetrics
-
-# The first ".N." after a container name is the layer number: layers.N (Llama), h.N (GPT-2),
-# layer.N (BERT, ViT), blocks.N / block.N / transformer_blocks.N (diffusion, ViT variants).
-_LAYER = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block|transformer_blocks|resblocks|"
-                    r"decoder_layers|encoder_layers|down_blocks|up_blocks)\.(\d+)(?=\.|$)")
-
-_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("embed", ("embed", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type")),
-    ("lm_head", ("lm_head", "output.weight", "cls.predictions")),
-    ("norm", ("norm", "ln_", ".ln", "layernorm", "layer_norm")),
-    ("attn.q", ("q_proj", "query", ".wq", "to_q")),
-    ("attn.k", ("k_proj", ".key", ".wk", "to_k")),
-    ("attn.v", ("v_proj", ".value", ".wv", "to_v")),
-    ("attn.qkv", ("qkv", "c_attn", "query_key_value", "Wqkv")),
-    ("attn.o", ("o_proj", "attn.c_proj", "attention.output.dense", "out_proj", ".wo", "to_out")),
-    ("mlp.gate", ("gate_proj", "w1", "gate")),
-    ("mlp.up", ("up_proj", "c_fc", "fc1", "intermediate.dense", "w3", "dense_h_to_4h")),
-    ("mlp.down", ("down_proj", "mlp.c_proj", "fc2", "output.dense", "w2", "dense_4h_to_h")),
-)
-# Display order of the kinds (the heatmap's rows)
-KINDS = ("embed", "attn.q", "attn.k", "attn.v", "attn.qkv", "attn.o", "mlp.gate", "mlp.up", "mlp.down",
-         "norm", "lm_head", "other")
-
-
-def layer_of(name: str) -> int | None:
-    match = _LAYER.search(name)
-    return int(match.group(1)) if match else None
-
-
-def layer_template(name: str) -> tuple[int | None, str]:
-    """(layer number, name with that number replaced by '{}'), e.g. (3, 'model.layers.{}.mlp')."""
-    match = _LAYER.search(name)
-    if not match:
-        return None, name
-    start, end = match.span(1)
-    return int(match.group(1)), name[:start] + "{}" + name[end:]
-
-
-def tensor_kind(name: str) -> str:
-    """A coarse role for the heatmap's columns, read from the tensor name."""
-    lowered = name.lower()
-    if "attention.output.dense" in lowered or "attention.output.layernorm" in lowered:
-        return "norm" if "layernorm" in lowered else "attn.o"
-    for kind, keys in _KINDS:
-        if any(k.lower() in lowered for k in keys):
-            return kind
-    return "other"
 
 
 @dataclass

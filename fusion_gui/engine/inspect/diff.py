@@ -12,10 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from fusion_gui.engine.inspect.analysis import LayerAccumulator, layer_of, measure_tensor
+from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
+from fusion_gui.engine.naming import layer_of
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.io.reader import ModelReader, open_model
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.merge.plan import pick_device
 from fusion_gui.events import DiffResult, Event, Log, Progress, TensorMetrics
 

@@ -1,11 +1,12 @@
-"""Reading and writing model weights: lazy readers, streaming sharded safetensors writers."""
+"""Reading and writing model weights: weight_files (formats), reader (one checkpoint), adapter (a
+LoRA over its base), opener (open_model picks between them), writer (streaming sharded safetensors)."""
 
-from fusion_gui.engine.io.reader import (
+from fusion_gui.engine.io.opener import open_model
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.weight_files import (
     SAFETENSORS_DTYPES,
-    ModelReader,
     TensorInfo,
     dtype_size,
-    open_model,
     read_safetensors_header,
     safetensors_dtype_name,
 )

@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.io.reader import ModelReader, TensorInfo, open_model
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.resolve import model_label, resolve_model_path
+from fusion_gui.engine.io.weight_files import TensorInfo
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -77,9 +79,10 @@ class AdapterReader:
             raise InputError(f"The adapter in {self.path} names itself as its base model.")
         self.adapter = ModelReader(ref, weights, label)
         try:
-            self.base = open_model(base_ref)
-            if isinstance(self.base, AdapterReader):
+            base_path = resolve_model_path(base_ref)
+            if is_adapter_folder(base_path):
                 raise InputError(f"The base of the adapter in {self.path} is itself an adapter.")
+            self.base = ModelReader(base_ref, base_path, model_label(base_ref, base_path))
             self._index(cfg)
         except BaseException:
             self.close()

@@ -65,3 +65,8 @@ def resolve_model_path(ref: str) -> Path:
 def is_local_path(ref: str) -> bool:
     """True when `ref` names an existing file or folder (so it is not a repo id)."""
     return Path(str(ref).strip()).expanduser().exists()
+
+
+def model_label(ref: str, path: Path) -> str:
+    """How a model is named in messages: its folder or file name for a path, else the repo id."""
+    return path.name if is_local_path(ref) else str(ref).strip()

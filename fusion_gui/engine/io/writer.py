@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from fusion_gui.engine.errors import OutputError
-from fusion_gui.engine.io.reader import dtype_size, safetensors_dtype_name
+from fusion_gui.engine.io.weight_files import dtype_size, safetensors_dtype_name
 
 PlannedTensor = tuple[str, tuple[int, ...], torch.dtype]
 

@@ -1,6 +1,7 @@
-"""The merge pipeline, in the order it runs: recipe -> plan (check everything first) -> run (stream
-tensors) -> output (config, tokenizer, model card, atomic publish); vocab and chat_template build the
-output tokenizer.
+"""The merge pipeline, in the order it runs: recipe (settings: a parameter's value per tensor) ->
+plan (check everything first; tasks lists every output tensor) -> run (the method's prepare step,
+then stream tensors) -> output (config, tokenizer, model card, atomic publish); vocab (with
+model_tokenizer and vocab_compare) and chat_template build the output tokenizer.
 
 `merge`, `plan_merge` and `MergeOptions` are importable from here; they load lazily so that reading a
 recipe does not import torch.

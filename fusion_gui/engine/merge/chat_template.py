@@ -72,7 +72,7 @@ BUILTIN = {
 
 def _model_template(reader: ModelReader) -> str | None:
     """The chat template a model's tokenizer carries, or None (no tokenizer, or one without a template)."""
-    from fusion_gui.engine.merge.vocab import load_tokenizer
+    from fusion_gui.engine.merge.model_tokenizer import load_tokenizer
 
     try:
         template = load_tokenizer(reader).chat_template

@@ -15,7 +15,7 @@ from fusion_gui import __version__
 from fusion_gui.engine.errors import OutputError
 from fusion_gui.engine.io.reader import ModelReader
 from fusion_gui.engine.merge.recipe import Recipe, dump_recipe
-from fusion_gui.engine.merge.vocab import VOCAB_KEYS
+from fusion_gui.engine.merge.model_tokenizer import VOCAB_KEYS
 
 RECIPE_FILE = "mergekit_config.yml"  # mergekit's name, so tools that look for it find it
 TOKENIZER_FILES = (

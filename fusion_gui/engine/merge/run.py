@@ -20,12 +20,12 @@ import torch
 from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
-from fusion_gui.engine.methods.fisher_prepare import estimate_fishers
 from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
 from fusion_gui.engine.merge.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
-from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
+from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, plan_merge
 from fusion_gui.engine.merge.recipe import Recipe
-from fusion_gui.engine.merge.vocab import load_tokenizer, tokenizer_folder
+from fusion_gui.engine.merge.tasks import TensorTask
+from fusion_gui.engine.merge.model_tokenizer import load_tokenizer, tokenizer_folder
 from fusion_gui.events import Event, Log, MergeResult, Progress
 
 __all__ = ["MergeOptions", "merge", "plan_merge", "peak_rss_bytes"]
@@ -54,12 +54,19 @@ def _load(plan: MergePlan, task: TensorTask) -> list[torch.Tensor]:
     models = [s.model for s in task.sources]
     if task.permute_vocab:  # rows in the output tokenizer's order, so the method sees equal shapes
         tensors = plan.vocabulary.permute(tensors, models, task.vocab_base)
-    if plan.fishers and task.floating:  # Fisher-weighted methods get each input's Fisher after the weights
-        fishers = [plan.fishers[s.model].get(s.tensor).to(plan.device, torch.float32) for s in task.sources]
-        if task.permute_vocab:  # a Fisher's rows follow its model's rows
-            fishers = plan.vocabulary.permute(fishers, models, task.vocab_base)
-        tensors += fishers
+    if plan.prepared is not None and task.floating:
+        tensors += _prepared_tensors(plan, task, models)
     return tensors
+
+
+def _prepared_tensors(plan: MergePlan, task: TensorTask, models: list[str]) -> list[torch.Tensor]:
+    """What the method's prepare step gives for this task's inputs, after the weights: the first
+    prepared tensor of every input, then the second of every input, ... (see methods/base.py)."""
+    per_input = [plan.prepared.tensors_for(s.model, s.tensor) for s in task.sources]
+    groups = [[t.to(plan.device, torch.float32) for t in group] for group in zip(*per_input)]
+    if task.permute_vocab and plan.prepared.rows_follow_weights:  # rows in the output tokenizer's order
+        groups = [plan.vocabulary.permute(group, models, task.vocab_base) for group in groups]
+    return [t for group in groups for t in group]
 
 
 def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor]):
@@ -73,8 +80,8 @@ def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor]):
     if task.seed is not None:
         generator = torch.Generator(device=plan.device).manual_seed(task.seed)
     per_model = [s.params for s in task.sources]
-    if plan.fishers:
-        per_model = [{**p, "fisher_norm": plan.fishers[s.model].norm} for p, s in zip(per_model, task.sources)]
+    if plan.prepared is not None:
+        per_model = [{**s.params, **plan.prepared.model_params(s.model)} for s in task.sources]
     with torch.no_grad():
         result = plan.method.fn(tensors, task.base_index, task.params, per_model, generator)
     return result.tensor, result
@@ -108,9 +115,9 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         yield plan.summary
         for warning in plan.warnings:
             yield Log(warning, "warning")
-        if plan.method.needs_fisher:
-            plan.fishers = yield from estimate_fishers(plan, cancel)
-        streaming = time.perf_counter()  # progress and ETA count the tensors' streaming, not the estimate
+        if plan.method.prepare is not None:  # e.g. Fisher: estimate each input's Fisher first
+            plan.prepared = yield from plan.method.prepare.run(plan, cancel)
+        streaming = time.perf_counter()  # progress and ETA count the tensors' streaming, not the prepare step
         yield Log(f"Merging {len(plan.readers)} models with {plan.method.name} on {plan.device}: "
                   f"{len(plan.tasks)} tensors, {plan.summary.output_bytes / 1e9:.2f} GB.")
         temp.mkdir()

@@ -9,7 +9,8 @@ a model without a config). A 1-D tensor only counts when the hidden size differs
 vocabulary size, so a final norm is never taken for a bias over the vocabulary.
 
 Rows a model's tokenizer does not reach (a padded embedding) are ignored; a token the tokenizer
-places at or beyond the config's vocabulary size counts as missing from that model.
+places at or beyond the config's vocabulary size counts as missing from that model. Reading one
+model's tokenizer is model_tokenizer.py; comparing vocabularies for the GUI is vocab_compare.py.
 """
 
 from __future__ import annotations
@@ -19,118 +20,14 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from fusion_gui.engine.inspect.analysis import layer_template
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.io.reader import ModelReader, open_model
-
-VOCAB_KEYS = ("vocab_size", "n_vocab", "padded_vocab_size")
-_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
-# Any one of these makes a folder a tokenizer folder for AutoTokenizer
-_TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model",
-                      "sentencepiece.bpe.model", "vocab.json", "vocab.txt")
-
-
-# --- reading one model's vocabulary ------------------------------------------------------------
-
-def config_vocab(reader: ModelReader) -> tuple[str, int] | None:
-    """(config key, value) of the model's vocabulary size: the rows of its embedding."""
-    config = reader.config or {}
-    for key in VOCAB_KEYS:
-        value = config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return key, value
-    return None
-
-
-def tokenizer_folder(reader: ModelReader) -> Path | None:
-    """The folder holding the model's tokenizer files (its own, or a LoRA adapter's base's), or None."""
-    folders = [reader.path] if reader.path.is_dir() else []
-    base = getattr(reader, "base", None)  # a LoRA adapter without its own tokenizer uses its base's
-    if base is not None and base.path.is_dir():
-        folders.append(base.path)
-    return next((f for f in folders if any((f / m).is_file() for m in _TOKENIZER_MARKERS)), None)
-
-
-def load_tokenizer(reader: ModelReader):
-    """The model's tokenizer, offline; InputError naming the model when it has none."""
-    from transformers import AutoTokenizer
-
-    folder = tokenizer_folder(reader)
-    if folder is None:
-        raise InputError(f"Model '{reader.label}' has no tokenizer files (tokenizer.json, tokenizer.model, "
-                         f"vocab.json, ...), and merging vocabularies needs one.")
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as err:  # transformers raises many kinds for a broken tokenizer folder
-        raise InputError(f"The tokenizer of model '{reader.label}' could not be loaded ({err}).") from None
-
-
-def vocab_rows(reader: ModelReader, tokenizer) -> int:
-    """Embedding rows: the config's vocabulary size, else the tokenizer's length."""
-    found = config_vocab(reader)
-    return found[1] if found else len(tokenizer.get_vocab())
-
-
-def usable_vocab(tokenizer, rows: int) -> dict[str, int]:
-    """token -> id for the tokens that have an embedding row."""
-    return {tok: i for tok, i in tokenizer.get_vocab().items() if i < rows}
-
-
-# --- comparing vocabularies (the GUI's table) --------------------------------------------------
-
-@dataclass(frozen=True)
-class VocabInfo:
-    label: str  # the model's label (ModelReader.label)
-    tokenizer_size: int  # len(tokenizer), added tokens included
-    embedding_rows: int | None  # config vocab_size (rows of the embedding); > tokenizer_size when padded
-    only_here: int  # tokens of this model that at least one other model lacks
-
-
-@dataclass(frozen=True)
-class VocabComparison:
-    models: tuple[VocabInfo, ...]
-    union_size: int  # size of the union vocabulary
-    common_size: int  # tokens every model has
-    partial_tokens: tuple[tuple[str, tuple[bool, ...]], ...]  # tokens not in every model, per-model presence
-
-
-def _union_order(vocabs: Sequence[dict[str, int]]) -> list[str]:
-    """Every token, the first model's in id order, then each next model's new ones in id order."""
-    seen: dict[str, None] = {}
-    for vocab in vocabs:
-        for tok in sorted(vocab, key=vocab.__getitem__):
-            seen.setdefault(tok)
-    return list(seen)
-
-
-def compare_vocabularies(refs: Sequence[str]) -> VocabComparison:
-    """How the models' vocabularies differ; a token beyond a model's embedding rows counts as absent."""
-    infos, vocabs = [], []
-    for ref in refs:
-        reader = open_model(ref)
-        try:
-            tokenizer = load_tokenizer(reader)
-            rows = config_vocab(reader)
-            vocab = usable_vocab(tokenizer, rows[1] if rows else len(tokenizer.get_vocab()))
-            infos.append((reader.label, len(tokenizer), rows[1] if rows else None))
-            vocabs.append(vocab)
-        finally:
-            reader.close()
-    union = _union_order(vocabs)
-    partial = []
-    for tok in union:
-        presence = tuple(tok in v for v in vocabs)
-        if not all(presence):
-            partial.append((tok, presence))
-    models = tuple(VocabInfo(label, size, rows, sum(1 for tok, p in partial if p[k]))
-                   for k, (label, size, rows) in enumerate(infos))
-    return VocabComparison(models, len(union), len(union) - len(partial), tuple(partial))
-
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.merge.model_tokenizer import hidden_size, load_tokenizer, vocab_rows
+from fusion_gui.engine.naming import layer_of
 
 # --- building the output vocabulary ------------------------------------------------------------
 
@@ -243,7 +140,7 @@ class Vocabulary:
         rows = self.model_rows.get(ref)
         if rows is None or not shape or shape[0] != rows or not dtype.is_floating_point:
             return False
-        if layer_template(name)[0] is not None:
+        if layer_of(name) is not None:
             return False
         return len(shape) > 1 or self.hidden.get(ref) != rows
 
@@ -366,11 +263,6 @@ class Vocabulary:
         return out
 
 
-def _hidden_size(reader: ModelReader) -> int | None:
-    config = reader.config or {}
-    return next((config[k] for k in _HIDDEN_KEYS if isinstance(config.get(k), int)), None)
-
-
 def tokenizer_settings(recipe) -> tuple[str | None, dict[str, dict], int | None]:
     """(source, tokens, pad_to_multiple_of) from `tokenizer_source` or the `tokenizer:` block."""
     if recipe.tokenizer is not None:
@@ -417,5 +309,5 @@ def plan_vocabulary(recipe, readers: dict[str, ModelReader]) -> Vocabulary | Non
             if model_id < rows[ref]:  # a token beyond the embedding rows is padding: missing
                 p[out_id] = model_id
         permutations[ref] = p
-    return Vocabulary(out, permutations, rows, {ref: _hidden_size(readers[ref]) for ref in refs},
+    return Vocabulary(out, permutations, rows, {ref: hidden_size(readers[ref]) for ref in refs},
                       {ref: t.get_vocab() for ref, t in tokenizers.items()}, tokens, pad, labels)

@@ -1,16 +1,22 @@
 """What a merge method is: one pure tensor function plus the specs of its parameters.
 
 The GUI generates its forms from these specs and `fusion-gui methods` prints them, so a new
-method is one function and one `register(...)` call, never a new widget.
+method is one function and one `register(...)` call, never a new widget. A data-driven method
+(Fisher) adds a Preparation: a step the merge runs before streaming tensors, whose result gives
+the method what it needs per tensor; the merge loop itself knows nothing of any method.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
 import torch
+
+from fusion_gui.engine.cancel import CancelToken
+from fusion_gui.events import Event
 
 # "global": one value for the whole merge (may still vary by layer or tensor name).
 # "model": one value per input model. applies_to_base says whether the base model takes it too
@@ -69,16 +75,58 @@ class MethodResult:
 # fn(tensors, base_index, params, per_model, generator) -> MethodResult
 #   tensors: every input's tensor for this output tensor, in recipe order (base included,
 #            at base_index, when the method takes a base), already cast to the compute dtype
-#            and on the compute device.
+#            and on the compute device. A method with a Preparation gets, after the n weights,
+#            the tensors its Prepared gives for them (float32): the first of every input, in
+#            input order, then the second of every input, and so on.
 #   params: global parameter values resolved for this tensor.
-#   per_model: one dict per entry of `tensors`; the base's dict holds only parameters
-#            with applies_to_base.
+#   per_model: one dict per input; the base's dict holds only parameters with applies_to_base,
+#            plus what Prepared.model_params gives for that model.
 #   generator: a torch.Generator seeded for this tensor (random methods only), else None.
 MethodFn = Callable[
     [Sequence[torch.Tensor], "int | None", Mapping[str, Any], Sequence[Mapping[str, Any]],
      "torch.Generator | None"],
     MethodResult,
 ]
+
+
+@dataclass(frozen=True)
+class PrepareEstimate:
+    """What a prepare step will do, said at plan time without reading tensor data."""
+
+    notes: tuple[str, ...] = ()  # for the dry run, e.g. what is estimated on which text, what is cached
+    warnings: tuple[str, ...] = ()  # e.g. fewer calibration blocks than asked for
+    peak_bytes: int = 0  # memory the step itself needs at most (it runs before the merge loop)
+    copies_per_input: int = 0  # float32 tensors as large as its weight each input brings into the loop
+
+
+class Prepared(Protocol):
+    """What a prepare step returns: what the method needs besides the weights, per input model."""
+
+    # Whether the prepared tensors' rows are their weight's rows, so a tokenizer merge re-orders them
+    # with the weights (a Fisher: yes; a Gram matrix of a layer's inputs: no).
+    rows_follow_weights: bool
+
+    def tensors_for(self, model: str, tensor: str) -> Sequence[torch.Tensor]:
+        """The tensors this input brings for its tensor `tensor` (the same count for every input)."""
+
+    def model_params(self, model: str) -> Mapping[str, Any]:
+        """Values added to this input's per-model parameters (e.g. the norm of its whole Fisher)."""
+
+    def close(self) -> None:
+        """Release files or memory; the merge calls it once it is done."""
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """A data-driven method's step before the merge streams tensors. Fisher estimates each input's
+    Fisher on a calibration text; RegMean would gather each Linear's input Gram matrix the same way.
+
+    check(plan) runs at plan time: every check that needs no tensor data (InputError otherwise),
+    and what the step will cost. run(plan, cancel) runs first in the merge: a generator that yields
+    progress events and returns the Prepared. `plan` is the MergePlan (engine/merge/plan.py)."""
+
+    check: Callable[[Any], PrepareEstimate]
+    run: Callable[[Any, CancelToken], Generator[Event, None, Prepared]]
 
 
 @dataclass(frozen=True)
@@ -95,8 +143,7 @@ class MergeMethod:
     random: bool = False
     sign_election: bool = False  # reports sign_conflict / kept_fraction
     ranks_by_magnitude: bool = False  # sorts |delta| (float32 keys + int64 indices of scratch)
-    # The merge estimates each model's Fisher first and passes it after the weights (see fisher.py).
-    needs_fisher: bool = False
+    prepare: Preparation | None = None  # data-driven methods only
 
     @property
     def global_params(self) -> tuple[ParamSpec, ...]:

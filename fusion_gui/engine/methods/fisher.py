@@ -1,6 +1,6 @@
 """Fisher-weighted averaging (Matena & Raffel, 2022): each element is the average of the inputs
-weighted by every model's diagonal Fisher information, which the merge estimates first on a
-calibration text (fusion_gui/engine/methods/fisher_prepare.py) and caches.
+weighted by every model's diagonal Fisher information, which the method's prepare step estimates
+first on a calibration text (fusion_gui/engine/methods/fisher_prepare.py) and caches.
 
 Follows the paper's code (github.com/mmatena/model_merging, merging.py): merged =
 sum_i c_i F_i theta_i / sum_i c_i F_i with c_i = weight_i (divided by the L2 norm of model i's
@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..errors import InputError
-from .base import MergeMethod, MethodResult, ParamSpec, register
+from .base import MergeMethod, MethodResult, ParamSpec, Preparation, register
+from .fisher_prepare import check_fisher, estimate_fishers
 
 
 def fisher(tensors: Sequence[torch.Tensor], base_index: int | None, params: Mapping[str, Any],
@@ -79,5 +80,5 @@ register(MergeMethod(
     ),
     base="none",
     min_models=2,
-    needs_fisher=True,
+    prepare=Preparation(check=check_fisher, run=estimate_fishers),
 ))

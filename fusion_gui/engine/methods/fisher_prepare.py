@@ -1,5 +1,5 @@
-"""Fisher-weighted merging's side of the engine: settings, calibration blocks, the cache of
-estimated Fishers, and the plan-time checks and estimation a merge runs first.
+"""Fisher-weighted merging's prepare step (methods/base.py, Preparation): settings, calibration
+blocks, the cache of estimated Fishers, the plan-time check and the estimation a merge runs first.
 
 Fisher-weighted averaging (Matena & Raffel, https://arxiv.org/abs/2111.09832) weighs every
 element of every input by that model's diagonal Fisher; fisher_stream.py estimates it one decoder
@@ -20,13 +20,17 @@ from pathlib import Path
 
 import torch
 
-from fusion_gui.engine.merge import vocab
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.methods.fisher_stream import model_config, parameter_plan, stream_fisher
-from fusion_gui.engine.io.reader import ModelReader, open_model
+from fusion_gui.engine.methods.base import PrepareEstimate
+from fusion_gui.engine.methods.fisher_skeleton import model_config, parameter_plan
+from fusion_gui.engine.methods.fisher_stream import stream_fisher
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
-from fusion_gui.engine.merge.vocab import tokenizer_folder
+from fusion_gui.engine.merge import model_tokenizer
+from fusion_gui.engine.merge.model_tokenizer import tokenizer_folder
+from fusion_gui.engine.naming import layer_of
 from fusion_gui.events import Event, Log, StepProgress
 
 FORMAT_VERSION = 1  # bump when the estimate changes, so old cached Fishers are not reused
@@ -66,7 +70,7 @@ def load_tokenizer(candidates: Iterable[ModelReader]):
     for reader in candidates:
         tried.append(reader.label)
         if tokenizer_folder(reader) is not None:
-            return vocab.load_tokenizer(reader)
+            return model_tokenizer.load_tokenizer(reader)
     raise InputError(f"The fisher method needs a tokenizer for the calibration text, and none of "
                      f"{', '.join(repr(t) for t in tried)} has one.")
 
@@ -165,13 +169,26 @@ def estimate_to_cache(reader: ModelReader, blocks: torch.Tensor, device: torch.d
         shutil.rmtree(temp, ignore_errors=True)
 
 
-# --- the merge's side: plan, estimate or reuse --------------------------------------------------
+# --- the merge's side: check, then estimate or reuse ---------------------------------------------
 
-@dataclass(frozen=True)
-class FisherPlan:
-    notes: tuple[str, ...]  # what the dry run says about the estimation
-    warnings: tuple[str, ...]  # e.g. fewer calibration blocks than asked for
-    peak_bytes: int  # memory the estimation adds, for the largest model
+class FisherInputs:
+    """Every input's Fisher for the merge loop (a methods.base.Prepared): each weight brings its
+    Fisher, whose rows are the weight's rows, and its model's whole-Fisher norm."""
+
+    rows_follow_weights = True
+
+    def __init__(self, stores: dict[str, FisherStore]):
+        self.stores = stores
+
+    def tensors_for(self, model: str, tensor: str) -> tuple[torch.Tensor]:
+        return (self.stores[model].get(tensor),)
+
+    def model_params(self, model: str) -> dict[str, float]:
+        return {"fisher_norm": self.stores[model].norm}
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
 
 
 def _fisher_models(tasks) -> list[str]:
@@ -203,12 +220,11 @@ def _prepare(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None
     return settings, models, configs, blocks, warnings
 
 
-def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | None = None,
-                vocabulary=None) -> FisherPlan:
+def check_fisher(plan) -> PrepareEstimate:
     """Check the estimation's inputs at plan time and describe it (memory, disk, cache)."""
-    from fusion_gui.engine.inspect.analysis import layer_template
-
-    settings, models, configs, blocks, warnings = _prepare(readers, tasks, tokenizer_donor, vocabulary)
+    readers = plan.readers
+    settings, models, configs, blocks, warnings = _prepare(readers, plan.tasks, plan.tokenizer_donor,
+                                                           plan.vocabulary)
     count, seq = blocks.shape
     peak, disk, cached = 0, 0, 0
     for ref in models:
@@ -216,7 +232,7 @@ def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | N
         per_layer: dict[int, int] = {}
         outside = 0
         for name, info in reader.tensors.items():
-            layer = layer_template(name)[0]
+            layer = layer_of(name)
             numel = info.nbytes // info.dtype.itemsize
             if layer is None:
                 outside += numel
@@ -234,10 +250,11 @@ def plan_fisher(readers: dict[str, ModelReader], tasks, tokenizer_donor: str | N
              f"'{Path(settings.calibration).name}', one layer at a time: about {format_size(peak)} of memory "
              f"and {format_size(disk)} of temporary disk per model; {cached} of {len(models)} already "
              f"cached in {cache_root()}."]
-    return FisherPlan(tuple(notes), tuple(warnings), peak)
+    # each input's Fisher travels with its weight through the merge loop
+    return PrepareEstimate(tuple(notes), tuple(warnings), peak, copies_per_input=1)
 
 
-def estimate_fishers(plan, cancel: CancelToken | None = None) -> Generator[Event, None, dict[str, FisherStore]]:
+def estimate_fishers(plan, cancel: CancelToken | None = None) -> Generator[Event, None, FisherInputs]:
     """Every input's Fisher, from the cache or estimated now; yields Log and StepProgress.
     (The plan's warnings already say what the calibration text lacks.)"""
     settings, models, _, blocks, _ = _prepare(plan.readers, plan.tasks, plan.tokenizer_donor, plan.vocabulary)
@@ -258,7 +275,6 @@ def estimate_fishers(plan, cancel: CancelToken | None = None) -> Generator[Event
                           f"and cached in {folder}.")
             stores[ref] = FisherStore(folder, reader)
     except BaseException:
-        for store in stores.values():
-            store.close()
+        FisherInputs(stores).close()
         raise
-    return stores
+    return FisherInputs(stores)

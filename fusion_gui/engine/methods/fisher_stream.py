@@ -1,5 +1,5 @@
-"""The layer-streamed estimator of a causal language model's diagonal Fisher (see fisher.py for the
-settings, the cache and the merge's side).
+"""The layer-streamed estimator of a causal language model's diagonal Fisher (fisher_prepare.py has
+the settings, the cache and the merge's side; fisher_skeleton.py the meta-device model).
 
 Fisher-weighted averaging (Matena & Raffel, https://arxiv.org/abs/2111.09832) weighs every
 element of every input by that model's Fisher. We estimate the diagonal *empirical* Fisher: the
@@ -34,205 +34,16 @@ tensor names transformers converts on loading (e.g. fused MoE experts) are refus
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.methods.fisher_skeleton import Capture, Inject, Recorder, Skeleton, Stop, detached, run_layer
 from fusion_gui.events import StepProgress
-
-
-def model_config(reader: ModelReader):
-    """The transformers config of a model folder; an InputError when it has none."""
-    from transformers import AutoConfig
-
-    cfg = reader.config
-    if not cfg or "model_type" not in cfg:
-        raise InputError(f"The fisher method needs Hugging Face model folders with a config.json; "
-                         f"'{reader.label}' has none.")
-    kwargs = {k: v for k, v in cfg.items() if k != "model_type"}
-    try:
-        return AutoConfig.for_model(cfg["model_type"], **kwargs)
-    except (ValueError, KeyError) as err:
-        raise InputError(f"transformers does not know the model type '{cfg['model_type']}' of "
-                         f"'{reader.label}' ({err}).") from None
-
-
-class _Stop(Exception):
-    """Raised by a layer stand-in to end the model's forward once it has what it needs."""
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.calls: dict[int, tuple[tuple, dict, bool]] = {}  # layer -> (args, kwargs, hidden by keyword)
-        self.hidden: torch.Tensor | None = None  # layer 0's input
-        self.stop_at = 0
-
-
-class _Recorder(nn.Module):
-    """Stands in for decoder layer `index`: records how the model calls it, passes the hidden
-    state through, and stops the forward at `capture.stop_at`."""
-
-    def __init__(self, layer: nn.Module, index: int, capture: _Capture):
-        super().__init__()
-        object.__setattr__(self, "_layer", layer)  # not a submodule: its parameters stay out of sight
-        self.index, self.capture = index, capture
-
-    def __getattr__(self, name):  # model code reads layer attributes such as attention_type
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(object.__getattribute__(self, "_layer"), name)
-
-    def forward(self, *args, **kwargs):
-        by_keyword = not args
-        hidden = kwargs.pop("hidden_states") if by_keyword else args[0]
-        if self.index not in self.capture.calls:
-            self.capture.calls[self.index] = (tuple(args[1:]), dict(kwargs), by_keyword)
-        if self.index == 0:
-            self.capture.hidden = hidden
-        if self.index >= self.capture.stop_at:
-            raise _Stop
-        return hidden
-
-
-class _Inject(nn.Module):
-    """Stands in for the whole layer stack: returns a prepared last hidden state."""
-
-    def __init__(self, hidden: torch.Tensor, as_tuple: bool):
-        super().__init__()
-        self.hidden, self.as_tuple = hidden, as_tuple
-
-    def forward(self, *args, **kwargs):
-        return (self.hidden,) if self.as_tuple else self.hidden
-
-
-def _find_layers(model: nn.Module) -> tuple[str, nn.Module, str, nn.ModuleList]:
-    """The decoder layer stack: the ModuleList of same-class blocks holding the most parameters."""
-    best, best_size = None, -1
-    for path, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) and len({type(m) for m in module}) == 1:
-            size = sum(p.numel() for p in module.parameters())
-            if size > best_size:
-                best, best_size = (path, module), size
-    if best is None or not best[0]:
-        raise InputError(f"The fisher method cannot find the decoder layers of a {type(model).__name__}.")
-    path, layers = best
-    parent_path, _, attr = path.rpartition(".")
-    return path, model.get_submodule(parent_path), attr, layers
-
-
-class _Skeleton:
-    """A causal LM whose parameters sit on the meta device; checkpoint tensors go in and out."""
-
-    def __init__(self, reader: ModelReader, device: torch.device):
-        from accelerate import init_empty_weights
-        from transformers import AutoModelForCausalLM
-
-        config = model_config(reader)
-        config.use_cache = False
-        try:
-            with init_empty_weights(include_buffers=False):  # buffers (rotary frequencies) stay real
-                try:
-                    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-                except TypeError:  # transformers 4 calls it torch_dtype
-                    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
-        except ValueError as err:
-            raise InputError(f"The fisher method needs causal language models; transformers cannot load "
-                             f"'{reader.label}' as one ({err}).") from None
-        model.tie_weights()  # meta construction leaves tied weights untied
-        model.eval()
-        for module in model.modules():
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    module._buffers[name] = buffer.to(device)
-        self.model, self.reader, self.device = model, reader, device
-        self.layers_path, self._parent, self._attr, self.layers = _find_layers(model)
-        self.meta = dict(model.named_parameters())  # canonical name -> meta parameter (tied ones once)
-        canonical = {id(p): name for name, p in self.meta.items()}
-        self._where: dict[str, list[tuple[nn.Module, str]]] = {n: [] for n in self.meta}
-        aliases: dict[str, list[str]] = {n: [] for n in self.meta}
-        for mod_name, module in model.named_modules(remove_duplicate=False):
-            for attr, param in module._parameters.items():
-                if param is not None:
-                    name = canonical[id(param)]
-                    self._where[name].append((module, attr))
-                    aliases[name].append(f"{mod_name}.{attr}" if mod_name else attr)
-        self.checkpoint_names = {n: self._in_checkpoint(n, aliases[n], model.base_model_prefix) for n in self.meta}
-        inner = f"{self.layers_path}."
-        self.layer_names = [[n for n in self.meta if n.startswith(f"{inner}{i}.")] for i in range(len(self.layers))]
-        self.outside = [n for n in self.meta if not n.startswith(inner)]
-        embed = {canonical[id(p)] for p in model.get_input_embeddings().parameters()}
-        head_module = model.get_output_embeddings()
-        head = {canonical[id(p)] for p in head_module.parameters()} if head_module is not None else set()
-        self.embed_weight = canonical[id(model.get_input_embeddings().weight)]
-        self.before_layers = [n for n in self.outside if n not in head - embed]  # everything but an untied head
-        self.after_layers = [n for n in self.outside if n not in embed - head]  # everything but an untied embedding
-
-    def _in_checkpoint(self, name: str, aliases: list[str], prefix: str) -> list[str]:
-        found = []
-        for alias in aliases:
-            stripped = alias[len(prefix) + 1:] if prefix and alias.startswith(prefix + ".") else None
-            for candidate in (alias, stripped, f"{prefix}.{alias}" if prefix else None):
-                if candidate and candidate in self.reader.tensors and candidate not in found:
-                    found.append(candidate)
-        if not found:
-            raise InputError(f"Model '{self.reader.label}' has no tensor '{name}', which its architecture "
-                             f"needs, so its Fisher cannot be estimated.")
-        shape = tuple(self.meta[name].shape)
-        for candidate in found:
-            if tuple(self.reader.tensors[candidate].shape) != shape:
-                raise InputError(f"Tensor '{candidate}' of '{self.reader.label}' has shape "
-                                 f"{list(self.reader.tensors[candidate].shape)}, its config says {list(shape)}.")
-        return found
-
-    def materialize(self, names: Iterable[str], requires_grad: bool) -> dict[str, nn.Parameter]:
-        """Read these parameters from the checkpoint (float32, on the device) into the skeleton."""
-        params = {}
-        for name in names:
-            tensor = self.reader.get(self.checkpoint_names[name][0]).to(self.device, torch.float32)
-            param = params[name] = nn.Parameter(tensor, requires_grad=requires_grad)
-            for module, attr in self._where[name]:  # every place, so tied weights stay one tensor
-                module._parameters[attr] = param
-        return params
-
-    def release(self, names: Iterable[str]) -> None:
-        for name in names:
-            for module, attr in self._where[name]:
-                module._parameters[attr] = self.meta[name]
-
-    @contextmanager
-    def layers_replaced(self, stand_ins: list[nn.Module]):
-        setattr(self._parent, self._attr, nn.ModuleList(stand_ins))
-        try:
-            yield
-        finally:
-            setattr(self._parent, self._attr, self.layers)
-
-
-def _run_layer(layer: nn.Module, call: tuple[tuple, dict, bool], hidden: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """The layer's output hidden state, and whether the layer returns a tuple (transformers 4)."""
-    args, kwargs, by_keyword = call
-    out = layer(*args, hidden_states=hidden, **kwargs) if by_keyword else layer(hidden, *args, **kwargs)
-    if isinstance(out, (tuple, list)):
-        return out[0], True
-    return out, False
-
-
-def _detached(value):
-    """The captured layer arguments, cut from the probe's autograd graph."""
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, (tuple, list)):
-        return type(value)(_detached(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _detached(v) for k, v in value.items()}
-    return value
 
 
 Sink = Callable[[str, torch.Tensor], None]
@@ -250,7 +61,7 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
     cancel = cancel or CancelToken()
     device = torch.device(device)
     start = time.perf_counter()
-    sk = _Skeleton(reader, device)
+    sk = Skeleton(reader, device)
     model, n, count = sk.model, len(sk.layers), len(blocks)
     ids = blocks.to(device)
     steps, done = 2 * n + 3, 0
@@ -273,14 +84,14 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
         for checkpoint_name in sk.checkpoint_names[name]:
             sink(checkpoint_name, fisher)
 
-    capture = _Capture()
-    recorders = [_Recorder(layer, i, capture) for i, layer in enumerate(sk.layers)]
+    capture = Capture()
+    recorders = [Recorder(layer, i, capture) for i, layer in enumerate(sk.layers)]
 
     def layer0_input(s: int) -> torch.Tensor:
         with sk.layers_replaced(recorders):
             try:
                 model(input_ids=ids[s:s + 1], use_cache=False)
-            except _Stop:
+            except Stop:
                 return capture.hidden
         raise InputError(f"The fisher method could not find where '{reader.label}' calls its decoder layers.")
 
@@ -290,7 +101,7 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
     capture.stop_at = n - 1
     layer0_input(0).sum().backward()
     feeds_layers = {name for name, p in params.items() if p.grad is not None}
-    capture.calls = {i: _detached(call) for i, call in capture.calls.items()}
+    capture.calls = {i: detached(call) for i, call in capture.calls.items()}
     for p in params.values():
         p.grad = None
     capture.stop_at = 0
@@ -312,7 +123,7 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
         with torch.no_grad():
             for s in range(count):
                 cancel.raise_if_cancelled()
-                out, returns_tuple = _run_layer(sk.layers[i], capture.calls[i], hidden[s:s + 1].to(device))
+                out, returns_tuple = run_layer(sk.layers[i], capture.calls[i], hidden[s:s + 1].to(device))
                 outputs.append(out.to("cpu", torch.float32))
         sk.release(params)
         hidden = torch.cat(outputs)
@@ -327,7 +138,7 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
     for s in range(count):
         cancel.raise_if_cancelled()
         x = hidden[s:s + 1].to(device).requires_grad_(True)
-        with sk.layers_replaced([_Inject(x, returns_tuple)]):
+        with sk.layers_replaced([Inject(x, returns_tuple)]):
             # Embedding output is ignored by the stand-in; zeros spare looking the tokens up.
             loss = model(inputs_embeds=torch.zeros_like(x), labels=ids[s:s + 1], use_cache=False).loss
         loss.backward()
@@ -355,7 +166,7 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
         for s in range(count):
             cancel.raise_if_cancelled()
             x = inputs[s:s + 1].to(device).requires_grad_(True)
-            out, _ = _run_layer(sk.layers[i], capture.calls[i], x)
+            out, _ = run_layer(sk.layers[i], capture.calls[i], x)
             out.backward(grads[s].to(device))
             for name, p in params.items():
                 if p.grad is not None:
@@ -393,10 +204,3 @@ def stream_fisher(reader: ModelReader, blocks: torch.Tensor, sink: Sink, workdir
             emit(name, torch.zeros(sk.meta[name].shape, device=device))
     yield step("embeddings backward")
     return squares
-
-
-def parameter_plan(reader: ModelReader) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
-    """The Fisher file's tensors: every checkpoint tensor that is a parameter, as float32."""
-    sk = _Skeleton(reader, torch.device("cpu"))
-    return [(name, tuple(reader.tensors[name].shape), torch.float32)
-            for names in sk.checkpoint_names.values() for name in names]

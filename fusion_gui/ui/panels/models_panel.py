@@ -8,7 +8,6 @@ engine reads it as its base plus B @ A, so it is described, and checked, as that
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +18,13 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.engine.inspect.analysis import layer_template
+from fusion_gui.engine.naming import count_layers, layer_of
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes, format_count
 from fusion_gui.ui.merge_state import MergeDocument
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_LAYER_NUMBER = re.compile(r"\.(\d+)\.")
 
 
 @dataclass
@@ -56,7 +54,7 @@ def adapter_folder_of(ref: str) -> str:
 
 
 def describe_model(ref: str) -> ModelInfo:
-    from fusion_gui.engine.io.reader import open_model
+    from fusion_gui.engine.io.opener import open_model
 
     try:
         reader = open_model(ref)
@@ -71,8 +69,7 @@ def describe_model(ref: str) -> ModelInfo:
         for info in reader.tensors.values():
             key = str(info.dtype).replace("torch.", "")
             dtypes[key] = dtypes.get(key, 0) + info.nbytes
-        layers = {int(m.group(1)) for name in reader.tensors if (m := _LAYER_NUMBER.search(name))}
-        num_layers = config.get("num_hidden_layers") or config.get("n_layer") or (max(layers) + 1 if layers else None)
+        num_layers = config.get("num_hidden_layers") or config.get("n_layer") or count_layers(reader.tensors) or None
         note, adapter_base, files = "", None, reader.files
         adapter_config = getattr(reader, "adapter_config", None)
         if adapter_config is not None:  # an AdapterReader: its base's tensors plus B @ A
@@ -110,7 +107,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def _vocabulary_rows_differ(name: str, shape: tuple[int, ...], other: tuple[int, ...]) -> bool:
     """A tensor outside the layers that differs only in its rows: an embedding or output head of
     another vocabulary size, which a tokenizer merge re-orders into the output vocabulary."""
-    return layer_template(name)[0] is None and len(shape) == len(other) and shape[1:] == other[1:]
+    return layer_of(name) is None and len(shape) == len(other) and shape[1:] == other[1:]
 
 
 def incompatibility(model: ModelInfo, base: ModelInfo, vocabularies_merged: bool = False) -> str | None:

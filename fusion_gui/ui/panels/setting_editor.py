@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.merge.recipe import Setting, evaluate_setting, recipe_from_dict
+from fusion_gui.engine.merge.recipe import recipe_from_dict
+from fusion_gui.engine.merge.settings import Setting, evaluate_setting
 
 # Substrings that pick tensor groups in every common architecture (Llama's self_attn, GPT-2's attn).
 ATTENTION_FILTER = "attn"

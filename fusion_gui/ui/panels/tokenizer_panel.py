@@ -35,7 +35,7 @@ COLUMN_TIPS = (
 
 def vocab_job(refs: list[str], token):
     """The generator the worker runs (a module function so tests can wrap it); yields nothing."""
-    from fusion_gui.engine.merge.vocab import compare_vocabularies
+    from fusion_gui.engine.merge.vocab_compare import compare_vocabularies
 
     yield from ()
     return compare_vocabularies(refs)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel
                                QWidget)
 from superqt import QElidingLabel
 
-from fusion_gui.engine.inspect.analysis import KINDS  # the heatmap's rows, in display order
+from fusion_gui.engine.naming import KINDS  # the heatmap's rows, in display order
 from fusion_gui.events import TensorMetrics
 from fusion_gui.ui.plots.throttle import RedrawThrottle
 

@@ -1,4 +1,5 @@
-"""Tiny Hugging Face checkpoints built on the fly (tests, the self-test and the headless demo).
+"""Synthetic checkpoints built on the fly, for `fusion-gui --selftest` and the headless demo (the
+tests use them too): tiny seeded transformers models and a character tokenizer.
 
 Nothing is downloaded: models come from transformers `from_config` with a fixed seed, and
 "fine-tunes" are the base plus a seeded perturbation, so every run builds the same bytes.
@@ -78,50 +79,4 @@ def build_family(root: Path, arch: str = "llama", n_finetunes: int = 2, layers: 
     for i in range(1, n_finetunes + 1):
         model = perturb(build_model(config, seed=0, dtype=dtype), seed=100 + i)
         paths.append(save_model(model, root / f"{arch}-ft{i}", max_shard_size))
-    return paths
-
-
-def write_word_tokenizer(path: Path, words: list[str], added: list[str] = (), special: list[str] = ()) -> None:
-    """A character-level tokenizer: `words` take ids in list order (the first three are unk, bos and
-    eos), then `added` tokens, then `special` added tokens. It decodes by joining tokens, so
-    decode(encode(text)) == text for text written with these tokens."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0]))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens([AddedToken(w, special=True, normalized=False) for w in words[:3]])
-    tok.add_tokens([AddedToken(w, normalized=False) for w in added])
-    tok.add_special_tokens([AddedToken(w, special=True, normalized=False) for w in special])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=words[0], bos_token=words[1],
-                                   eos_token=words[2])
-    fast.save_pretrained(path)
-
-
-VOCAB_WORDS = ["<unk>", "<s>", "</s>", " "] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-
-
-def build_vocab_family(root: Path, arch: str = "llama") -> dict[str, Path]:
-    """Three tiny models whose tokenizers differ, for tokenizer merges:
-
-    - base: the 30 words + `<tool>`; 31 embedding rows.
-    - a: the base's tokens + `<a_only>`, `<ab>`; 33 rows.
-    - b: the words with the letters in reverse order, then `<b_only>`, `<ab>`, `<tool>` (so every
-      letter and `<tool>` has another id than in base), and 40 rows for its 33 tokens (padded).
-    """
-    root = Path(root)
-    letters = VOCAB_WORDS[4:]
-    specs = {
-        "base": (VOCAB_WORDS, ["<tool>"], 31, 0),
-        "a": (VOCAB_WORDS, ["<tool>", "<a_only>", "<ab>"], 33, 1),
-        "b": (VOCAB_WORDS[:4] + letters[::-1], ["<b_only>", "<ab>", "<tool>"], 40, 2),
-    }
-    paths = {}
-    for name, (words, added, rows, seed) in specs.items():
-        path = root / f"{arch}-vocab-{name}"
-        save_model(build_model(tiny_config(arch, layers=2, hidden=48, vocab=rows), seed=seed), path,
-                   tokenizer=False)
-        write_word_tokenizer(path, words, added)
-        paths[name] = path
     return paths

@@ -1,0 +1,17 @@
+"""open_model: what a model reference is (a checkpoint, or a PEFT LoRA adapter over its base) and
+the reader that format needs."""
+
+from __future__ import annotations
+
+from fusion_gui.engine.io.adapter import AdapterReader, is_adapter_folder
+from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.resolve import model_label, resolve_model_path
+
+
+def open_model(ref: str) -> ModelReader | AdapterReader:
+    """Resolve `ref` (path or cached repo id) and read its headers; no tensor data is read."""
+    path = resolve_model_path(ref)
+    label = model_label(ref, path)
+    if is_adapter_folder(path):  # a PEFT LoRA: base + B @ A
+        return AdapterReader(str(ref), path, label)
+    return ModelReader(str(ref), path, label)
