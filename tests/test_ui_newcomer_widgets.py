@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -9,6 +10,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QAbstractScrollArea, QApplication  # noqa: E402
 
+from fusion_gui.events import LayerMetrics, TensorMetrics  # noqa: E402
+from fusion_gui.ui.panels.setting_editor import SettingEditorDialog  # noqa: E402
+from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap  # noqa: E402
 from ui_helpers import config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
 
 pytestmark = pytest.mark.gui
@@ -67,3 +71,123 @@ def test_a_focused_combo_still_takes_the_wheel(window, qtbot):
     qtbot.waitUntil(combo.hasFocus, timeout=5000)
     wheel(combo)
     assert combo.currentIndex() == 1 and window.document.state.chat_template == "auto"
+
+
+# ---- item 13: plots ------------------------------------------------------------------------
+
+MODELS = ("ft-a", "ft-b")
+
+
+def layer_ev(layer, a, b, result):
+    return LayerMetrics(layer, MODELS, np.array([a, b]), result, tensors=9)
+
+
+def tensor_ev(name, layer, kind, a, b, result=0.1, **kw):
+    return TensorMetrics(name, layer, kind, 100, MODELS, np.array([a, b]), result, **kw)
+
+
+@pytest.fixture
+def layer_plot(qtbot):
+    plot = LayerChangePlot()
+    qtbot.addWidget(plot)
+    plot.resize(800, 500)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.reset(MODELS)
+    return plot
+
+
+@pytest.fixture
+def heat(qtbot):
+    heat = MetricHeatmap()
+    qtbot.addWidget(heat)
+    heat.resize(900, 500)
+    heat.show()
+    qtbot.waitExposed(heat)
+    heat.reset()
+    return heat
+
+
+def all_ticks(axis, low: float, high: float) -> list[float]:
+    return [v for _, values in axis.tickValues(low, high, 400) for v in values]
+
+
+@pytest.mark.parametrize("width", [800, 380])
+def test_the_legend_sits_outside_the_plot_area(layer_plot, qtbot, width):
+    layer_plot.resize(width, 400)
+    for k in range(6):
+        layer_plot.add_layer(layer_ev(k, 0.01 * k, 0.02, 0.03 - 0.005 * k))
+    layer_plot.flush()
+    legend, plot = layer_plot._legend, layer_plot._plot
+    qtbot.waitUntil(lambda: plot.vb.width() > 100, timeout=5000)
+    qtbot.wait(20)
+    assert len(legend.items) == 3 and legend.isVisible()
+    area = plot.vb.sceneBoundingRect()
+    box = legend.sceneBoundingRect()
+    assert not box.intersects(area), f"legend {box} covers the plot area {area}"
+    assert box.left() >= plot.sceneBoundingRect().left() - 1
+    assert box.right() <= plot.sceneBoundingRect().right() + 1  # wraps instead of running off
+
+
+def test_the_heatmap_scale_follows_the_data_and_can_be_locked(heat):
+    for k in range(3):
+        for kind in ("attn.q", "mlp.up", "norm"):
+            heat.add_tensor(tensor_ev(f"l{k}.{kind}", k, kind, 0.129 + 0.001 * k, 0.131))
+    heat.flush()
+    low, high = heat.color_levels()
+    assert 0.12 < low < 0.131 and 0.13 < high < 0.14  # not 0-0.3 with every cell the same colour
+    heat.lock_box.setChecked(True)
+    heat.add_tensor(tensor_ev("l3.q", 3, "attn.q", 0.5, 0.5))
+    heat.flush()
+    assert heat.color_levels() == (low, high)  # locked: colours stay comparable
+    heat.reset()  # a new run keeps a locked scale
+    heat.add_tensor(tensor_ev("l0.q", 0, "attn.q", 0.9, 0.9))
+    heat.flush()
+    assert heat.color_levels() == (low, high)
+    heat.lock_box.setChecked(False)
+    heat.add_tensor(tensor_ev("l1.q", 1, "attn.q", 0.1, 0.1))
+    heat.flush()
+    assert heat.color_levels() == pytest.approx((0.1, 0.9))
+    heat.set_metric("cosine between changes")
+    heat.add_tensor(tensor_ev("l2.q", 2, "attn.q", 0.1, 0.1, cosine=-0.2))
+    heat.add_tensor(tensor_ev("l2.k", 2, "attn.k", 0.1, 0.1, cosine=0.05))
+    heat.flush()
+    assert heat.color_levels() == pytest.approx((-0.2, 0.2))  # centred: the middle colour is 0
+    assert not heat.lock_box.isChecked()
+
+
+def test_the_empty_heatmap_shows_no_axis_multiplier(heat, qtbot):
+    heat.flush()
+    qtbot.wait(20)
+    for side in ("bottom", "left"):
+        assert "(x" not in heat._plot.getAxis(side).labelString()
+    assert "(x" not in heat._bar.axis.labelString()
+
+
+def test_compare_offers_only_metrics_without_a_merge_result(window):
+    def offered(heatmap):
+        box = heatmap._metric_box
+        return [box.itemText(i) for i in range(box.count())]
+
+    compare = offered(window.compare_panel.plots.heatmap)
+    assert "result change" not in compare and "fraction kept" not in compare
+    assert compare == window.compare_panel.plots.heatmap.metric_names()
+    assert {"relative change", "cosine between changes"} <= set(compare)
+    merge = offered(window.merge_plots.heatmap)
+    assert {"result change", "fraction kept"} <= set(merge)
+
+
+def test_a_two_layer_model_gets_whole_layer_ticks(qtbot, layer_plot):
+    dialog = SettingEditorDialog("weight", [0.2, 0.8], None, num_layers=2)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    plot = dialog.curve_plot.getPlotItem()
+    (x0, x1), _ = plot.vb.viewRange()
+    ticks = all_ticks(plot.getAxis("bottom"), x0, x1)
+    assert ticks and all(float(v).is_integer() for v in ticks), ticks
+    layer_plot.add_layer(layer_ev(0, 0.1, 0.2, 0.15))
+    layer_plot.add_layer(layer_ev(1, 0.1, 0.2, 0.15))
+    layer_plot.flush()
+    (x0, x1), _ = layer_plot._plot.vb.viewRange()
+    assert sorted(all_ticks(layer_plot._plot.getAxis("bottom"), x0, x1)) == [0.0, 1.0]

@@ -62,7 +62,7 @@ class PlotTabs(QTabWidget, _FeedsPlots):
         super().__init__(parent)
         self.layer_plot = LayerChangePlot()
         self.layer_plot.set_show_result(show_result)
-        self.heatmap = MetricHeatmap()
+        self.heatmap = MetricHeatmap(for_merge=show_result)  # no result: no result metrics
         self.addTab(_with_save_buttons(self.layer_plot, f"{stem}-layers", self), "Change per layer")
         self.addTab(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self), "Heatmap")
 
@@ -74,7 +74,7 @@ class PlotsSideBySide(QSplitter, _FeedsPlots):
         super().__init__(Qt.Orientation.Horizontal, parent)
         self.layer_plot = LayerChangePlot()
         self.layer_plot.set_show_result(show_result)
-        self.heatmap = MetricHeatmap()
+        self.heatmap = MetricHeatmap(for_merge=show_result)  # no result: no result metrics
         self.addWidget(_with_save_buttons(self.layer_plot, f"{stem}-layers", self))
         self.addWidget(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self))
         self.setSizes([1, 1])

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import Setting, evaluate_setting, recipe_from_dict
+from fusion_gui.ui.plots.layer_axis import LayerAxis
 
 # Substrings that pick tensor groups in every common architecture (Llama's self_attn, GPT-2's attn).
 ATTENTION_FILTER = "attn"
@@ -136,7 +137,7 @@ class SettingEditorDialog(QDialog):
         anchors.addLayout(self.anchor_row, 1)
         self._anchor_boxes: list[QDoubleSpinBox] = []
 
-        self.curve_plot = pg.PlotWidget(background="w")
+        self.curve_plot = pg.PlotWidget(background="w", axisItems={"bottom": LayerAxis()})
         self.curve_plot.setFixedHeight(150)
         self.curve_plot.setMouseEnabled(False, False)
         self.curve_plot.hideButtons()
