@@ -191,3 +191,129 @@ def test_a_two_layer_model_gets_whole_layer_ticks(qtbot, layer_plot):
     layer_plot.flush()
     (x0, x1), _ = layer_plot._plot.vb.viewRange()
     assert sorted(all_ticks(layer_plot._plot.getAxis("bottom"), x0, x1)) == [0.0, 1.0]
+
+
+# ---- item 14: wording and small things -----------------------------------------------------
+
+def test_a_vocabulary_difference_is_told_in_a_sentence(tmp_path):
+    from fusion_gui.engine.distill.data import check_tokenizers, token_difference
+    from fusion_gui.engine.errors import InputError
+    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+
+    assert token_difference(",", None, 11) == "token ',' is missing from the teacher's and has id 11 in the student's"
+    assert token_difference(",", 11, None) == "token ',' has id 11 in the teacher's and is missing from the student's"
+    assert token_difference(",", 3, 4) == "token ',' has id 3 in the teacher's and id 4 in the student's"
+    for name, vocab in (("teacher", 128), ("student", 100)):
+        save_model(build_model(tiny_config("llama", layers=1, hidden=16, vocab=vocab), seed=0), tmp_path / name)
+    with pytest.raises(InputError) as caught:
+        check_tokenizers(str(tmp_path / "teacher"), str(tmp_path / "student"))
+    message = str(caught.value)
+    assert "is id missing" not in message and "missing from the student's" in message
+
+
+def test_the_tokenizer_choices_name_each_vocabulary_one_way(window, llama_family):
+    window.models_panel.add_models([str(p) for p in llama_family])
+    combo = window.tokenizer_panel.source_combo
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    assert "Vocabulary of the base model" in texts and "Vocabulary of llama-ft1" in texts
+    assert "Base model's vocabulary" not in texts
+    assert "Vocabulary of llama-base" not in texts  # the base has its own entry already
+    combo.setCurrentIndex(combo.findData("base"))
+    assert window.tokenizer_panel.explanation.text().startswith("The vocabulary of the base model.")
+
+
+def test_errors_name_the_path_the_user_typed_not_a_links_target(tmp_path, llama_family):
+    from fusion_gui.engine.errors import InputError
+    from fusion_gui.engine.io.reader import open_model
+
+    target = tmp_path / "store" / "blob-1234"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    (target / "model.safetensors").write_bytes(b"\x01\x02")  # truncated
+    link = tmp_path / "my-model"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(InputError) as caught:
+        open_model(str(link))
+    assert "my-model" in str(caught.value) and "blob-1234" not in str(caught.value)
+    good = tmp_path / "ft-link"
+    good.symlink_to(llama_family[1], target_is_directory=True)
+    with open_model(str(good)) as reader:
+        assert reader.label == "ft-link" and reader.path == good
+
+
+def test_the_learning_rate_reads_in_scientific_notation(qtbot):
+    from fusion_gui.ui.panels.distill_panel import DistillPanel
+
+    panel = DistillPanel()
+    qtbot.addWidget(panel)
+    box = panel.learning_rate
+    assert box.text() == "5e-5" and box.value() == pytest.approx(5e-5)
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "3e-4")
+    box.interpretText()
+    assert box.value() == pytest.approx(3e-4) and box.text() == "3e-4"
+    box.stepBy(1)
+    assert box.value() == pytest.approx(4e-4)
+    alpha = panel.loss_rows["taid"].params["alpha"]
+    assert alpha.text() == "alpha 5e-4" and alpha.value() == pytest.approx(5e-4)
+
+
+def test_file_dialogs_open_in_the_last_folder_used(config_dir, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from fusion_gui.ui.panels import plot_tabs
+    from fusion_gui.ui.panels.distill_form import PathRow
+    from fusion_gui.ui.settings import AppSettings, remembered_folder
+
+    models = tmp_path / "models"
+    (models / "teacher").mkdir(parents=True)
+    opened = []
+
+    def pick(parent, title, start="", *args, **kwargs):
+        opened.append(start)
+        return str(models / "teacher")
+
+    def save_as(parent, title, start="", *args, **kwargs):
+        opened.append(start)
+        return "", ""
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", pick)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_as)
+    first, second = PathRow("", "Teacher"), PathRow("", "Student")
+    qtbot.addWidget(first)
+    qtbot.addWidget(second)
+    first._browse("Teacher", True, "")
+    AppSettings().save()  # a window saving its own settings later keeps the folder
+    second._browse("Student", True, "")
+    plot_tabs._ask_and_save(second, lambda path: None, "merge-layers.png", "png")
+    assert opened == ["", str(models), str(models / "merge-layers.png")]
+    assert remembered_folder() == str(models)  # and in the next session
+
+
+def test_a_new_rule_shows_the_value_it_holds_and_ok_accepts_it(qtbot):
+    from PySide6.QtWidgets import QPushButton
+
+    dialog = SettingEditorDialog("density", 0.5, None, num_layers=4)
+    qtbot.addWidget(dialog)
+    attention = next(b for b in dialog.findChildren(QPushButton) if b.text() == "+ Attention")
+    attention.click()
+    row = dialog.rules.currentRow()
+    assert dialog.rules.item(row, 0).text() == "attn"
+    assert [box.value() for box in dialog._anchor_boxes] == [0.5]
+    assert dialog.rules.item(row, 1).text() == "0.5"  # what the anchor shows is in the rule
+    dialog.accept()
+    assert dialog.error.text() == ""
+    assert dialog.result_setting() == [{"filter": "attn", "value": 0.5}, {"filter": None, "value": 0.5}]
+
+
+def test_a_row_without_a_value_shows_no_made_up_number(qtbot):
+    dialog = SettingEditorDialog("density", [{"filter": "mlp", "value": 0.3}], None, num_layers=4)
+    qtbot.addWidget(dialog)
+    fallback = dialog.rules.rowCount() - 1
+    assert dialog.rules.item(fallback, 1).text() == ""
+    dialog.rules.selectRow(fallback)
+    assert dialog._anchor_boxes == [] and not dialog.anchor_count.isEnabled()
+    dialog.rules.selectRow(0)
+    assert [box.value() for box in dialog._anchor_boxes] == [0.3]
+    dialog.accept()
+    assert dialog.result_setting() == [{"filter": "mlp", "value": 0.3}]

@@ -8,20 +8,20 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QToolButton, QWidget,
+    QCheckBox, QDoubleSpinBox, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QToolButton, QWidget,
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
 from fusion_gui.ui.merge_state import is_scalar, starting_value
 from fusion_gui.ui.panels.setting_editor import SettingEditorDialog, describe_setting
+from fusion_gui.ui.widgets.file_dialogs import ask_open_file
 
 FILE_FILTER = "Text (*.txt *.jsonl *.json *.md);;All files (*)"
 INVALID_COLOUR = "#b3261e"
 
 
 def ask_file(parent: QWidget, title: str, start: str = "") -> str:
-    path, _ = QFileDialog.getOpenFileName(parent, title, start, FILE_FILTER)
-    return path
+    return ask_open_file(parent, title, start, FILE_FILTER)
 
 
 def path_problem(spec, value) -> str | None:

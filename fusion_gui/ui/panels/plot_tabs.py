@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFileDialog, QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+    QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.events import LayerMetrics, PlanSummary, TensorMetrics
 from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap
+from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 
 
 def _with_save_buttons(plot: QWidget, stem: str, parent: QWidget) -> QWidget:
@@ -27,7 +28,7 @@ def _with_save_buttons(plot: QWidget, stem: str, parent: QWidget) -> QWidget:
 
 
 def _ask_and_save(parent: QWidget, save, default_name: str, suffix: str) -> None:
-    path, _ = QFileDialog.getSaveFileName(parent, "Save", default_name, f"{suffix.upper()} (*.{suffix})")
+    path = ask_save_file(parent, "Save", default_name, f"{suffix.upper()} (*.{suffix})")
     if path:
         save(path)
 
