@@ -7,7 +7,8 @@ import math
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QDoubleSpinBox
 
-PLAIN_RANGE = (1e-2, 1e4)  # magnitudes written as plain decimals; others in scientific notation
+from fusion_gui.ui.formatting import format_scientific
+
 _TYPING = set("0123456789+-.eE")
 
 
@@ -17,17 +18,6 @@ def decimals_for(value: float, usual: int = 4) -> int:
     if 0 < value < 10 ** -(usual - 1):
         return min(12, 2 - math.floor(math.log10(value)))
     return usual
-
-
-def format_scientific(value: float) -> str:
-    """'5e-5', '1.5e-3', '0.05', '0': three significant digits at most, no padding zeros."""
-    if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else str(value)
-    if PLAIN_RANGE[0] <= abs(value) < PLAIN_RANGE[1]:
-        return f"{value:.3g}"
-    mantissa, exponent = f"{value:.2e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
 
 
 class ScientificSpinBox(QDoubleSpinBox):
