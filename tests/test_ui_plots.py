@@ -174,23 +174,28 @@ def test_heatmap_cells_are_numel_weighted_means(heat):
 
 def test_heatmap_metric_switch_changes_image_and_colour_scale(heat):
     heat.add_tensor(tensor_ev("l0.q", 0, "attn.q", 10, 0.03, 0.03, 0.02, cosine=-0.5))
+    heat.add_tensor(tensor_ev("l0.k", 0, "attn.k", 10, 0.01, 0.01, 0.02, cosine=0.25))
     heat.flush()
-    assert heat._bar.levels() == (0.0, 0.04)  # 0.01 doubled until it holds 0.03
+    assert heat.color_levels() == pytest.approx((0.01, 0.03))  # the data's range
     before = heat.image_data().copy()
     heat.set_metric("cosine between changes")
     heat.flush()
     after = heat.image_data()
     assert not np.array_equal(before, after, equal_nan=True)
     assert after[KINDS.index("attn.q"), 0] == pytest.approx(-0.5)
-    assert heat._bar.levels() == (-1.0, 1.0)
+    assert heat.color_levels() == pytest.approx((-0.5, 0.5))  # diverging: centred on zero
     heat.set_metric("relative change")
     heat.add_tensor(tensor_ev("l1.q", 1, "attn.q", 10, 0.001, 0.05, 0.001))
     heat.flush()
-    assert heat._bar.levels() == (0.0, 0.08)  # one scale for every input and the result
+    assert heat.color_levels() == pytest.approx((0.01, 0.03))  # mean of inputs: 0.0255 is inside
+    heat.set_model("ft-b")
+    heat.flush()
+    assert heat.color_levels() == pytest.approx((0.01, 0.05))
     heat.reset()
     heat.add_tensor(tensor_ev("l1.q", 1, "attn.q", 10, 0.001, 0.001, 0.001))
     heat.flush()
-    assert heat._bar.levels() == (0.0, 0.01)  # only reset() shrinks it
+    low, high = heat.color_levels()
+    assert low < 0.001 < high and high - low < 0.001  # one value: a small span around it
     assert heat.metric_names() == ["relative change", "result change", "cosine between changes",
                                    "sign-conflict rate", "fraction kept"]
     with pytest.raises(ValueError):

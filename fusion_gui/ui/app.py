@@ -10,6 +10,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from fusion_gui.ui import gc_guard
+from fusion_gui.ui.widgets.wheel_guard import install_wheel_guard
 
 APP_NAME = "Fusion"
 
@@ -24,6 +25,7 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName("fusion-gui")
     app.setStyle("Fusion")
     gc_guard.install()  # Qt objects must never be garbage-collected on a worker thread
+    install_wheel_guard(app)  # scrolling a form never changes a setting
     import pyqtgraph as pg
 
     pg.setConfigOptions(antialias=True)

@@ -1,6 +1,10 @@
-"""Numbers as people read them: 1.2 GB, 6.7 B, 1 m 05 s."""
+"""Numbers as people read them: 1.2 GB, 6.7 B, 1 m 05 s, 5e-5."""
 
 from __future__ import annotations
+
+import math
+
+PLAIN_RANGE = (1e-2, 1e4)  # magnitudes written as plain decimals; others in scientific notation
 
 
 def format_bytes(n: float | None) -> str:
@@ -34,3 +38,14 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes} m {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} m"
+
+
+def format_scientific(value: float) -> str:
+    """'5e-5', '1.5e-3', '0.05', '0': three significant digits at most, no padding zeros."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    if PLAIN_RANGE[0] <= abs(value) < PLAIN_RANGE[1]:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"

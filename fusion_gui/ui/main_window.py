@@ -25,6 +25,7 @@ from fusion_gui.ui.panels.start_panel import StartPanel
 from fusion_gui.ui.panels.strategy_panel import StrategyPanel
 from fusion_gui.ui.panels.tokenizer_panel import TokenizerPanel
 from fusion_gui.ui.settings import AppSettings
+from fusion_gui.ui.widgets.wheel_guard import install_wheel_guard
 
 RECIPE_SUFFIXES = (".yml", ".yaml")
 _STILL_STOPPING: list = []  # workers that outlived their window; a QThread must not die running
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self._restore()
         self.statusBar().showMessage("Add models, pick a method, choose an output folder, then Run.")
+        install_wheel_guard()  # also for windows made without create_app (tests, embedding)
 
     # --- menu and recipe files -------------------------------------------------------------
 

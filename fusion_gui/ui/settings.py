@@ -14,6 +14,7 @@ from pathlib import Path
 
 RECENT_LIMIT = 10
 CONFIG_DIR_ENV = "FUSION_GUI_CONFIG_DIR"
+LAST_FOLDER_KEY = "last_folder"  # written by remember_folder() alone, so a window's stale copy never undoes it
 
 
 def config_dir() -> Path:
@@ -64,15 +65,10 @@ class AppSettings:
         return cls(**values)
 
     def save(self, path: Path | None = None) -> None:
-        """Write atomically; a read-only config folder is not worth bothering the user about."""
+        """Write atomically, keeping keys this class does not own (the last folder, a newer
+        version's settings); a read-only config folder is not worth bothering the user about."""
         path = path or settings_path()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        _write_json(path, {**_read_json(path), **asdict(self)})
 
     def add_recent_model(self, ref: str) -> None:
         self.recent_models = _push_recent(self.recent_models, ref)
@@ -90,3 +86,33 @@ class AppSettings:
             return base64.b64decode(text.encode("ascii"), validate=True)
         except (ValueError, UnicodeEncodeError):
             return b""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def remembered_folder(path: Path | None = None) -> str:
+    """The folder the last file dialog was used in, when it still exists; "" otherwise."""
+    folder = _read_json(path or settings_path()).get(LAST_FOLDER_KEY)
+    return folder if isinstance(folder, str) and folder and Path(folder).is_dir() else ""
+
+
+def remember_folder(folder: str | Path, path: Path | None = None) -> None:
+    """Where the next file dialog opens, in this run and the next."""
+    path = path or settings_path()
+    _write_json(path, {**_read_json(path), LAST_FOLDER_KEY: str(folder)})

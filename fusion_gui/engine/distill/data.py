@@ -106,6 +106,15 @@ def load_blocks(path, text_field: str, tokenizer, seq_length: int, eval_fraction
     return Blocks(blocks[sorted(order[n_eval:])]), Blocks(blocks[sorted(order[:n_eval])])
 
 
+def token_difference(token: str, teacher_id: int | None, student_id: int | None) -> str:
+    """How one token differs between the two vocabularies, as a clause of a sentence."""
+    if teacher_id is None:
+        return f"token {token!r} is missing from the teacher's and has id {student_id} in the student's"
+    if student_id is None:
+        return f"token {token!r} has id {teacher_id} in the teacher's and is missing from the student's"
+    return f"token {token!r} has id {teacher_id} in the teacher's and id {student_id} in the student's"
+
+
 def check_tokenizers(teacher: str, student: str):
     """Load both tokenizers (files only, no weights) and insist they map the same tokens to the
     same ids; returns (tokenizer, vocabulary size both share)."""
@@ -125,9 +134,8 @@ def check_tokenizers(teacher: str, student: str):
         diff = next((tok for tok in sorted(set(t_vocab) | set(s_vocab)) if t_vocab.get(tok) != s_vocab.get(tok)), None)
         raise InputError(
             f"Teacher '{teacher}' and student '{student}' use different vocabularies: the teacher's has "
-            f"{len(t_vocab)} tokens and the student's {len(s_vocab)}; token {diff!r} is id "
-            f"{t_vocab.get(diff, 'missing')} in the teacher and {s_vocab.get(diff, 'missing')} in the student. "
-            f"Distillation needs the same tokenizer.")
+            f"{len(t_vocab)} tokens and the student's {len(s_vocab)}; "
+            f"{token_difference(diff, t_vocab.get(diff), s_vocab.get(diff))}. Distillation needs the same tokenizer.")
     vocab = len(s_tok)
     for role, path, cfg in (("teacher", teacher, t_cfg), ("student", student, s_cfg)):
         rows = getattr(cfg.get_text_config(), "vocab_size", None)

@@ -50,8 +50,8 @@ def resolve_model_path(ref: str) -> Path:
     if not text:
         raise InputError("No model given: the model reference is empty.")
     path = Path(text).expanduser()
-    if path.exists():
-        return path.resolve()
+    if path.exists():  # absolute, but links kept: messages name the path the user typed
+        return Path(os.path.abspath(path))
     cache_dir = hub_cache_dir()
     found = _from_cache(text, cache_dir)
     if found is not None:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout,
+    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFormLayout,
     QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QTableWidget,
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
@@ -22,6 +22,7 @@ from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes
 from fusion_gui.ui.panels.compare_panel import ModelPicker
+from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 from fusion_gui.ui.worker import JobWorker
 
 COLUMNS = ("Module", "Rank", "Relative error")
@@ -244,7 +245,7 @@ class ExtractLoraDialog(QDialog):
         finetune = self.finetune.text()
         suggestion = f"{Path(finetune).name or 'model'}-lora-r{self.rank.value()}" if finetune else "adapter"
         start = str(Path(finetune).parent / suggestion) if Path(finetune).is_dir() else suggestion
-        folder, _ = QFileDialog.getSaveFileName(self, "Folder for the adapter", self.output.text() or start)
+        folder = ask_save_file(self, "Folder for the adapter", self.output.text() or start)
         if folder:
             self.output.setText(folder)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+    QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
     QVBoxLayout, QWidget,
 )
 
@@ -12,6 +12,7 @@ from fusion_gui.events import DiffResult, Log, Progress
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_bytes, format_duration
 from fusion_gui.ui.panels.plot_tabs import PlotsSideBySide
+from fusion_gui.ui.widgets.file_dialogs import ask_folder
 from fusion_gui.ui.worker import JobWorker
 
 NO_BASE = ""
@@ -54,7 +55,7 @@ class ModelPicker(QWidget):
         self.combo.setCurrentText(str(ref))
 
     def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Pick a model folder")
+        folder = ask_folder(self, "Pick a model folder")
         if folder:
             self.set_text(folder)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QWidget
+
+from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_file
+from fusion_gui.ui.widgets.number_boxes import ScientificSpinBox
 
 
 def spin(value: float, low: float | None, high: float | None, decimals: int = 4, step: float = 0.1):
@@ -10,6 +13,11 @@ def spin(value: float, low: float | None, high: float | None, decimals: int = 4,
     box.setRange(-1e3 if low is None else low, 1e3 if high is None else high)  # narrow boxes
     box.setValue(value)
     return box
+
+
+def sci_spin(value: float, low: float | None, high: float | None) -> ScientificSpinBox:
+    """For values that span decades (a learning rate): shown as 5e-5, not 0.0000500."""
+    return ScientificSpinBox(value, 0.0 if low is None else low, 1e3 if high is None else high)
 
 
 def int_spin(value: int, low: int, high: int = 10_000_000, special: str | None = None) -> QSpinBox:
@@ -37,9 +45,9 @@ class PathRow(QWidget):
 
     def _browse(self, title: str, folder: bool, file_filter: str) -> None:
         if folder:
-            path = QFileDialog.getExistingDirectory(self, title, self.edit.text())
+            path = ask_folder(self, title, self.edit.text())
         else:
-            path, _ = QFileDialog.getOpenFileName(self, title, self.edit.text(), file_filter)
+            path = ask_open_file(self, title, self.edit.text(), file_filter)
         if path:
             self.edit.setText(path)
 
@@ -62,8 +70,8 @@ class LossRow:
         self.weight.setToolTip(f"Weight of {info.label} in the total loss.")
         self.params = {}
         for p in info.params:
-            box = spin(p.default, p.low, p.high, decimals=5 if p.default < 0.01 else 3,
-                        step=p.default / 5 if 0 < p.default < 0.01 else 0.05)
+            small = 0 < p.default < 0.01
+            box = sci_spin(p.default, p.low, p.high) if small else spin(p.default, p.low, p.high, 3, 0.05)
             box.setPrefix(f"{p.name} ")
             box.setToolTip(p.help)
             self.params[p.name] = box

@@ -23,7 +23,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.events import DistillResult, EvalStep, Log, TrainStep
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_duration
-from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, spin
+from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
 from fusion_gui.ui.worker import JobWorker
@@ -97,7 +97,7 @@ class DistillPanel(QWidget):
         self.max_steps = int_spin(200, 1)
         self.batch_size = int_spin(8, 1, 4096)
         self.seq_length = int_spin(128, 2, 1_000_000)
-        self.learning_rate = spin(5e-5, 1e-8, 1.0, decimals=7, step=1e-5)
+        self.learning_rate = sci_spin(5e-5, 1e-8, 1.0)
         self.lr_schedule = QComboBox()
         self.lr_schedule.addItems(SCHEDULES)
         self.lr_schedule.setCurrentText("cosine")

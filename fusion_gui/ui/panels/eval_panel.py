@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
+    QCheckBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
     QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -14,6 +14,7 @@ from fusion_gui.engine.evaluate.demo import SKILLS
 from fusion_gui.engine.evaluate.scoring import evaluate, model_labels
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_file, ask_save_file
 from fusion_gui.ui.worker import JobWorker
 
 
@@ -163,16 +164,16 @@ class EvalPanel(QWidget):
         self.cancel_button.setEnabled(False)
 
     def _add_model_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "A Hugging Face model folder to evaluate")
+        path = ask_folder(self, "A Hugging Face model folder to evaluate")
         if path and path not in self.models:
             self.set_models([*self.models, path])
 
     def _browse_text(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Text file for perplexity", "", "Text (*.txt);;All files (*)")
+        path = ask_open_file(self, "Text file for perplexity", "", "Text (*.txt);;All files (*)")
         if path:
             self.text_edit.setText(path)
 
     def _save_csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the evaluation table", "evaluation.csv", "CSV (*.csv)")
+        path = ask_save_file(self, "Save the evaluation table", "evaluation.csv", "CSV (*.csv)")
         if path:
             self.save_csv(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView, QButtonGroup, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMenu,
+    QAbstractItemView, QButtonGroup, QDialog, QHBoxLayout, QHeaderView, QLabel, QMenu,
     QPushButton, QRadioButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -23,6 +23,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes, format_count
 from fusion_gui.ui.merge_state import MergeDocument
+from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_files
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -281,13 +282,12 @@ class ModelsPanel(QWidget):
     # --- pickers --------------------------------------------------------------------------
 
     def pick_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a model folder")
+        folder = ask_folder(self, "Add a model folder")
         if folder:
             self.add_models([folder])
 
     def pick_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Add weight files", "", "Weights (*.safetensors *.bin *.pt *.pth)")
+        files = ask_open_files(self, "Add weight files", "", "Weights (*.safetensors *.bin *.pt *.pth)")
         self.add_models(files)
 
     def pick_from_cache(self) -> None:

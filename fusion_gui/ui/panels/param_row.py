@@ -3,25 +3,25 @@ summary with "Per layer…" when the value varies by layer or tensor name."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QToolButton, QWidget,
+    QCheckBox, QDoubleSpinBox, QHBoxLayout, QLineEdit, QPushButton, QSpinBox, QToolButton, QWidget,
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
 from fusion_gui.ui.merge_state import is_scalar, starting_value
 from fusion_gui.ui.panels.setting_editor import SettingEditorDialog, describe_setting
+from fusion_gui.ui.widgets.file_dialogs import ask_open_file
+from fusion_gui.ui.widgets.number_boxes import decimals_for
 
 FILE_FILTER = "Text (*.txt *.jsonl *.json *.md);;All files (*)"
 INVALID_COLOUR = "#b3261e"
 
 
 def ask_file(parent: QWidget, title: str, start: str = "") -> str:
-    path, _ = QFileDialog.getOpenFileName(parent, title, start, FILE_FILTER)
-    return path
+    return ask_open_file(parent, title, start, FILE_FILTER)
 
 
 def path_problem(spec, value) -> str | None:
@@ -70,8 +70,7 @@ class FileField(QWidget):
 
 def spin_decimals(spec) -> int:
     """Enough decimals to show a small default (1e-6 as 0.00000100); 4 otherwise."""
-    small = isinstance(spec.default, float) and 0 < abs(spec.default) < 1e-3
-    return min(10, 2 - math.floor(math.log10(abs(spec.default)))) if small else 4
+    return decimals_for(spec.default) if isinstance(spec.default, float) else 4
 
 
 class ParamRow(QWidget):

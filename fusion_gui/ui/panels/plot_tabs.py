@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFileDialog, QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+    QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.events import LayerMetrics, PlanSummary, TensorMetrics
 from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap
+from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 
 
 def _with_save_buttons(plot: QWidget, stem: str, parent: QWidget) -> QWidget:
@@ -27,7 +28,7 @@ def _with_save_buttons(plot: QWidget, stem: str, parent: QWidget) -> QWidget:
 
 
 def _ask_and_save(parent: QWidget, save, default_name: str, suffix: str) -> None:
-    path, _ = QFileDialog.getSaveFileName(parent, "Save", default_name, f"{suffix.upper()} (*.{suffix})")
+    path = ask_save_file(parent, "Save", default_name, f"{suffix.upper()} (*.{suffix})")
     if path:
         save(path)
 
@@ -62,7 +63,7 @@ class PlotTabs(QTabWidget, _FeedsPlots):
         super().__init__(parent)
         self.layer_plot = LayerChangePlot()
         self.layer_plot.set_show_result(show_result)
-        self.heatmap = MetricHeatmap()
+        self.heatmap = MetricHeatmap(for_merge=show_result)  # no result: no result metrics
         self.addTab(_with_save_buttons(self.layer_plot, f"{stem}-layers", self), "Change per layer")
         self.addTab(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self), "Heatmap")
 
@@ -74,7 +75,7 @@ class PlotsSideBySide(QSplitter, _FeedsPlots):
         super().__init__(Qt.Orientation.Horizontal, parent)
         self.layer_plot = LayerChangePlot()
         self.layer_plot.set_show_result(show_result)
-        self.heatmap = MetricHeatmap()
+        self.heatmap = MetricHeatmap(for_merge=show_result)  # no result: no result metrics
         self.addWidget(_with_save_buttons(self.layer_plot, f"{stem}-layers", self))
         self.addWidget(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self))
         self.setSizes([1, 1])

@@ -14,7 +14,7 @@ import psutil
 from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
+    QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
     QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
@@ -25,6 +25,7 @@ from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_bytes, format_duration
 from fusion_gui.ui.merge_state import MergeDocument
 from fusion_gui.ui.settings import AppSettings
+from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 from fusion_gui.ui.worker import JobWorker
 
 SHARD_SIZES = ("5GB", "2GB", "1GB", "500MB")
@@ -173,7 +174,7 @@ class RunPanel(QWidget):
                             force=self.overwrite_box.isChecked())
 
     def pick_output(self) -> None:
-        folder, _ = QFileDialog.getSaveFileName(self, "Output folder for the merged model", self.output_dir())
+        folder = ask_save_file(self, "Output folder for the merged model", self.output_dir())
         if folder:
             self.set_output_dir(folder)
 

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import recipe_from_dict
 from fusion_gui.engine.merge.settings import Setting, evaluate_setting
+from fusion_gui.ui.plots.layer_axis import LayerAxis
+from fusion_gui.ui.widgets.number_boxes import decimals_for
 
 # Substrings that pick tensor groups in every common architecture (Llama's self_attn, GPT-2's attn).
 ATTENTION_FILTER = "attn"
@@ -119,7 +121,7 @@ class SettingEditorDialog(QDialog):
         add_row = QHBoxLayout()
         for label, text in (("+ Attention", ATTENTION_FILTER), ("+ MLP", MLP_FILTER), ("+ Custom", "")):
             button = QPushButton(label)
-            button.clicked.connect(lambda _=False, t=text: self.add_rule(t, ""))
+            button.clicked.connect(lambda _=False, t=text: self.add_rule(t, self._suggested_value()))
             add_row.addWidget(button)
         remove = QPushButton("Remove rule")
         remove.clicked.connect(self._remove_selected)
@@ -137,7 +139,7 @@ class SettingEditorDialog(QDialog):
         anchors.addLayout(self.anchor_row, 1)
         self._anchor_boxes: list[QDoubleSpinBox] = []
 
-        self.curve_plot = pg.PlotWidget(background="w")
+        self.curve_plot = pg.PlotWidget(background="w", axisItems={"bottom": LayerAxis()})
         self.curve_plot.setFixedHeight(150)
         self.curve_plot.setMouseEnabled(False, False)
         self.curve_plot.hideButtons()
@@ -196,6 +198,16 @@ class SettingEditorDialog(QDialog):
         if filter_text == "":
             self.rules.editItem(name)
 
+    def _suggested_value(self) -> str:
+        """What a new rule starts at: the value every other tensor gets, else the method's default."""
+        fallback = self._fallback_row()
+        values = self._row_values(fallback) if fallback is not None else None
+        if values is not None:
+            return format_value(values[0] if len(values) == 1 else values)
+        default = getattr(self.spec, "default", None)
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        return format_value(default) if numeric else ""
+
     def _fallback_row(self) -> int | None:
         for row in range(self.rules.rowCount()):
             if self.rules.item(row, 0).data(Qt.ItemDataRole.UserRole) == "fallback":
@@ -250,9 +262,12 @@ class SettingEditorDialog(QDialog):
         return values if numeric else None
 
     def _select_row(self) -> None:
-        values = self._row_values(self.rules.currentRow()) or [0.0]
+        """Anchors show exactly the row's numbers; a row without numbers shows no anchor, never a
+        made-up 0 that OK would then refuse."""
+        values = self._row_values(self.rules.currentRow()) or []
         self.anchor_count.blockSignals(True)
-        self.anchor_count.setValue(len(values))
+        self.anchor_count.setValue(max(1, len(values)))
+        self.anchor_count.setEnabled(bool(values))
         self.anchor_count.blockSignals(False)
         self._build_anchor_boxes(values)
         self._update_preview()
@@ -265,8 +280,9 @@ class SettingEditorDialog(QDialog):
         self._anchor_boxes = []
         low = self.spec.minimum if self.spec is not None and self.spec.minimum is not None else -1e6
         high = self.spec.maximum if self.spec is not None and self.spec.maximum is not None else 1e6
+        decimals = max([decimals_for(v) for v in values], default=4)  # 1e-6 is not shown as 0.0000
         for value in values:
-            box = QDoubleSpinBox(minimum=low, maximum=high, decimals=4, singleStep=0.05)
+            box = QDoubleSpinBox(minimum=low, maximum=high, decimals=decimals, singleStep=0.05)
             box.setValue(float(value))
             box.valueChanged.connect(self._anchors_edited)
             self.anchor_row.addWidget(box)
@@ -274,16 +290,18 @@ class SettingEditorDialog(QDialog):
 
     def _resample_anchors(self, count: int) -> None:
         """Keep the curve's shape when the number of anchors changes."""
-        old = [box.value() for box in self._anchor_boxes] or [0.0]
+        old = [box.value() for box in self._anchor_boxes]
+        if not old:  # a row without numbers: there is no curve to resample
+            return
         new = [float(evaluate_setting(old, "", t)) for t in layer_positions(count)] if len(old) > 1 else old * count
         self._build_anchor_boxes(new)
         self._anchors_edited()
 
     def _anchors_edited(self) -> None:
         row = self.rules.currentRow()
-        if row < 0:
-            return
         values = [box.value() for box in self._anchor_boxes]
+        if row < 0 or not values:
+            return
         self.rules.item(row, 1).setText(format_value(values[0] if len(values) == 1 else values))
 
     def _update_preview(self, *_args) -> None:

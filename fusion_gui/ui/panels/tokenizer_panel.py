@@ -54,7 +54,7 @@ def explanation(source: str | None, has_base: bool) -> str:
         return ("Every token of every model. A token some models lack takes its embedding from the "
                 "models that have it.")
     if source == BASE:
-        text = ("The base model's vocabulary. Each model's embeddings are matched to it token by token; "
+        text = ("The vocabulary of the base model. Each model's embeddings are matched to it token by token; "
                 "tokens the base lacks are dropped.")
         return text if has_base else text + " Mark a base model above first."
     return (f"The vocabulary of {model_name(source)}. Each model's embeddings are matched to it token by "
@@ -191,10 +191,11 @@ class TokenizerPanel(QWidget):
         state = self.document.state
         source, pad = state.tokenizer_choice()
         refs = state.refs_base_first()
-        choices = [("Copy from the base model (default)", COPY), ("Base model's vocabulary", BASE),
+        choices = [("Copy from the base model (default)", COPY), ("Vocabulary of the base model", BASE),
                    ("Union of all vocabularies", UNION)]
+        others = [ref for ref in refs if ref != state.base_model or ref == source]  # the base has its entry
         choices += [(f"Vocabulary of {model_name(ref)}", ref)
-                    for ref in refs + ([source] if source not in (COPY, BASE, UNION, *refs) else [])]
+                    for ref in others + ([source] if source not in (COPY, BASE, UNION, *refs) else [])]
         self.source_combo.blockSignals(True)
         if choices != [(self.source_combo.itemText(i), self.source_combo.itemData(i))
                        for i in range(self.source_combo.count())]:

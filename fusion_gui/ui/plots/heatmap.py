@@ -12,17 +12,17 @@ import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QFontMetrics, QTransform
-from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel,
+                               QVBoxLayout, QWidget)
 from superqt import QElidingLabel
 
 from fusion_gui.engine.naming import KINDS  # the heatmap's rows, in display order
 from fusion_gui.events import TensorMetrics
+from fusion_gui.ui.plots.color_scale import data_levels
 from fusion_gui.ui.plots.throttle import RedrawThrottle
 
 MEAN = "mean of inputs"
 OUTSIDE = "–"  # column label for tensors outside numbered layers
-CHANGE_FLOOR = 0.01  # relative-change colour scale starts at 0..0.01 and only ever doubles
 MISSING_COLOR = "#4a4a4a"
 
 
@@ -30,20 +30,22 @@ MISSING_COLOR = "#4a4a4a"
 class Metric:
     key: str  # TensorMetrics field, or "input" (model chosen in the second combo)
     colormap: str
-    levels: tuple[float, float] | None  # None: the doubling relative-change scale
+    diverging: bool = False  # the scale is centred on zero
     not_computed: str = ""  # why a cell can lack this metric
+    merge_only: bool = False  # describes a merge's result: not offered when comparing models
 
 
 METRICS = {
-    "relative change": Metric("input", "viridis", None),
-    "result change": Metric("result_change", "viridis", None),
-    "cosine between changes": Metric("cosine", "CET-D1", (-1.0, 1.0),
-                                     "cosine needs at least two input models"),
-    "sign-conflict rate": Metric("sign_conflict", "viridis", (0.0, 1.0),
+    "relative change": Metric("input", "viridis"),
+    "result change": Metric("result_change", "viridis", merge_only=True),
+    "cosine between changes": Metric("cosine", "CET-D1", True, "cosine needs at least two input models"),
+    "sign-conflict rate": Metric("sign_conflict", "viridis", False,
                                  "only TIES-like methods report sign conflicts"),
-    "fraction kept": Metric("kept_fraction", "viridis", (0.0, 1.0),
-                            "only sparsifying methods (TIES, DARE, …) report the kept fraction"),
+    "fraction kept": Metric("kept_fraction", "viridis", False,
+                            "only sparsifying methods (TIES, DARE, …) report the kept fraction", merge_only=True),
 }
+LOCK_TIP = ("Keep the colour scale where it is while data arrives, between runs and across models, "
+            "so colours stay comparable; untick to fit the scale to the data again.")
 
 
 def _finite(v) -> float | None:
@@ -78,25 +80,31 @@ def _layer_label(layer: int | None) -> str:
 
 
 class MetricHeatmap(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    """for_merge=False (Compare): only the metrics that mean something without a merge result."""
+
+    def __init__(self, parent: QWidget | None = None, for_merge: bool = True) -> None:
         super().__init__(parent)
         self._cells: dict[tuple[int | None, str], _Cell] = {}
         self._models: list[str] = []
-        self._change_hi = CHANGE_FLOOR
+        self._metrics = [name for name, m in METRICS.items() if for_merge or not m.merge_only]
+        self._locked: dict[str, tuple[float, float]] = {}  # metric name -> colour levels kept
         self._columns: list[int | None] = []
         self._throttle = RedrawThrottle(self._redraw, parent=self)
 
         self._metric_box = QComboBox()
-        self._metric_box.addItems(list(METRICS))
+        self._metric_box.addItems(self._metrics)
         self._model_box = QComboBox()
         self._model_box.addItem(MEAN)
         self._model_label = QLabel("of")
+        self.lock_box = QCheckBox("Lock colour scale")
+        self.lock_box.setToolTip(LOCK_TIP)
         top = QHBoxLayout()
         top.addWidget(QLabel("Metric"))
         top.addWidget(self._metric_box)
         top.addWidget(self._model_label)
         top.addWidget(self._model_box)
         top.addStretch(1)
+        top.addWidget(self.lock_box)
 
         self._pw = pg.PlotWidget()
         self._pw.setMinimumSize(320, 240)
@@ -108,13 +116,15 @@ class MetricHeatmap(QWidget):
         self._plot.hideButtons()
         self._plot.getViewBox().setBackgroundColor(MISSING_COLOR)
         self._plot.setLabel("bottom", f"layer ({OUTSIDE} = outside numbered layers)")
+        for side in ("bottom", "left"):  # cell indices: never "(x0.001)" on an empty map
+            self._plot.getAxis(side).enableAutoSIPrefix(False)
         left = self._plot.getAxis("left")
         left.setTicks([list(enumerate(KINDS)), []])
         left.setWidth(QFontMetrics(self.font()).horizontalAdvance("mlp.gate") + 16)
         self._image = pg.ImageItem(axisOrder="row-major")
         self._image.setTransform(QTransform().translate(-0.5, -0.5))  # cell centres on integers
         self._plot.addItem(self._image)
-        self._bar = pg.ColorBarItem(values=(0.0, CHANGE_FLOOR), colorMap="viridis",
+        self._bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="viridis",
                                     interactive=False, width=15)
         self._bar.axis.enableAutoSIPrefix(False)
         fm = QFontMetrics(self.font())
@@ -137,14 +147,14 @@ class MetricHeatmap(QWidget):
 
         self._metric_box.currentTextChanged.connect(self._on_choice_changed)
         self._model_box.currentTextChanged.connect(self._on_choice_changed)
+        self.lock_box.toggled.connect(self._on_lock_toggled)
         self._pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self._on_choice_changed()
 
     # ---- data in -------------------------------------------------------------------------
     def reset(self) -> None:
         self._cells.clear()
-        self._models.clear()
-        self._change_hi = CHANGE_FLOOR
+        self._models.clear()  # a locked colour scale stays: it is there to compare runs
         self._hover.setVisible(False)
         self._model_box.blockSignals(True)
         self._model_box.clear()
@@ -171,8 +181,8 @@ class MetricHeatmap(QWidget):
         self._throttle.schedule()
 
     def set_metric(self, name: str) -> None:
-        if name not in METRICS:
-            raise ValueError(f"unknown metric {name!r}; expected one of {list(METRICS)}")
+        if name not in self._metrics:
+            raise ValueError(f"unknown metric {name!r}; expected one of {self._metrics}")
         self._metric_box.setCurrentText(name)
 
     def set_model(self, name: str | None) -> None:
@@ -180,7 +190,12 @@ class MetricHeatmap(QWidget):
         self._model_box.setCurrentText(name or MEAN)
 
     def metric_names(self) -> list[str]:
-        return list(METRICS)
+        return list(self._metrics)
+
+    def color_levels(self) -> tuple[float, float]:
+        """The values at the two ends of the colour bar."""
+        low, high = self._bar.levels()
+        return float(low), float(high)
 
     def flush(self) -> None:
         self._throttle.flush()
@@ -240,7 +255,18 @@ class MetricHeatmap(QWidget):
         self._model_label.setVisible(per_model)
         self._bar.setColorMap(metric.colormap)
         self._bar.axis.setLabel(name)
+        self.lock_box.blockSignals(True)
+        self.lock_box.setChecked(name in self._locked)
+        self.lock_box.blockSignals(False)
         self._throttle.flush()
+
+    def _on_lock_toggled(self, locked: bool) -> None:
+        name = self._metric_box.currentText()
+        if locked:
+            self._locked[name] = self.color_levels()
+        else:
+            self._locked.pop(name, None)
+            self._throttle.flush()
 
     def _redraw(self) -> None:
         name = self._metric_box.currentText()
@@ -253,14 +279,7 @@ class MetricHeatmap(QWidget):
                 cell = self._cells.get((layer, kind))
                 v = None if cell is None else cell.value(key)
                 img[r, c] = np.nan if v is None else v
-        if metric.levels is None:  # shared by all change views so they stay comparable
-            biggest = max((c.value(k) for c in self._cells.values() for k in c.weight
-                           if k.startswith("input:") or k == "result_change"), default=0.0)
-            while self._change_hi < biggest:
-                self._change_hi *= 2
-            levels = (0.0, self._change_hi)
-        else:
-            levels = metric.levels
+        levels = self._locked.get(name) or data_levels(img, metric.diverging)
         self._image.setImage(img, autoLevels=False)
         self._bar.setLevels(levels)
         n = len(self._columns)

@@ -14,6 +14,8 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from fusion_gui.events import LayerMetrics
+from fusion_gui.ui.plots.layer_axis import LayerAxis
+from fusion_gui.ui.plots.legend import StripLegend
 from fusion_gui.ui.plots.throttle import RedrawThrottle
 
 RESULT = "result"  # point_counts() key of the merge-result curve
@@ -35,17 +37,6 @@ def _model_value(ev: LayerMetrics, name: str) -> float:
         return math.nan
 
 
-class _LayerAxis(pg.AxisItem):
-    """Layers are whole numbers: no ticks at 0.5."""
-
-    def tickValues(self, minVal, maxVal, size):
-        levels = [(spacing, [v for v in values if float(v).is_integer()])
-                  for spacing, values in super().tickValues(minVal, maxVal, size) if spacing >= 1]
-        if not levels:
-            levels = [(1.0, [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1)])]
-        return levels
-
-
 class LayerChangePlot(QWidget):
     """x = layer, y = ||model - base|| / ||base||; one curve per input plus the merge result."""
 
@@ -57,7 +48,7 @@ class LayerChangePlot(QWidget):
         self._show_result = True
         self._throttle = RedrawThrottle(self._redraw, parent=self)
 
-        self._pw = pg.PlotWidget(axisItems={"bottom": _LayerAxis("bottom")})
+        self._pw = pg.PlotWidget(axisItems={"bottom": LayerAxis("bottom")})
         self._pw.setMinimumSize(320, 200)
         self._plot = self._pw.getPlotItem()
         self._plot.setLabel("bottom", "layer", units="index")
@@ -68,7 +59,7 @@ class LayerChangePlot(QWidget):
         self._plot.showGrid(x=True, y=True, alpha=0.25)
         self._plot.setDownsampling(mode="peak")
         self._plot.setClipToView(True)
-        self._legend = self._plot.addLegend(offset=(10, 10), labelTextSize="9pt")
+        self._legend = StripLegend(self._plot)
         self._vline = pg.InfiniteLine(angle=90, movable=False,
                                       pen=pg.mkPen("#888", style=Qt.DashLine))
         self._vline.setVisible(False)

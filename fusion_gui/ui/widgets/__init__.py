@@ -1,0 +1,1 @@
+"""Small widgets and app-wide behaviours shared by the panels (no job wiring here)."""
