@@ -198,7 +198,7 @@ def test_a_two_layer_model_gets_whole_layer_ticks(qtbot, layer_plot):
 def test_a_vocabulary_difference_is_told_in_a_sentence(tmp_path):
     from fusion_gui.engine.distill.data import check_tokenizers, token_difference
     from fusion_gui.engine.errors import InputError
-    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     assert token_difference(",", None, 11) == "token ',' is missing from the teacher's and has id 11 in the student's"
     assert token_difference(",", 11, None) == "token ',' has id 11 in the teacher's and is missing from the student's"
@@ -224,7 +224,7 @@ def test_the_tokenizer_choices_name_each_vocabulary_one_way(window, llama_family
 
 def test_errors_name_the_path_the_user_typed_not_a_links_target(tmp_path, llama_family):
     from fusion_gui.engine.errors import InputError
-    from fusion_gui.engine.io.reader import open_model
+    from fusion_gui.engine.io.opener import open_model
 
     target = tmp_path / "store" / "blob-1234"
     target.mkdir(parents=True)
