@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
-from fusion_gui.ui.merge_state import is_scalar, starting_value
+from fusion_gui.session.merge_state import is_scalar, starting_value
 from fusion_gui.ui.panels.setting_editor import SettingEditorDialog, describe_setting
 
 FILE_FILTER = "Text (*.txt *.jsonl *.json *.md);;All files (*)"
