@@ -3,6 +3,8 @@ The chosen models live in the session's CompareState; the job runs through a Job
 
 from __future__ import annotations
 
+from functools import partial
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
@@ -25,6 +27,11 @@ def diff_job(model_a: str, model_b: str, base: str | None, device: str, token):
     from fusion_gui.engine.inspect.diff import diff
 
     return diff(model_a, model_b, base=base, device=device, cancel=token)
+
+
+def _show_choice(picker: "ModelPicker", value: str) -> None:
+    if picker.text() != value:
+        picker.set_text(value)
 
 
 class ModelPicker(QWidget):
@@ -108,7 +115,7 @@ class ComparePanel(QWidget):
         # the pickers and the state follow each other: a typed path is the state's, a set state is shown
         for picker, name in ((self.model_a, "model_a"), (self.model_b, "model_b"), (self.base, "base")):
             picker.combo.currentTextChanged.connect(lambda text, n=name: setattr(self.state, n, text.strip()))
-            getattr(self.state.events, name).connect(lambda value, p=picker: p.text() != value and p.set_text(value))
+            getattr(self.state.events, name).connect(partial(_show_choice, picker))
         self.device_combo.currentIndexChanged.connect(
             lambda _: setattr(self.state, "device", self.device_combo.currentData()))
         self.state.device = self.device_combo.currentData()
