@@ -8,6 +8,7 @@ comparison) where only the newest request counts: a generation counter drops sta
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -33,18 +34,17 @@ class JobList(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._jobs: list = []  # JobRunner and LatestJob
+        self._jobs: weakref.WeakSet = weakref.WeakSet()  # JobRunner and LatestJob; a view's death ends its entry
 
     def add(self, job) -> None:
-        if job not in self._jobs:
-            self._jobs.append(job)
+        self._jobs.add(job)
 
     def running(self, background: bool = True) -> list:
         """Running jobs; background=False leaves out checks the user did not start."""
-        return [j for j in self._jobs if j.running and (background or not j.background)]
+        return [j for j in list(self._jobs) if j.running and (background or not j.background)]
 
     def workers(self) -> list[JobWorker]:
-        return [w for j in self._jobs for w in j.live_workers()]
+        return [w for j in list(self._jobs) for w in j.live_workers()]
 
     def close_request(self, parent: QWidget | None) -> bool:
         """Before closing: ask once when the user's jobs run; if agreed, cancel and stop them all."""

@@ -205,14 +205,14 @@ class MainWindow(QMainWindow):
 
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
-        self.eval_panel.set_models([result.out_dir, *self.document.state.refs_base_first()])
+        self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
         self.statusBar().showMessage(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
 
     def _load_demo(self, refs: list[str]) -> None:
         from fusion_gui.cli_eval import demo_recipe
 
         self.document.load_recipe(demo_recipe(refs[0], refs[1:]))
-        self.eval_panel.set_models(refs)
+        self.session.evaluate.set_models(refs)
 
     def _remember_models(self, refs: list[str]) -> None:
         for ref in refs:
