@@ -74,7 +74,8 @@ def test_relative_model_paths_resolve_against_the_recipe_folder(window, llama_fa
     assert f"./{names[1]}" in status and str(folder) in status  # and the app says what it did
 
 
-def test_the_first_screen_says_what_to_do_and_nothing_looks_like_an_error(window, qtbot, llama_family):
+def test_the_first_screen_says_what_to_do_and_nothing_looks_like_an_error(window, qtbot, llama_family,
+                                                                          error_dialogs, tmp_path):
     def shows_no_error() -> bool:
         text = window.run_panel.preflight_label.text()
         return "b3261e" not in text and "failed" not in text.lower() and "error" not in text.lower()
@@ -90,6 +91,9 @@ def test_the_first_screen_says_what_to_do_and_nothing_looks_like_an_error(window
     qtbot.wait(PREFLIGHT_DELAY_MS + 300)
     assert window.run_panel.preflight_label.text() == NOTHING_TO_PLAN and shows_no_error()
     assert window.run_panel.preflight() is None
+    window.run_panel.set_output_dir(str(tmp_path / "out"))
+    assert window.run_panel.start_merge() is None  # Run with nothing loaded says what to do first
+    assert error_dialogs == [("Add the models to merge first.", "")]
 
 
 def test_the_preflight_runs_on_a_worker_not_the_gui_thread(window, qtbot, llama_family, monkeypatch):

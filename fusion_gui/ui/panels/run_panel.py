@@ -265,6 +265,9 @@ class RunPanel(QWidget):
         if self.runner.running:
             return None
         out_dir = self.output_dir()
+        if not self.document.state.model_refs():
+            show_error(self, "Add the models to merge first.")
+            return None
         if not out_dir:
             show_error(self, "Choose an output folder for the merged model first.")
             return None
