@@ -215,6 +215,7 @@ class ModelsPanel(QWidget):
         if added:
             self.models_added.emit(added)
             self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
+            self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
         return added
 
     def remove_model(self, ref: str) -> None:
