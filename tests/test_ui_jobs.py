@@ -60,14 +60,15 @@ def test_dispatch_finds_the_handler_by_type_and_base_class():
 def test_the_runner_owns_buttons_progress_and_status(qtbot, view):
     seen: list = []
     runner = make_runner(view, handlers={Progress: lambda e: f"{e.tensors_done} of {e.tensors_total}",
-                                         Log: lambda e: seen.append(e.message)},
+                                         Log: lambda e: seen.append(e.message) or True},  # True: not a status
                          every_event=seen.append, on_finished=lambda result: f"Finished: {result}")
     release = threading.Event()
     events = (Progress(1, 4, 0, 0, 0.0), Log("hello"))
     worker = runner.start(held_job(release, events, result=42))
     assert worker is not None and runner.start(held_job(release)) is None  # one job at a time
     assert not view.start.isEnabled() and view.cancel.isEnabled()
-    qtbot.waitUntil(lambda: view.status.text() == "1 of 4", timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "hello" in seen, timeout=TIMEOUT_MS)
+    assert view.status.text() == "1 of 4"  # the Log handler's True left the status alone
     assert view.bar.value() == 250  # from the event's fraction
     with qtbot.waitSignal(worker.done, timeout=TIMEOUT_MS):
         release.set()

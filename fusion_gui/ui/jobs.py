@@ -149,7 +149,7 @@ class JobRunner(QObject):
                 self.cancel_button.setEnabled(False)
 
     def set_status(self, text: str | None) -> None:
-        if text is not None and self.status_label is not None:
+        if isinstance(text, str) and self.status_label is not None:  # a handler may return anything else
             self.status_label.setText(text)
 
     def set_fraction(self, fraction: float) -> None:
