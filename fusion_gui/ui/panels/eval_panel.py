@@ -83,6 +83,17 @@ class EvalPanel(QWidget):
             on_finished=self._on_finished, failure_title="Evaluation failed")
         self.state.events.models.connect(self._show_models)
         self._show_models(self.state.models)
+        # the settings widgets write the state as the user edits; start() reads the state
+        if not self.state.tasks:
+            self.state.tasks = tuple(SKILLS)
+        for skill, box in self.task_boxes.items():
+            box.setChecked(skill in self.state.tasks)
+            box.toggled.connect(lambda _on: setattr(self.state, "tasks", tuple(
+                s for s, b in self.task_boxes.items() if b.isChecked())))
+        self.text_edit.setText(self.state.text_file)
+        self.text_edit.textChanged.connect(lambda text: setattr(self.state, "text_file", text.strip()))
+        self.prompt_edit.setText(self.state.prompt)
+        self.prompt_edit.textChanged.connect(lambda text: setattr(self.state, "prompt", text))
 
     @property
     def worker(self) -> JobWorker | None:
@@ -103,9 +114,8 @@ class EvalPanel(QWidget):
     def start(self) -> JobWorker | None:
         if self.runner.running:
             return None
-        refs, tasks = list(self.models), tuple(s for s, b in self.task_boxes.items() if b.isChecked())
-        text = self.text_edit.text().strip() or None
-        prompt = self.prompt_edit.text() or None
+        refs, tasks = list(self.models), tuple(self.state.tasks)
+        text, prompt = self.state.text_file or None, self.state.prompt or None
         if not refs or not (tasks or text or prompt):
             show_error(self, "Add models and pick something to measure: a skill, a text file or a prompt.")
             return None
