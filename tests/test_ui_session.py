@@ -112,3 +112,24 @@ def test_the_preflight_runs_on_a_worker_not_the_gui_thread(window, qtbot, llama_
     window.models_panel.add_models([str(p) for p in llama_family])
     assert preflight(qtbot, window) is not None
     assert threads and threading.main_thread() not in threads
+
+
+def test_the_distill_form_writes_its_session_state(window, tmp_path):
+    seen = []
+    state = window.session.distill
+    state.events.config.connect(seen.append)
+    window.distill_panel.max_steps.setValue(17)
+    assert state.config["training"]["max_steps"] == 17 and seen[-1]["training"]["max_steps"] == 17
+    window.distill_panel.output_row.setText(str(tmp_path / "student-out"))
+    assert state.out_dir == str(tmp_path / "student-out")
+
+
+def test_compare_and_evaluate_bind_to_their_session_state(window):
+    window.session.compare.choose("/m/a", "/m/b", "/m/base")
+    assert (window.compare_panel.model_a.text(), window.compare_panel.base.text()) == ("/m/a", "/m/base")
+    window.compare_panel.model_b.set_text("/m/typed")
+    assert window.session.compare.model_b == "/m/typed"
+    window.session.evaluate.set_models(["/m/x"])
+    assert "x" in window.eval_panel.models_label.text()
+    window.eval_panel.prompt_edit.setText("abc<")
+    assert window.session.evaluate.prompt == "abc<"

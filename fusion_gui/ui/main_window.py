@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         self.merge_plots.addTab(self.recipe_panel, "Recipe YAML")
         self.compare_panel = ComparePanel(lambda: self.document.state.model_refs(), self.session.compare)
         self.eval_panel = EvalPanel(self.session.evaluate)
-        self.distill_panel = DistillPanel()
+        self.distill_panel = DistillPanel(self.session.distill)
         self.start_panel = StartPanel()  # shown while no models are loaded
 
         left = QWidget()

@@ -15,8 +15,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
+    QAbstractButton, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.engine.distill.config import LOSS_SPECS, PRECISIONS, SCHEDULES, config_from_dict
@@ -194,6 +194,24 @@ class DistillPanel(QWidget):
             on_finished=self._on_finished, on_failed=lambda *_: self.result_label.setText(""),
             on_cancelled=self._on_cancelled, on_done=self._on_done, failure_title="Distillation failed",
             cancelled_text="Cancelled: nothing was written.")
+        self._bind_state(left)
+
+    def _bind_state(self, form: QWidget) -> None:
+        """Every edit of the form writes DistillState (the config mapping and the output folder)."""
+        for edit in form.findChildren(QLineEdit):
+            edit.textChanged.connect(self._form_edited)
+        for kind in (QSpinBox, QDoubleSpinBox):
+            for box in form.findChildren(kind):
+                box.valueChanged.connect(self._form_edited)
+        for combo in form.findChildren(QComboBox):
+            combo.currentIndexChanged.connect(self._form_edited)
+        for button in form.findChildren(QAbstractButton):
+            if button.isCheckable():
+                button.toggled.connect(self._form_edited)
+        self._form_edited()
+
+    def _form_edited(self, *_args) -> None:
+        self.state.config, self.state.out_dir = self.config_dict(), self.output_row.text()
 
     @property
     def worker(self) -> JobWorker | None:
@@ -227,7 +245,7 @@ class DistillPanel(QWidget):
     def start(self) -> JobWorker | None:
         if self.runner.running:
             return None
-        self.state.config, self.state.out_dir = self.config_dict(), self.output_row.text()
+        self._form_edited()
         try:
             config = config_from_dict(self.state.config)
         except InputError as err:
