@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from fusion_gui.engine.inspect.analysis import layer_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
-from fusion_gui.ui.formatting import format_bytes, format_count
+from fusion_gui.formatting import format_bytes, format_count
 from fusion_gui.ui.merge_state import MergeDocument
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")

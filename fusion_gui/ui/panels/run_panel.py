@@ -22,7 +22,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
-from fusion_gui.ui.formatting import format_bytes, format_duration
+from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.ui.merge_state import MergeDocument
 from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.worker import JobWorker
