@@ -19,7 +19,7 @@ class Printer:
         self.enabled = enabled  # progress drawn at all (warnings are shown regardless)
         self.tty = sys.stderr.isatty()
         self.bar = None  # the tqdm bar on a terminal
-        self.key = None  # what the current counter counts: a stage name, "write", "distill"
+        self.key = None  # what the current counter counts: a stage name, "progress", "distill"
         self.shown = 0  # quarters already printed as plain lines for this counter
 
     @functools.singledispatchmethod
@@ -36,7 +36,7 @@ class Printer:
     @show.register
     def _(self, event: Progress) -> None:  # a merge, a diff or a LoRA extraction, by bytes
         tensors = f"{event.tensors_done}/{event.tensors_total} tensors"
-        self.count("write", event.bytes_done, event.bytes_total, postfix=tensors, in_bytes=True)
+        self.count("progress", event.bytes_done, event.bytes_total, postfix=tensors, in_bytes=True)
 
     @show.register
     def _(self, event: StepProgress) -> None:  # a stage of steps: a Fisher, a demo's training, a perplexity
