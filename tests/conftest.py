@@ -14,6 +14,13 @@ if "FUSION_GUI_CACHE" not in os.environ:  # estimated Fishers are cached: not in
     atexit.register(shutil.rmtree, os.environ["FUSION_GUI_CACHE"], True)
 
 
+def pytest_collection_modifyitems(items):
+    """Every tests/test_ui_*.py needs Qt: marked gui here, so `make test-fast` (-m "not gui") cannot miss one."""
+    for item in items:
+        if item.path.name.startswith("test_ui_"):
+            item.add_marker(pytest.mark.gui)
+
+
 @pytest.fixture(scope="session")
 def llama_family(tmp_path_factory):
     """[base, ft1, ft2]: tiny Llama checkpoints (4 layers), saved as sharded safetensors."""
