@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from fusion_gui.engine.evaluate.demo import SKILLS, build_demo, data_root, demo_recipe
+    from fusion_gui.engine.evaluate.demo import SKILLS, build_demo, data_root
+    from fusion_gui.engine.evaluate.demo_merge import demo_recipe
     from fusion_gui.engine.evaluate.scoring import evaluate
     from fusion_gui.engine.merge import MergeOptions, merge
     from fusion_gui.engine.merge.recipe import dump_recipe

@@ -252,16 +252,3 @@ def _save(model, path: Path) -> None:
     model.save_pretrained(path)
     model.generation_config.save_pretrained(path)
     write_tiny_tokenizer(path, VOCAB)
-
-
-# the demo merge: task arithmetic adds both fine-tunes' changes to the base (weights measured best)
-DEMO_MERGE = {"merge_method": "task_arithmetic", "weight": 0.8}
-
-
-def demo_recipe(base: str | Path, fine_tunes: list[str | Path]):
-    """The recipe the demo merges with (the app loads it too, so the demo is one click from Run)."""
-    from fusion_gui.engine.merge.recipe import recipe_from_dict
-
-    return recipe_from_dict({
-        "merge_method": DEMO_MERGE["merge_method"], "base_model": str(base), "dtype": "float32",
-        "models": [{"model": str(p), "parameters": {"weight": DEMO_MERGE["weight"]}} for p in fine_tunes]})
