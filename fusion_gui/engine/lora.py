@@ -25,7 +25,8 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.io.resolve import is_local_path
-from fusion_gui.engine.merge.output import TOKENIZER_FILES, publish, temp_dir_for
+from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
+from fusion_gui.engine.merge.output import TOKENIZER_FILES, refuse_input_overlap
 from fusion_gui.engine.merge.plan import pick_device
 from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress
 
@@ -82,6 +83,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         raise
     temp = temp_dir_for(out_dir)
     try:
+        refuse_input_overlap(out_dir, {f"fine-tune {ft.label}": ft.path, f"base {bm.label}": bm.path})
         missing = next((n for n in ft.tensors if n not in bm.tensors), None)
         if missing is not None:
             raise InputError(f"The base model '{bm.label}' has no tensor '{missing}', which the "
@@ -150,6 +152,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         cancel.raise_if_cancelled()
         base_ref = str(bm.path) if is_local_path(base) else str(base).strip()
         config = _adapter_config(base_ref, rank, ranks, fan_in_fan_out, bm.config)
+        yield from sweep_partials(out_dir.parent)  # a killed job's leftovers, never a running one's
         written = _write(temp, factors, config, ft)
         publish(temp, out_dir, force)
         result = LoraResult(str(out_dir), tuple(modules), tuple(skipped), written, time.perf_counter() - start)
@@ -195,7 +198,7 @@ def _adapter_config(base_ref: str, rank: int, ranks: dict[str, int], fan_in_fan_
 def _write(temp: Path, factors: dict[str, torch.Tensor], config: dict, ft) -> int:
     from safetensors.torch import save_file
 
-    temp.mkdir()
+    claim(temp, "LoRA extraction")
     save_file(factors, str(temp / "adapter_model.safetensors"), metadata={"format": "pt"})
     (temp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
     if ft.path.is_dir():  # the fine-tune's tokenizer, so the adapter folder is a usable model

@@ -27,7 +27,9 @@ from fusion_gui.engine.distill import losses as L
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
 from fusion_gui.engine.errors import Cancelled, InputError
-from fusion_gui.engine.merge.output import publish, temp_dir_for
+from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
+from fusion_gui.engine.io.resolve import is_local_path
+from fusion_gui.engine.merge.output import refuse_input_overlap
 from fusion_gui.events import DistillResult, EvalStep, Event, Log, TrainStep
 
 STATE_FILE = "distill_state.json"  # TAID's t and momentum, saved in each checkpoint
@@ -62,6 +64,15 @@ class DistillTrainer(Trainer):
         self.teacher, self.specs, self.temperature, self.vocab = teacher, specs, temperature, vocab
         self.taid, self.recorder = taid, recorder
         self.need_hidden = any(s.name.startswith("hidden_") for s in specs)
+
+    def _save_checkpoint(self, model, trial):
+        """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later."""
+        folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        if self.is_world_process_zero():
+            claim(folder, "distillation checkpoint", exist_ok=True)
+        super()._save_checkpoint(model, trial)
+        if self.is_world_process_zero():
+            release(folder)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         ids = inputs["input_ids"]
@@ -171,6 +182,9 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
     out_dir, o, started = Path(out_dir), config.training, time.monotonic()
     if out_dir.exists() and not force:
         raise InputError(f"Output folder '{out_dir}' already exists.")
+    inputs = {"teacher": config.teacher, "student": config.student, "data": config.data.path,
+              "resume_from": o.resume_from or ""}
+    refuse_input_overlap(out_dir, {k: Path(v) for k, v in inputs.items() if v and is_local_path(v)})
     if o.resume_from and not (Path(o.resume_from) / "trainer_state.json").is_file():
         raise InputError(f"'{o.resume_from}' is not a Trainer checkpoint folder (no trainer_state.json).")
     # everything a user can get wrong is checked here, before any weights load or anything is written
@@ -205,7 +219,10 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
 
     yield Log(f"Distilling '{config.teacher}' into '{config.student}': {len(train_ds)} training and "
               f"{len(eval_ds)} held-out blocks of {o.seq_length} tokens.")
-    temp.mkdir(parents=True)
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir.parent, ckpt_dir):  # a killed job's leftovers, never a running one's
+        yield from sweep_partials(folder)
+    claim(temp, "distillation")
     thread = threading.Thread(target=run, name="fusion-distill", daemon=True)
     try:
         thread.start()

@@ -22,10 +22,12 @@ from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.engine.merge.chat_template import resolve_chat_template
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.methods.fisher_prepare import FisherStore, plan_fisher
+from fusion_gui.engine.io.partial import find_partials
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
+from fusion_gui.engine.merge.output import refuse_input_overlap
 from fusion_gui.engine.merge.recipe import Recipe, iter_parameter_names, resolve
 from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
 from fusion_gui.events import PlanSummary
@@ -354,6 +356,7 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         planner.open_all()
         if tok_donor not in planner.readers:
             planner.readers[tok_donor] = open_model(tok_donor)
+        refuse_input_overlap(out_dir, {r.label: r.path for r in planner.readers.values()})
         planner.vocabulary = plan_vocabulary(recipe, planner.readers)
         chat_template, template_warnings = resolve_chat_template(
             recipe.chat_template, [planner.readers[m] for m in recipe.referenced_models()])
@@ -398,7 +401,8 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         out_dir=str(out_dir), tensors=len(tasks), output_bytes=output_bytes, shards=len(shards),
         out_dtype="/".join(out_dtypes) or "-", device=str(device), num_layers=out_layers,
         estimated_peak_bytes=int(peak), largest_tensor=largest.name, warnings=tuple(warnings),
-        notes=_tokenizer_notes(recipe, planner.vocabulary, tasks, chat_template) + (fisher.notes if fisher else ()))
+        notes=_tokenizer_notes(recipe, planner.vocabulary, tasks, chat_template) + (fisher.notes if fisher else ()),
+        partial_folders=find_partials(out_dir.parent))
     return MergePlan(recipe, method, out_dir, options, planner.readers, tasks, device, donor, tok_donor,
                      out_layers, layer_sizes, shard_bytes, summary, warnings, planner.vocabulary,
                      chat_template=chat_template)
