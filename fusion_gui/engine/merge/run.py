@@ -22,7 +22,7 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.methods.fisher_prepare import estimate_fishers
 from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
-from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
+from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter, disk_error
 from fusion_gui.engine.merge.output import copy_side_files, loader_class, write_config, write_model_card
 from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, TensorTask, plan_merge
 from fusion_gui.engine.merge.recipe import Recipe
@@ -158,7 +158,8 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         return MergeResult(str(plan.out_dir), len(tasks), bytes_done, len(shard_files), seconds,
                            peak_rss_bytes(), tuple(accumulator.all_layers()) if accumulator else ())
     except OSError as err:
-        raise OutputError(f"Writing the output failed: {err.strerror or err} ({err.filename or temp}).") from err
+        raise (disk_error(plan.out_dir.parent, err, plan.summary.output_bytes) or OutputError(
+            f"Writing the output failed: {err.strerror or err} ({err.filename or temp}).")) from err
     finally:
         for future in queue if "queue" in locals() else []:
             future.cancel()
