@@ -51,3 +51,27 @@ def test_merge_onto_a_disk_that_refuses_the_shards_says_so_and_leaves_nothing(ll
     assert f"in {parent} " in message and "the disk mounted at" in message.lower()
     assert f"the output needs {format_size(needed)}" in message
     assert list(parent.iterdir()) == []  # no OUT_DIR, no partial folder
+
+
+def test_distillation_checkpoint_the_disk_refuses_says_so_and_leaves_nothing(tmp_path):
+    from fusion_gui.engine.tiny_models import build_model, save_model, tiny_config, write_tiny_tokenizer
+
+    (tmp_path / "corpus.txt").write_text("\n".join(f"the cat {i} sat on the mat and the dog ran" for i in range(200)))
+    save_model(build_model(tiny_config("llama", layers=2, hidden=64, vocab=128), seed=0), tmp_path / "teacher")
+    save_model(build_model(tiny_config("llama", layers=2, hidden=32, vocab=128), seed=1), tmp_path / "student",
+               tokenizer=False)
+    write_tiny_tokenizer(tmp_path / "student", 128)
+    student_bytes = (tmp_path / "student" / "model.safetensors").stat().st_size
+    config = tmp_path / "distill.yml"
+    config.write_text(yaml.safe_dump({
+        "teacher": str(tmp_path / "teacher"), "student": str(tmp_path / "student"),
+        "data": str(tmp_path / "corpus.txt"), "losses": {"forward_kl": 1.0},
+        "training": {"max_steps": 4, "batch_size": 4, "seq_length": 16, "checkpoint_every": 2, "device": "cpu"}}))
+    parent = tmp_path / "outs"
+    parent.mkdir()
+    result = _fusion_gui("distill", config, parent / "student", "--no-progress", limit=student_bytes // 2)
+    assert result.returncode == 1, result.stderr
+    message = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(message) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"in {parent / 'student-checkpoints'} " in message[0] and "a checkpoint needs" in message[0]
+    assert list(parent.iterdir()) == []  # no output, no partial folder, no half-written checkpoint

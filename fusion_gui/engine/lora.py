@@ -25,6 +25,7 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.io.resolve import is_local_path
+from fusion_gui.engine.io.writer import disk_error
 from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
 from fusion_gui.engine.merge.output import TOKENIZER_FILES, refuse_input_overlap
 from fusion_gui.engine.merge.plan import pick_device
@@ -82,6 +83,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         ft.close()
         raise
     temp = temp_dir_for(out_dir)
+    factors: dict[str, torch.Tensor] = {}
     try:
         refuse_input_overlap(out_dir, {f"fine-tune {ft.label}": ft.path, f"base {bm.label}": bm.path})
         missing = next((n for n in ft.tensors if n not in bm.tensors), None)
@@ -104,7 +106,6 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         total = sum(ft.tensors[n].nbytes for n in candidates + others)
         yield Log(f"Extracting a rank-{rank} LoRA from {ft.label} against {bm.label}: "
                   f"{len(candidates)} candidate modules, on {compute}.")
-        factors: dict[str, torch.Tensor] = {}
         modules: list[LoraModuleError] = []
         ranks: dict[str, int] = {}
         done_bytes = 0
@@ -159,8 +160,14 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         yield Log(f"Wrote {out_dir}: {len(modules)} modules, mean relative error "
                   f"{result.mean_rel_error:.3g}, max {result.max_rel_error:.3g}.")
         return result
-    except OSError as err:
-        raise OutputError(f"Writing the adapter failed: {err.strerror or err} ({err.filename or temp}).") from err
+    except Exception as err:  # noqa: BLE001 - safetensors reports a full disk as its own error type
+        needed = sum(t.numel() * t.element_size() for t in factors.values())
+        refused = disk_error(out_dir.parent, err, needed, advice="choose another folder or disk")
+        if refused is not None:
+            raise refused from err
+        if isinstance(err, OSError):
+            raise OutputError(f"Writing the adapter failed: {err.strerror or err} ({err.filename or temp}).") from err
+        raise
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

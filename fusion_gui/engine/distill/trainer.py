@@ -29,11 +29,13 @@ from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
 from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
 from fusion_gui.engine.io.resolve import is_local_path
+from fusion_gui.engine.io.writer import disk_error
 from fusion_gui.engine.merge.output import refuse_input_overlap
 from fusion_gui.events import DistillResult, EvalStep, Event, Log, TrainStep
 
 STATE_FILE = "distill_state.json"  # TAID's t and momentum, saved in each checkpoint
 CONFIG_FILE = "distill_config.yml"
+_ELSEWHERE = "choose another folder or disk"  # a refused save's advice
 _PROJECTION = "distill_projection"  # attached to the student so Trainer trains and checkpoints it
 
 
@@ -66,11 +68,17 @@ class DistillTrainer(Trainer):
         self.need_hidden = any(s.name.startswith("hidden_") for s in specs)
 
     def _save_checkpoint(self, model, trial):
-        """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later."""
+        """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later;
+        a failed save is removed now."""
         folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
         if self.is_world_process_zero():
             claim(folder, "distillation checkpoint", exist_ok=True)
-        super()._save_checkpoint(model, trial)
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise disk_error(folder.parent, err, _checkpoint_bytes(model), advice=_ELSEWHERE,
+                             what="a checkpoint") or err
         if self.is_world_process_zero():
             release(folder)
 
@@ -286,11 +294,20 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     if save_dtype is not None:
         student.to(save_dtype)
     shutil.rmtree(temp / ".trainer", ignore_errors=True)
-    student.save_pretrained(temp)
-    tokenizer.save_pretrained(temp)
-    (temp / CONFIG_FILE).write_text(dump_config(config))
-    _write_card(temp, config, trainer.state.global_step, callback.last_eval)
+    try:
+        student.save_pretrained(temp)
+        tokenizer.save_pretrained(temp)
+        (temp / CONFIG_FILE).write_text(dump_config(config))
+        _write_card(temp, config, trainer.state.global_step, callback.last_eval)
+    except Exception as err:
+        raise disk_error(temp.parent, err, _checkpoint_bytes(student) // 3, advice=_ELSEWHERE,
+                         what="the student") or err
     return trainer.state.global_step, callback.last_eval, True
+
+
+def _checkpoint_bytes(model) -> int:
+    """About what a checkpoint takes: the weights and AdamW's two moments, in float32."""
+    return 3 * sum(p.numel() * 4 for p in model.parameters())
 
 
 def _saved_dtype(path: str) -> torch.dtype | None:

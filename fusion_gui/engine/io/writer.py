@@ -56,22 +56,30 @@ def _mount_point(folder: Path) -> Path:
     return path
 
 
-def disk_error(folder: Path, err: OSError, needed: int, file_bytes: int | None = None) -> OutputError | None:
+def _errno(err: BaseException) -> int | None:
+    if isinstance(err, OSError):
+        return err.errno
+    found = re.search(r"os error (\d+)", str(err))  # safetensors' message: 'I/O error: ... (os error 28)'
+    return int(found[1]) if found else None
+
+
+def disk_error(folder: Path, err: BaseException, needed: int, file_bytes: int | None = None,
+               advice: str = "choose a smaller --out-shard-size or another disk",
+               what: str = "the output") -> OutputError | None:
     """One sentence for a write the disk refused (full, over quota, a file too large for it), naming
     the folder, its disk and the space needed; None for any other error."""
-    folder = Path(folder)
-    if err.errno in _DISK_FULL:
+    folder, code = Path(folder), _errno(err)
+    if code in _DISK_FULL:
         try:
             free = f", {format_size(shutil.disk_usage(folder).free)} free"
         except OSError:
             free = ""
         return OutputError(f"Not enough disk space in {folder} (the disk mounted at {_mount_point(folder)}): "
-                           f"the output needs {format_size(needed)}{free}.")
-    if err.errno == errno.EFBIG:  # FAT32 stops at 4 GB a file; a process file-size limit does the same
+                           f"{what} needs {format_size(needed)}{free}.")
+    if code == errno.EFBIG:  # FAT32 stops at 4 GB a file; a process file-size limit does the same
         too_big = f" a file of {format_size(file_bytes)}" if file_bytes else " a file this large"
         return OutputError(f"The disk mounted at {_mount_point(folder)} refused{too_big} in {folder} (file too "
-                           f"large); the output needs {format_size(needed)}, so choose a smaller "
-                           f"--out-shard-size or another disk.")
+                           f"large); {what} needs {format_size(needed)}, so {advice}.")
     return None
 
 
