@@ -165,3 +165,36 @@ def test_killed_merge_partial_is_removed_by_the_next_merge_and_a_live_one_is_kep
     finally:
         live.kill()
         live.wait()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_sweep_removes_only_folders_whose_owner_is_gone(tmp_path):
+    """Checkpoints, Fisher cache entries and LoRA outputs follow the same rule as a merge's folder."""
+    import json
+
+    from fusion_gui.engine.io.partial import OTHER_HOST, UNKNOWN, claim, owner_record, sweep_partials
+
+    dead = owner_record("distillation checkpoint") | {"pid": _dead_pid()}
+    elsewhere = owner_record("LoRA extraction") | {"host": "another-machine"}
+    folders = {"checkpoint-4": dead, ".tmp-fisher-abc-0123abcd": dead | {"kind": "Fisher estimate"},
+               ".lora.partial-0123abcd": elsewhere, ".old.partial-89abcdef": None, "checkpoint-2": None}
+    for name, record in folders.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "weights").write_bytes(b"x" * 10)
+        if record is not None:
+            (tmp_path / name / OWNER_FILE).write_text(json.dumps(record))
+    claim(tmp_path / ".mine.partial-00000000", "merge")  # this process: running
+    states = {Path(p.path).name: p.state for p in find_partials(tmp_path)}
+    assert states == {"checkpoint-4": GONE, ".tmp-fisher-abc-0123abcd": GONE, ".lora.partial-0123abcd": OTHER_HOST,
+                      ".old.partial-89abcdef": UNKNOWN, ".mine.partial-00000000": RUNNING}  # checkpoint-2 is finished
+    logs = sweep_partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lora.partial-0123abcd", ".mine.partial-00000000", ".old.partial-89abcdef", "checkpoint-2"]
+    warned = " ".join(log.message for log in logs if log.level == "warning")
+    assert "another-machine" in warned and ".old.partial-89abcdef" in warned
+    assert sum("Removed" in log.message for log in logs) == 2
