@@ -30,7 +30,7 @@ from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
 from fusion_gui.engine.io.resolve import is_local_path
 from fusion_gui.engine.io.writer import disk_error
-from fusion_gui.engine.merge.output import refuse_input_overlap
+from fusion_gui.engine.merge.output import hub_repo_id, refuse_input_overlap
 from fusion_gui.events import DistillResult, EvalStep, Event, Log, TrainStep
 
 STATE_FILE = "distill_state.json"  # TAID's t and momentum, saved in each checkpoint
@@ -323,7 +323,8 @@ def _write_card(out: Path, config: DistillConfig, steps: int, metrics: dict[str,
 
     student, teacher = Path(config.student).name, Path(config.teacher).name
     losses = ", ".join(f"{s.name} x {s.weight:g}" for s in config.losses)
-    lines = ["---", "base_model:", f"- {student}", "library_name: transformers", "tags:", "- distillation",
+    repo = hub_repo_id(config.student)  # the Hub resolves a repo id, not a local folder
+    lines = ["---", *(["base_model:", f"- {repo}"] if repo else []), "library_name: transformers", "tags:", "- distillation",
              "- fusion-gui", "---", "", f"# {student} distilled from {teacher}", "",
              f"Made with fusion_gui {__version__}: the student `{config.student}` was trained for {steps} steps "
              f"to match the teacher `{config.teacher}` on `{config.data.path}`.", "",

@@ -7,7 +7,6 @@ a shape mismatch or a missing parameter before an hour of work is spent.
 
 from __future__ import annotations
 
-import os
 import shutil
 import zlib
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from fusion_gui.engine.io.partial import find_partials
 from fusion_gui.engine.io.reader import ModelReader, open_model
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.methods import get_method
-from fusion_gui.engine.methods.base import MergeMethod, ParamSpec
+from fusion_gui.engine.methods.base import SORT_BUDGET, SORT_BYTES, MergeMethod, ParamSpec
 from fusion_gui.engine.merge.output import refuse_input_overlap
 from fusion_gui.engine.merge.recipe import Recipe, iter_parameter_names, resolve
 from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_folder, tokenizer_settings
@@ -382,10 +381,12 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
     big = largest.out_bytes // largest.out_dtype.itemsize * 4  # float32 working copies
     # inputs in flight (prefetch + current), the method's scratch, and the write queue
     peak = psutil.Process().memory_info().rss + big * (n_inputs * (PREFETCH + 1) + 4) + largest.out_bytes * 3
-    if planner.method.ranks_by_magnitude:  # sort keys and indices, for the models sorted side by side
-        numel = big // 4
-        side_by_side = min(n_inputs - 1, os.cpu_count() or 2) if numel <= 1 << 26 else 1
-        peak += numel * 13 * max(1, side_by_side)
+    if planner.method.sign_election:  # every model's delta in one buffer for the vote; its masks and sums
+        peak += big * (n_inputs + 2)
+    if planner.method.ranks_by_magnitude:  # sorts side by side within one sort of the largest tensor
+        peak += (sort_budget := big // 4 * SORT_BYTES)
+        for task in (t for t in tasks if t.floating):
+            task.params[SORT_BUDGET] = sort_budget
     if fisher:  # each input's Fisher travels with it; the estimation runs before the merge
         peak = max(peak + big * n_inputs * (PREFETCH + 1), psutil.Process().memory_info().rss + fisher.peak_bytes)
     free_disk = shutil.disk_usage(out_dir.parent).free
