@@ -25,8 +25,8 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.reader import open_model
 from fusion_gui.engine.io.resolve import is_local_path
-from fusion_gui.engine.io.writer import disk_error
 from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
+from fusion_gui.engine.io.writer import disk_error
 from fusion_gui.engine.merge.output import TOKENIZER_FILES, refuse_input_overlap
 from fusion_gui.engine.merge.plan import pick_device
 from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress

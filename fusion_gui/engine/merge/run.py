@@ -114,8 +114,7 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         streaming = time.perf_counter()  # progress and ETA count the tensors' streaming, not the estimate
         yield Log(f"Merging {len(plan.readers)} models with {plan.method.name} on {plan.device}: "
                   f"{len(plan.tasks)} tensors, {plan.summary.output_bytes / 1e9:.2f} GB.")
-        for note in sweep_partials(plan.out_dir.parent):  # a killed job's leftovers, never a running one's
-            yield note
+        yield from sweep_partials(plan.out_dir.parent)  # a killed job's leftovers, never a running one's
         claim(temp, "merge")
         writer_cls = AsyncShardedWriter if options.async_io else ShardedWriter
         writer = writer_cls(temp, [(t.name, t.shape, t.out_dtype) for t in plan.tasks], plan.shard_bytes,
