@@ -198,3 +198,18 @@ def test_sweep_removes_only_folders_whose_owner_is_gone(tmp_path):
     warned = " ".join(log.message for log in logs if log.level == "warning")
     assert "another-machine" in warned and ".old.partial-89abcdef" in warned
     assert sum("Removed" in log.message for log in logs) == 2
+
+
+def test_an_output_folder_that_appears_meanwhile_keeps_the_result_under_another_name(tmp_path):
+    from fusion_gui.engine.errors import OutputError
+    from fusion_gui.engine.io.partial import new_partial, publish
+
+    out = tmp_path / "out"
+    temp = new_partial(out, "merge")
+    (temp / "model.safetensors").write_bytes(b"hours of work")
+    out.mkdir()  # someone else made OUT_DIR while the job ran
+    with pytest.raises(OutputError, match="appeared while writing") as err:
+        publish(temp, out, force=False)
+    kept = Path(str(err.value).split("the result is in '")[1].rstrip("'."))
+    assert (kept / "model.safetensors").read_bytes() == b"hours of work"
+    assert not temp.exists() and not (kept / OWNER_FILE).exists()  # no later sweep deletes it

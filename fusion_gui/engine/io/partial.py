@@ -74,8 +74,11 @@ def publish(temp: Path, out_dir: Path, force: bool) -> None:
     """Rename the finished temp folder to OUT_DIR; with force, replace what was there."""
     old = None
     if out_dir.exists():
-        if not force:
-            raise OutputError(f"Output folder '{out_dir}' appeared while writing; the result is kept in '{temp}'.")
+        if not force:  # keep the work under a visible name (the caller deletes its temporary folder)
+            kept = out_dir.parent / f"{out_dir.name}-{uuid.uuid4().hex[:8]}"
+            release(temp)
+            os.rename(temp, kept)
+            raise OutputError(f"Output folder '{out_dir}' appeared while writing; the result is in '{kept}'.")
         old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(out_dir, old)
     release(temp)
