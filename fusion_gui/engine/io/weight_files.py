@@ -76,13 +76,13 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
     for name, entry in header.items():
         dtype_name = entry.get("dtype") if isinstance(entry, dict) else None
         if not isinstance(dtype_name, str) or dtype_name not in SAFETENSORS_DTYPES:
-            raise InputError(f"{where(path)} stores tensor '{name}' as dtype {dtype_name!r}, "
+            raise InputError(f"{where(path)} stores tensor {name!r} as dtype {dtype_name!r}, "
                              f"which fusion-gui cannot read.")
         dtype = SAFETENSORS_DTYPES[dtype_name]
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if (not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(x) is int and x >= 0 for x in shape + offsets)):  # as safetensors: usize only
-            raise InputError(f"{where(path)} has a corrupt header: entry '{name}' is "
+            raise InputError(f"{where(path)} has a corrupt header: entry {name!r} is "
                              f"malformed.")
         shape, (begin, end) = tuple(shape), offsets
         numel = 1
@@ -90,7 +90,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             numel *= d
         nbytes = numel * dtype_size(dtype)
         if end - begin != nbytes or begin < 0:
-            raise InputError(f"{where(path)} has a corrupt header: tensor '{name}' has "
+            raise InputError(f"{where(path)} has a corrupt header: tensor {name!r} has "
                              f"offsets [{begin}, {end}] for {nbytes} bytes of data.")
         spans.append((begin, end))
         infos[name] = TensorInfo(name, shape, dtype, nbytes, path.name, 8 + n + begin)
@@ -152,7 +152,7 @@ def _read_index(path: Path) -> dict[str, str]:
         # a shard is a file of this folder: not an absolute path, nothing outside it
         if not isinstance(file, str) or not file or Path(file).is_absolute() or ".." in Path(file).parts \
                 or "\x00" in file:
-            raise InputError(f"{where(path)} names {file!r} as the file of tensor '{name}'; it must be "
+            raise InputError(f"{where(path)} names {file!r} as the file of tensor {name!r}; it must be "
                              f"the name of a shard in {path.parent}.")
     for file in dict.fromkeys(weight_map.values()):
         if not (path.parent / file).is_file():
