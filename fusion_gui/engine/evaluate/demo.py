@@ -180,14 +180,14 @@ def _pretrain_pairs(spec: DemoSpec, rng: random.Random):
 
 
 def _stamp(spec: DemoSpec) -> dict:
-    """What a build depends on; any change (this file's code included) means a rebuild."""
-    import hashlib
-
+    """What a build depends on; any change means a rebuild. Not a hash of this file: a packaged app
+    has no source files. Bump DEMO_VERSION whenever the training code changes what it writes."""
     import transformers
 
-    return {"version": DEMO_VERSION, "spec": asdict(spec), "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}
+    from fusion_gui import __version__
+
+    return {"version": DEMO_VERSION, "app": __version__, "spec": asdict(spec), "torch": torch.__version__,
+            "transformers": transformers.__version__}
 
 
 def _existing(root: Path, spec: DemoSpec) -> DemoModels | None:
