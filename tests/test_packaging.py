@@ -73,6 +73,31 @@ def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"PATH": str(empty_bin), "HOME": str(home), "LANG": "C.UTF-8", "TMPDIR": str(tmp_path), **extra}
 
 
+@pytest.mark.timeout(1800)
+def test_onedir_is_self_contained_and_trimmed(built):
+    assert BINARY.is_file() and os.access(BINARY, os.X_OK)
+    size = sum(p.stat().st_size for p in APPDIR.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"onedir size: {size / 2**20:.0f} MiB")
+    assert size < SIZE_LIMIT, f"{size / 2**20:.0f} MiB"
+    internal = APPDIR / "_internal"
+    for unwanted in ("torch/include", "torch/test", "torch/bin/protoc", "PySide6/Qt/translations", "PySide6/Qt/qml",
+                     "pytest", "_pytest", "pytestqt", "tkinter", "PyInstaller"):
+        assert not (internal / unwanted).exists(), unwanted
+    assert [p.name for p in (internal / "torch" / "bin").iterdir()] == ["torch_shm_manager"]  # import torch checks it
+    assert list(internal.glob("libpython3*.so*")), "the bundled interpreter is missing"
+    assert (internal / "resources" / "fusion-gui.png").is_file()
+    # what the offscreen window needs resolves on this machine (from the bundle or the system)
+    for lib in ("PySide6/Qt/plugins/platforms/libqoffscreen.so", "PySide6/Qt/lib/libQt6Widgets.so.6"):
+        out = subprocess.run(["ldd", str(internal / lib)], capture_output=True, text=True).stdout
+        assert "not found" not in out, out
+
+
+def _debian_package(soname: str) -> str:
+    """Debian's library package name for a soname: libxcb-icccm.so.4 -> libxcb-icccm4, libfoo2.so.1 -> libfoo2-1."""
+    stem, _, version = soname.partition(".so.")
+    return f"{stem}-{version}" if stem[-1].isdigit() else f"{stem}{version}"
+
+
 @pytest.fixture(scope="module")
 def installed(built, tmp_path_factory):
     """The .deb installed as a user installs it; yields a folder holding only the `fusion-gui` command.
