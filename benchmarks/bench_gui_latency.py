@@ -46,7 +46,10 @@ def main() -> None:
     window.strategy_panel.set_method(args.method)
     window.models_panel.add_models([str(p) for p in paths])
     window.run_panel.set_output_dir(str(out))
-    window.run_panel.preflight()
+    checking = window.run_panel.preflight()  # on its worker now: let it answer before the merge starts
+    while checking is not None and checking.running:
+        app.processEvents()
+        time.sleep(0.001)
 
     ticks: list[float] = []
     timer = QTimer(interval=10)

@@ -12,7 +12,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QLabel  # noqa: E402
 
 from fusion_gui.ui.settings import RECENT_LIMIT, AppSettings, settings_path  # noqa: E402
-from ui_helpers import config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
+from ui_helpers import close_questions, config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
 
 pytestmark = pytest.mark.gui
 

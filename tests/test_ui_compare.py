@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from ui_helpers import (  # noqa: E402,F401
-    JOB_TIMEOUT_MS, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
+    JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
 )
 
 pytestmark = pytest.mark.gui

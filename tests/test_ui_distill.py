@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from fusion_gui.events import EvalStep, Log, TrainStep  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
-    JOB_TIMEOUT_MS, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
+    JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
 )
 
 WORDS = "the cat dog sat ran on under a mat log big red".split()

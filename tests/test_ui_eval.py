@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from fusion_gui.ui.panels.eval_panel import EvalPanel  # noqa: E402
 from fusion_gui.ui.panels.start_panel import StartPanel  # noqa: E402
 from test_demo_eval import SMALL, demo_models  # noqa: E402,F401 - the shared session build
-from ui_helpers import config_dir, error_dialogs, no_leaked_windows, run_merge, window  # noqa: E402,F401
+from ui_helpers import close_questions, config_dir, error_dialogs, no_leaked_windows, run_merge, window  # noqa: E402,F401
 
 TIMEOUT_MS = 180_000
 

@@ -13,12 +13,12 @@ from superqt import QLabeledDoubleSlider  # noqa: E402
 from fusion_gui.engine.methods import registry  # noqa: E402
 from fusion_gui.engine.merge.recipe import load_recipe, recipe_to_dict  # noqa: E402
 from fusion_gui.engine.merge.settings import evaluate_setting  # noqa: E402
-from fusion_gui.ui.merge_state import MergeState  # noqa: E402
+from fusion_gui.session.merge_state import MergeState  # noqa: E402
 from fusion_gui.ui.panels.param_row import FileField  # noqa: E402
 from fusion_gui.ui.panels.setting_editor import (  # noqa: E402
     SettingEditorDialog, layer_positions, parse_setting,
 )
-from ui_helpers import config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
+from ui_helpers import close_questions, config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
 
 try:  # every recipe of the engine's own tests, when they are there
     from test_recipe import RECIPES as ENGINE_RECIPES

@@ -21,7 +21,7 @@ from fusion_gui.ui.main_window import dropped_paths  # noqa: E402
 from fusion_gui.ui.panels.param_row import FileField  # noqa: E402
 from helpers import drain  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
-    JOB_TIMEOUT_MS, Gate, after_progress, config_dir, error_dialogs, no_leaked_windows, save_screenshot,
+    JOB_TIMEOUT_MS, Gate, after_progress, close_questions, config_dir, error_dialogs, no_leaked_windows, save_screenshot,
     window,
 )
 

@@ -16,8 +16,8 @@ from fusion_gui.engine.synthetic_models import build_family  # noqa: E402
 from fusion_gui.events import StepProgress  # noqa: E402
 from fusion_gui.ui.panels import run_panel as run_panel_module  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
-    JOB_TIMEOUT_MS, Gate, after_layers, after_progress, config_dir, error_dialogs, models_for,
-    no_leaked_windows, run_merge, save_screenshot, window,
+    JOB_TIMEOUT_MS, Gate, after_layers, after_progress, close_questions, config_dir, error_dialogs, models_for,
+    no_leaked_windows, preflight, run_merge, save_screenshot, window,
 )
 
 pytestmark = pytest.mark.gui
@@ -47,7 +47,7 @@ def test_each_method_merges_loads_and_plots_every_layer(window, qtbot, llama_fam
     assert window.models_panel.problems() == {}
     if method.base != "none":
         assert window.document.state.base_model == base
-    assert window.run_panel.preflight() is not None, window.run_panel.preflight_label.text()
+    assert preflight(qtbot, window) is not None, window.run_panel.preflight_label.text()
     if method.prepare is not None:
         assert "Fisher" in window.run_panel.preflight_label.text()  # the dry run's note on the estimate
         stages = []  # what the progress line says while the Fisher estimate runs
@@ -136,7 +136,7 @@ def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monk
     window.strategy_panel.set_method("ties")
     window.models_panel.add_models([str(p) for p in family])
     window.run_panel.set_output_dir(str(tmp_path / "merged"))
-    window.run_panel.preflight()
+    preflight(qtbot, window)
 
     interval_ms, ticks = 10, []
     timer = QTimer(interval=interval_ms)
@@ -167,26 +167,26 @@ def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monk
     assert sum(started <= t <= gate_reached for t in ticks) >= 3
 
 
-def test_preflight_says_what_will_be_written_and_warns_about_memory(window, llama_family, tmp_path,
+def test_preflight_says_what_will_be_written_and_warns_about_memory(window, qtbot, llama_family, tmp_path,
                                                                     monkeypatch):
     from fusion_gui.ui.panels import run_panel
 
     window.models_panel.add_models([str(p) for p in llama_family])
     window.run_panel.set_output_dir(str(tmp_path / "out"))
-    summary = window.run_panel.preflight()
+    summary = preflight(qtbot, window)
     assert summary is not None and summary.num_layers == LAYERS
     assert f"Writes {summary.tensors} tensors" in window.run_panel.preflight_label.text()
     assert "free RAM" not in window.run_panel.preflight_label.text()
     monkeypatch.setattr(run_panel, "free_memory", lambda device: (1000, 500))
-    window.run_panel.preflight()
+    preflight(qtbot, window)
     text = window.run_panel.preflight_label.text()
     assert "free RAM" in text and "free GPU memory" in text
 
     (tmp_path / "out").mkdir()
-    assert window.run_panel.preflight() is None
+    assert preflight(qtbot, window) is None
     assert "already exists" in window.run_panel.preflight_label.text()
     window.run_panel.overwrite_box.setChecked(True)
-    assert window.run_panel.preflight() is not None
+    assert preflight(qtbot, window) is not None
 
 
 def test_run_without_an_output_folder_says_so(window, llama_family, error_dialogs):

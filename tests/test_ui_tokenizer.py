@@ -9,9 +9,10 @@ pytest.importorskip("pytestqt")
 from fusion_gui.engine.merge.recipe import load_recipe  # noqa: E402
 from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config, write_tiny_tokenizer  # noqa: E402
 from fusion_gui.ui.dialogs.vocab_dialog import MAX_SHOWN, VocabDialog  # noqa: E402
-from fusion_gui.ui.merge_state import MergeState  # noqa: E402
+from fusion_gui.session.merge_state import MergeState  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
-    JOB_TIMEOUT_MS, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
+    JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, preflight, save_screenshot,
+    window,
 )
 
 pytestmark = pytest.mark.gui
@@ -111,7 +112,7 @@ def test_union_compares_the_vocabularies(window, qtbot, vocab_pair):
     assert panel.compare_button.isVisibleTo(window)
 
     panel.source_combo.setCurrentIndex(panel.source_combo.findData("union"))
-    assert window.running_workers() == [panel.worker]
+    assert panel.worker in window.job_list.workers()
     wait_for_comparison(qtbot, panel)
     assert panel.error is None
     comparison = panel.comparison
@@ -225,7 +226,7 @@ def test_a_union_merge_runs_from_the_window(window, qtbot, tmp_path, error_dialo
     panel.source_combo.setCurrentIndex(panel.source_combo.findData("union"))
     panel.template_combo.setCurrentIndex(panel.template_combo.findData("chatml"))
     assert window.models_panel.problems() == {}
-    assert window.run_panel.preflight() is not None, window.run_panel.preflight_label.text()
+    assert preflight(qtbot, window) is not None, window.run_panel.preflight_label.text()
     assert "tokenizer: union, 34 tokens" in window.run_panel.preflight_label.text()
 
     run_merge(qtbot, window, tmp_path / "merged")

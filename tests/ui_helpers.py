@@ -60,7 +60,22 @@ def error_dialogs(monkeypatch):
 
 
 @pytest.fixture
-def window(no_leaked_windows, qtbot, config_dir, error_dialogs):
+def close_questions(monkeypatch):
+    """"N jobs are running: cancel them and close?" records N and answers yes, never blocking."""
+    from fusion_gui.ui import jobs
+
+    asked: list[int] = []
+
+    def answer(parent, count):
+        asked.append(count)
+        return True
+
+    monkeypatch.setattr(jobs, "ask_to_cancel_jobs", answer)
+    return asked
+
+
+@pytest.fixture
+def window(no_leaked_windows, qtbot, config_dir, error_dialogs, close_questions):
     from fusion_gui.ui.app import create_app
     from fusion_gui.ui.main_window import MainWindow
 
@@ -71,8 +86,15 @@ def window(no_leaked_windows, qtbot, config_dir, error_dialogs):
     win.show()
     qtbot.waitExposed(win)
     yield win
-    for worker in win.running_workers():
-        worker.stop()
+    win.job_list.stop_all()
+
+
+def preflight(qtbot, window):
+    """Run the pre-flight now (on its worker) and wait for its answer: the PlanSummary or None."""
+    panel = window.run_panel
+    with qtbot.waitSignal(panel.preflight_shown, timeout=JOB_TIMEOUT_MS) as blocker:
+        assert panel.preflight() is not None, panel.preflight_label.text()
+    return blocker.args[0]
 
 
 def models_for(method, base: str, ft1: str, ft2: str) -> list[str]:

@@ -12,14 +12,15 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import dump_recipe, load_recipe
+from fusion_gui.session import Session
 from fusion_gui.ui.dialogs.error_dialog import show_error
-from fusion_gui.ui.merge_state import MergeDocument
+from fusion_gui.ui.jobs import JobList
 from fusion_gui.ui.panels.compare_panel import ComparePanel
 from fusion_gui.ui.panels.distill_panel import DistillPanel
 from fusion_gui.ui.panels.eval_panel import EvalPanel
 from fusion_gui.ui.panels.models_panel import WEIGHT_SUFFIXES, ModelsPanel
 from fusion_gui.ui.panels.plot_tabs import PlotTabs
-from fusion_gui.ui.panels.recipe_panel import RecipePanel, open_recipe_file, save_recipe_file
+from fusion_gui.ui.panels.recipe_panel import RecipePanel, save_recipe_file
 from fusion_gui.ui.panels.run_panel import RunPanel
 from fusion_gui.ui.panels.start_panel import StartPanel
 from fusion_gui.ui.panels.strategy_panel import StrategyPanel
@@ -28,7 +29,6 @@ from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.widgets.wheel_guard import install_wheel_guard
 
 RECIPE_SUFFIXES = (".yml", ".yaml")
-_STILL_STOPPING: list = []  # workers that outlived their window; a QThread must not die running
 RECIPE_FILTER = "Merge recipes (*.yml *.yaml)"
 
 
@@ -59,7 +59,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Fusion: merge models")
         self.setAcceptDrops(True)
         self.settings = settings or AppSettings.load()
-        self.document = MergeDocument(self)
+        self.session = Session()
+        self.document = self.session.merge  # what the Merge tab's panels share
+        self.job_list = JobList(self)  # every job a panel or dialog of this window runs
 
         self.models_panel = ModelsPanel(self.document)
         self.models_panel.set_recent(self.settings.recent_models)
@@ -70,9 +72,9 @@ class MainWindow(QMainWindow):
         self.merge_plots = PlotTabs(show_result=True, stem="merge")
         self.merge_plots.addTab(self.run_panel.log_view, "Log")
         self.merge_plots.addTab(self.recipe_panel, "Recipe YAML")
-        self.compare_panel = ComparePanel(self.document.state.model_refs)
-        self.eval_panel = EvalPanel()
-        self.distill_panel = DistillPanel()
+        self.compare_panel = ComparePanel(lambda: self.document.state.model_refs(), self.session.compare)
+        self.eval_panel = EvalPanel(self.session.evaluate)
+        self.distill_panel = DistillPanel(self.session.distill)
         self.start_panel = StartPanel()  # shown while no models are loaded
 
         left = QWidget()
@@ -105,8 +107,10 @@ class MainWindow(QMainWindow):
         for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel,
                       self.eval_panel, self.start_panel, self.distill_panel, self.tokenizer_panel):
             panel.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.document.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.models_panel.models_added.connect(self._remember_models)
         self.run_panel.run_started.connect(self._on_run_started)
+        self.run_panel.merged.connect(self._on_merged)
         self.run_panel.event_received.connect(self.merge_plots.handle_event)
         self.start_panel.demo_ready.connect(self._load_demo)
         self.document.changed.connect(lambda _: self.start_panel.setVisible(not self.document.state.model_refs()))
@@ -162,13 +166,13 @@ class MainWindow(QMainWindow):
             self.save_recipe(path)
 
     def open_recipe(self, path: str | Path) -> bool:
+        """All or nothing: a recipe that does not load leaves the form as it was and says why."""
         try:
-            recipe = open_recipe_file(path)
+            notes = self.document.open_recipe(path)
         except InputError as err:
             show_error(self, str(err), title="Cannot open the recipe")
             return False
-        self.document.load_recipe(recipe)
-        self.statusBar().showMessage(f"Opened {path}", 8000)
+        self.statusBar().showMessage(" ".join([f"Opened {path}.", *notes]), 15000)
         return True
 
     def save_recipe(self, path: str | Path) -> Path | None:
@@ -200,18 +204,17 @@ class MainWindow(QMainWindow):
     def _on_run_started(self) -> None:
         self.merge_plots.reset(())
         self.merge_plots.setCurrentIndex(0)
-        self.run_panel.worker.finished.connect(self._on_merged)
 
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
-        self.eval_panel.set_models([result.out_dir, *self.document.state.refs_base_first()])
+        self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
         self.statusBar().showMessage(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
 
     def _load_demo(self, refs: list[str]) -> None:
         from fusion_gui.cli_eval import demo_recipe
 
         self.document.load_recipe(demo_recipe(refs[0], refs[1:]))
-        self.eval_panel.set_models(refs)
+        self.session.evaluate.set_models(refs)
 
     def _remember_models(self, refs: list[str]) -> None:
         for ref in refs:
@@ -240,16 +243,9 @@ class MainWindow(QMainWindow):
             pass
         self.settings.save()
 
-    def running_workers(self) -> list:
-        return [w for w in (self.run_panel.worker, self.compare_panel.worker, self.eval_panel.worker,
-                            self.start_panel.worker, self.distill_panel.worker, self.tokenizer_panel.worker,
-                            self._extract_lora_dialog and self._extract_lora_dialog.worker)
-                if w is not None and w.running]
-
     def closeEvent(self, event: QCloseEvent) -> None:
-        for worker in self.running_workers():
-            if not worker.stop():  # cancel, then wait for the thread: nothing half-written is left
-                worker.setParent(None)  # still inside one huge tensor: let it end on its own
-                _STILL_STOPPING.append(worker)
+        if not self.job_list.close_request(self):  # asks once; cancels every job and waits for it
+            event.ignore()
+            return
         self.save_settings()
         super().closeEvent(event)

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError, OutputError
+from fusion_gui.engine.imports import import_engine_dependencies
 from fusion_gui.ui.gc_guard import collect_on_gui_thread
 
 JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
@@ -33,6 +34,7 @@ class _JobThread(QThread):
 
     def run(self) -> None:  # runs on the worker thread
         try:
+            import_engine_dependencies()  # once, one thread at a time: lazy imports must not race
             job = self._make_job(self._token)  # built here: even setup work stays off the GUI
             try:
                 while True:

@@ -1,7 +1,7 @@
 """Tools ▸ Extract LoRA: factor a fine-tune's change from its base into a PEFT adapter.
 
-The dialog gathers the inputs and shows what engine.lora.extract_lora yields, run on a JobWorker
-thread. A cancelled or failed run leaves no output folder: the engine writes into a temp folder
+The dialog gathers the inputs and shows what engine.lora.extract_lora yields, run through a
+JobRunner. A cancelled or failed run leaves no output folder: the engine writes into a temp folder
 beside it and renames it only at the end.
 """
 
@@ -21,6 +21,7 @@ from superqt import QElidingLabel
 from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes
+from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 from fusion_gui.ui.worker import JobWorker
@@ -94,7 +95,6 @@ class ExtractLoraDialog(QDialog):
         self.setWindowTitle("Extract LoRA from a fine-tune")
         self.resize(820, 680)
         self.known_models = known_models
-        self.worker: JobWorker | None = None
         self.result: LoraResult | None = None
         self.warnings: list[str] = []
 
@@ -122,7 +122,6 @@ class ExtractLoraDialog(QDialog):
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel", enabled=False)
-        self.cancel_button.clicked.connect(self.cancel)
         self.progress_bar = QProgressBar(minimum=0, maximum=1000, value=0)
         self.status_label = QElidingLabel("Choose the fine-tune, its base and an output folder, then Extract.")
         self.error_label = QLabel(wordWrap=True)
@@ -187,6 +186,17 @@ class ExtractLoraDialog(QDialog):
         layout.addLayout(result_row)
         self._inputs = (self.finetune, self.base, self.output, browse, self.replace_box, self.rank,
                         self.threshold, self.device)
+        self.runner = JobRunner(
+            self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
+            status_label=self.status_label,
+            handlers={Progress: self._on_progress, LoraModuleError: self._add_row, Log: self._on_log},
+            on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
+            on_done=lambda: self._set_running(False), error_dialog=False,
+            cancelled_text="Cancelled; nothing was written.")
+
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.runner.worker
 
     # --- API ---------------------------------------------------------------------------------
 
@@ -203,7 +213,7 @@ class ExtractLoraDialog(QDialog):
 
     def start(self) -> JobWorker | None:
         """Check the form, then run the extraction on a worker thread; None when it cannot start."""
-        if self.worker is not None and self.worker.running:
+        if self.runner.running:
             return None
         finetune, base, out_dir = self.finetune.text(), self.base.text(), self.output.text().strip()
         force = self.replace_box.isChecked()
@@ -216,24 +226,15 @@ class ExtractLoraDialog(QDialog):
             return None
         rank, device = self.rank.value(), self.device.currentData()
         threshold = self.threshold.value() or None
-        worker = JobWorker(lambda token: extract_job(finetune, base, out_dir, rank, threshold, device,
-                                                     force, token), self)
-        worker.event.connect(self._on_event)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
-        worker.done.connect(self._on_done)
-        self.worker, self.result, self.warnings = worker, None, []
+        self.result, self.warnings = None, []
         self._clear_results()
-        self.status_label.setText("Opening the models…")
         self._set_running(True)
-        worker.start()
+        worker = self.runner.start(lambda token: extract_job(finetune, base, out_dir, rank, threshold, device,
+                                                             force, token), "Opening the models…")
         return worker
 
     def cancel(self) -> None:
-        if self.worker is not None and self.worker.running:
-            self.worker.cancel()
-            self.status_label.setText("Cancelling…")
+        self.runner.cancel()
 
     def add_adapter(self) -> None:
         if self.result is not None:
@@ -269,17 +270,14 @@ class ExtractLoraDialog(QDialog):
 
     # --- worker events -----------------------------------------------------------------------
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, Progress):
-            self.progress_bar.setValue(int(event.fraction * 1000))
-            self.status_label.setText(f"{event.tensors_done} / {event.tensors_total}: {event.current}")
-        elif isinstance(event, LoraModuleError):
-            self._add_row(event)
-        elif isinstance(event, Log):
-            if event.level == "warning":
-                self.warnings.append(event.message)
-            else:
-                self.status_label.setText(event.message)
+    def _on_progress(self, event: Progress) -> str:
+        return f"{event.tensors_done} / {event.tensors_total}: {event.current}"
+
+    def _on_log(self, event: Log) -> str | None:
+        if event.level == "warning":
+            self.warnings.append(event.message)
+            return None
+        return event.message
 
     def _add_row(self, module: LoraModuleError) -> None:
         self.table.setSortingEnabled(False)  # a sorted table moves rows while they are filled
@@ -297,7 +295,6 @@ class ExtractLoraDialog(QDialog):
         self._clear_results()
         for module in result.modules:  # the result is the record: the table shows exactly it
             self._add_row(module)
-        self.progress_bar.setValue(1000)
         self.status_label.setText(f"Done in {result.seconds:.1f} s: {format_bytes(result.bytes_written)} "
                                   f"of adapter weights.")
         self.summary_label.setText(summary_text(result, self.warnings))
@@ -313,10 +310,6 @@ class ExtractLoraDialog(QDialog):
     def _on_cancelled(self) -> None:
         self._clear_results()
         self.progress_bar.setValue(0)
-        self.status_label.setText("Cancelled; nothing was written.")
-
-    def _on_done(self) -> None:
-        self._set_running(False)
 
     # --- view --------------------------------------------------------------------------------
 
@@ -331,5 +324,4 @@ class ExtractLoraDialog(QDialog):
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:
             widget.setEnabled(not running)
-        self.run_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+

@@ -1,6 +1,9 @@
-"""Compare models without merging: the engine's diff generator on a worker, the same plots."""
+"""Compare models without merging: the engine's diff generator on a worker, the same plots.
+The chosen models live in the session's CompareState; the job runs through a JobRunner."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -9,9 +12,11 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.events import DiffResult, Log, Progress
+from fusion_gui.session.tabs import CompareState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_bytes, format_duration
 from fusion_gui.ui.panels.plot_tabs import PlotsSideBySide
+from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.widgets.file_dialogs import ask_folder
 from fusion_gui.ui.worker import JobWorker
 
@@ -23,6 +28,11 @@ def diff_job(model_a: str, model_b: str, base: str | None, device: str, token):
     from fusion_gui.engine.inspect.diff import diff
 
     return diff(model_a, model_b, base=base, device=device, cancel=token)
+
+
+def _show_choice(picker: "ModelPicker", value: str) -> None:
+    if picker.text() != value:
+        picker.set_text(value)
 
 
 class ModelPicker(QWidget):
@@ -63,10 +73,10 @@ class ModelPicker(QWidget):
 class ComparePanel(QWidget):
     message = Signal(str)
 
-    def __init__(self, known_models=lambda: [], parent: QWidget | None = None):
+    def __init__(self, known_models=lambda: [], state: CompareState | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.known_models = known_models
-        self.worker: JobWorker | None = None
+        self.state = state if state is not None else CompareState()
         self.last_result: DiffResult | None = None
         self.model_a = ModelPicker("Model A: a folder or a cached repo id")
         self.model_b = ModelPicker("Model B")
@@ -77,8 +87,6 @@ class ComparePanel(QWidget):
         self.compare_button = QPushButton("Compare")
         self.compare_button.clicked.connect(self.start_compare)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
         self.status_label = QLabel("Pick two models. With a base, each model's change from it is "
                                    "measured and the changes compared; without one, B is measured against A.")
@@ -100,6 +108,22 @@ class ComparePanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(self.plots, 1)
+        self.runner = JobRunner(
+            self, start_button=self.compare_button, cancel_button=self.cancel_button,
+            progress_bar=self.progress_bar, status_label=self.status_label,
+            handlers={Progress: self._on_progress, Log: lambda event: self.message.emit(event.message)},
+            every_event=self.plots.handle_event, on_finished=self._on_finished, failure_title="Compare failed")
+        # the pickers and the state follow each other: a typed path is the state's, a set state is shown
+        for picker, name in ((self.model_a, "model_a"), (self.model_b, "model_b"), (self.base, "base")):
+            picker.combo.currentTextChanged.connect(lambda text, n=name: setattr(self.state, n, text.strip()))
+            getattr(self.state.events, name).connect(partial(_show_choice, picker))
+        self.device_combo.currentIndexChanged.connect(
+            lambda _: setattr(self.state, "device", self.device_combo.currentData()))
+        self.state.device = self.device_combo.currentData()
+
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.runner.worker
 
     def refresh_choices(self) -> None:
         refs = list(self.known_models())
@@ -107,59 +131,31 @@ class ComparePanel(QWidget):
             picker.set_choices(refs)
 
     def set_models(self, model_a: str, model_b: str, base: str | None = None) -> None:
-        self.model_a.set_text(model_a)
-        self.model_b.set_text(model_b)
-        self.base.set_text(base or NO_BASE)
+        self.state.choose(model_a, model_b, base or NO_BASE)
 
     def start_compare(self) -> JobWorker | None:
-        if self.worker is not None and self.worker.running:
+        if self.runner.running:
             return None
-        model_a, model_b, base = self.model_a.text(), self.model_b.text(), self.base.text() or None
+        state = self.state
+        model_a, model_b, base, device = state.model_a, state.model_b, state.base or None, state.device
         if not model_a or not model_b:
             show_error(self, "Pick two models to compare.")
             return None
-        device = self.device_combo.currentData()
-        worker = JobWorker(lambda token: diff_job(model_a, model_b, base, device, token), self)
-        worker.event.connect(self._on_event)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(lambda: self.status_label.setText("Cancelled."))
-        worker.done.connect(self._on_done)
-        self.worker, self.last_result = worker, None
+        self.last_result = None
         self.plots.reset(())
-        self.progress_bar.setValue(0)
-        self.status_label.setText("Comparing…")
-        self.compare_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        worker.start()
-        return worker
+        return self.runner.start(lambda token: diff_job(model_a, model_b, base, device, token), "Comparing…")
 
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
+        self.runner.cancel()
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, Progress):
-            self.progress_bar.setValue(int(event.fraction * 1000))
-            self.status_label.setText(f"{event.tensors_done} / {event.tensors_total} tensors · "
-                                      f"{format_bytes(event.bytes_done)} · {event.current}")
-        elif isinstance(event, Log):
-            self.message.emit(event.message)
-        self.plots.handle_event(event)
+    def _on_progress(self, event: Progress) -> str:
+        return (f"{event.tensors_done} / {event.tensors_total} tensors · "
+                f"{format_bytes(event.bytes_done)} · {event.current}")
 
-    def _on_finished(self, result: DiffResult) -> None:
+    def _on_finished(self, result: DiffResult) -> str:
         self.last_result = result
         self.plots.flush()
-        self.progress_bar.setValue(1000)
         against = f"against {result.base_model}" if result.base_model else "B against A"
         layers = sum(1 for layer in result.layers if layer.layer is not None)
-        self.status_label.setText(f"Compared {len(result.tensors)} tensors in {layers} layers "
-                                  f"({against}) in {format_duration(result.seconds)}.")
-
-    def _on_failed(self, summary: str, details: str) -> None:
-        self.status_label.setText(f"Failed: {summary}")
-        show_error(self, summary, details, "Compare failed")
-
-    def _on_done(self) -> None:
-        self.compare_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        return (f"Compared {len(result.tensors)} tensors in {layers} layers "
+                f"({against}) in {format_duration(result.seconds)}.")

@@ -1,8 +1,9 @@
 """Distill: a teacher into a student on the user's own text, with live loss curves.
 
 The loss form is generated from the engine's LOSS_SPECS; the options become the same config dict
-a distill YAML holds, validated by the engine's config_from_dict before the job starts. The job
-runs on a JobWorker; Pause toggles the threading.Event the engine waits on between steps.
+a distill YAML holds, validated by the engine's config_from_dict before the job starts, and are kept
+in the session's DistillState. The job runs through a JobRunner; Pause toggles the threading.Event
+the engine waits on between steps.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
+    QAbstractButton, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.engine.distill.config import LOSS_SPECS, PRECISIONS, SCHEDULES, config_from_dict
 from fusion_gui.engine.errors import InputError
 from fusion_gui.events import DistillResult, EvalStep, Log, TrainStep
+from fusion_gui.session.tabs import DistillState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_duration
 from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
+from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.worker import JobWorker
 
 DEFAULT_LOSSES = {"forward_kl": 1.0}
@@ -46,9 +49,9 @@ class DistillPanel(QWidget):
     message = Signal(str)
     distilled = Signal(object)  # DistillResult
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, state: DistillState | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        self.worker: JobWorker | None = None
+        self.state = state if state is not None else DistillState()
         self.pause_event = threading.Event()
         self.save_now_event = threading.Event()
         self.last_result: DistillResult | None = None
@@ -127,7 +130,6 @@ class DistillPanel(QWidget):
         self.save_now_button = QPushButton("Save checkpoint now", enabled=False)
         self.save_now_button.setToolTip("Save a checkpoint after the current step, to resume from later.")
         self.save_now_button.clicked.connect(self.save_checkpoint_now)
-        self.cancel_button.clicked.connect(self.cancel)
         self.open_button = QPushButton("Open folder", enabled=False)
         self.open_button.clicked.connect(self.open_output)
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
@@ -185,6 +187,35 @@ class DistillPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        self.runner = JobRunner(
+            self, start_button=self.start_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
+            status_label=self.status_label,
+            handlers={TrainStep: self._on_train_step, EvalStep: self._on_eval_step, Log: self._on_log},
+            on_finished=self._on_finished, on_failed=lambda *_: self.result_label.setText(""),
+            on_cancelled=self._on_cancelled, on_done=self._on_done, failure_title="Distillation failed",
+            cancelled_text="Cancelled: nothing was written.")
+        self._bind_state(left)
+
+    def _bind_state(self, form: QWidget) -> None:
+        """Every edit of the form writes DistillState (the config mapping and the output folder)."""
+        for edit in form.findChildren(QLineEdit):
+            edit.textChanged.connect(self._form_edited)
+        for kind in (QSpinBox, QDoubleSpinBox):
+            for box in form.findChildren(kind):
+                box.valueChanged.connect(self._form_edited)
+        for combo in form.findChildren(QComboBox):
+            combo.currentIndexChanged.connect(self._form_edited)
+        for button in form.findChildren(QAbstractButton):
+            if button.isCheckable():
+                button.toggled.connect(self._form_edited)
+        self._form_edited()
+
+    def _form_edited(self, *_args) -> None:
+        self.state.config, self.state.out_dir = self.config_dict(), self.output_row.text()
+
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.runner.worker
 
     # --- the config ---------------------------------------------------------------------------
 
@@ -212,14 +243,15 @@ class DistillPanel(QWidget):
     # --- running ------------------------------------------------------------------------------
 
     def start(self) -> JobWorker | None:
-        if self.worker is not None and self.worker.running:
+        if self.runner.running:
             return None
+        self._form_edited()
         try:
-            config = config_from_dict(self.config_dict())
+            config = config_from_dict(self.state.config)
         except InputError as err:
             show_error(self, str(err), title="Cannot start the distillation")
             return None
-        out_dir = self.output_row.text()
+        out_dir = self.state.out_dir
         if not out_dir:
             show_error(self, "Choose an output folder (one that does not exist yet).",
                        title="Cannot start the distillation")
@@ -228,29 +260,18 @@ class DistillPanel(QWidget):
             show_error(self, f"Output folder '{out_dir}' already exists; choose a new one.",
                        title="Cannot start the distillation")
             return None
-        pause = self.pause_event
+        pause, save_now = self.pause_event, self.save_now_event
         pause.clear()
-        save_now = self.save_now_event
         save_now.clear()
-        worker = JobWorker(lambda token: distill_job(config, out_dir, pause, token, save_now), self)
-        worker.event.connect(self._on_event)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
-        worker.done.connect(self._on_done)
-        self.worker, self.last_result, self.train_steps = worker, None, 0
+        self.last_result, self.train_steps = None, 0
         self.plot.reset()
         self.log_view.clear()
-        self.progress_bar.setValue(0)
         self.result_label.setText("Training…")
-        self.status_label.setText("Loading the models and the data…")
-        self.start_button.setEnabled(False)
         self.pause_button.setEnabled(True)
         self.save_now_button.setEnabled(True)
-        self.cancel_button.setEnabled(True)
         self.open_button.setEnabled(False)
-        worker.start()
-        return worker
+        return self.runner.start(lambda token: distill_job(config, out_dir, pause, token, save_now),
+                                 "Loading the models and the data…")
 
     def set_paused(self, paused: bool) -> None:
         """Training waits after the current step while paused; the engine checks between steps."""
@@ -271,9 +292,7 @@ class DistillPanel(QWidget):
         self._log("A checkpoint will be saved after the current step.")
 
     def cancel(self) -> None:
-        if self.worker is not None and self.worker.running:
-            self.worker.cancel()  # a paused job notices the cancel too
-            self.status_label.setText("Cancelling…")
+        self.runner.cancel()  # a paused job notices the cancel too
 
     def open_output(self) -> None:
         if self.last_result is not None:
@@ -282,38 +301,35 @@ class DistillPanel(QWidget):
     def _log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, TrainStep):
-            self.train_steps += 1
-            self.plot.add_train(event)
-            self.progress_bar.setValue(int(event.fraction * 1000))
-            eta = event.elapsed_s * (event.total_steps - event.step) / max(1, event.step)
-            extra = f" · t {event.taid_t:.3f}" if event.taid_t is not None else ""
-            if not self.pause_event.is_set():
-                self.status_label.setText(
-                    f"Step {event.step}/{event.total_steps} · loss {event.losses.get('total', math.nan):.4g} · "
-                    f"lr {event.lr:.3g}{extra} · {format_duration(event.elapsed_s)} elapsed, "
-                    f"~{format_duration(eta)} left")
-        elif isinstance(event, EvalStep):
-            self.plot.add_eval(event)
-            self._log(f"step {event.step} held-out: " + ", ".join(f"{k} {v:.4g}" for k, v in event.losses.items()))
-        elif isinstance(event, Log):
-            self._log(event.message)
-            if event.message.startswith("Paused"):
-                self.status_label.setText(event.message + " Press Resume to go on.")
-            if event.level == "warning":
-                self.message.emit(event.message)
+    def _on_train_step(self, event: TrainStep) -> str | None:
+        self.train_steps += 1
+        self.plot.add_train(event)
+        if self.pause_event.is_set():
+            return None
+        eta = event.elapsed_s * (event.total_steps - event.step) / max(1, event.step)
+        extra = f" · t {event.taid_t:.3f}" if event.taid_t is not None else ""
+        return (f"Step {event.step}/{event.total_steps} · loss {event.losses.get('total', math.nan):.4g} · "
+                f"lr {event.lr:.3g}{extra} · {format_duration(event.elapsed_s)} elapsed, "
+                f"~{format_duration(eta)} left")
 
-    def _on_finished(self, result: DistillResult) -> None:
+    def _on_eval_step(self, event: EvalStep) -> None:
+        self.plot.add_eval(event)
+        self._log(f"step {event.step} held-out: " + ", ".join(f"{k} {v:.4g}" for k, v in event.losses.items()))
+
+    def _on_log(self, event: Log) -> str | None:
+        self._log(event.message)
+        if event.level == "warning":
+            self.message.emit(event.message)
+        return event.message + " Press Resume to go on." if event.message.startswith("Paused") else None
+
+    def _on_finished(self, result: DistillResult) -> str:
         self.last_result = result
         self.plot.flush()
-        self.progress_bar.setValue(1000)
-        self.status_label.setText(f"Distilled {result.steps} steps in {format_duration(result.seconds)} "
-                                  f"into {result.out_dir}.")
         self.result_label.setText(self.result_html(result.final_eval))
         self.open_button.setEnabled(True)
         self.message.emit(f"Distilled into {result.out_dir}.")
         self.distilled.emit(result)
+        return f"Distilled {result.steps} steps in {format_duration(result.seconds)} into {result.out_dir}."
 
     @staticmethod
     def result_html(final_eval: dict[str, float]) -> str:
@@ -328,19 +344,11 @@ class DistillPanel(QWidget):
                 f"<tr><td>KL to teacher</td><td align='right'>{cell(kl)}</td><td align='right'>0</td></tr>"
                 "</table>")
 
-    def _on_failed(self, summary: str, details: str) -> None:
-        self.status_label.setText(f"Failed: {summary}")
-        self.result_label.setText("")
-        show_error(self, summary, details, "Distillation failed")
-
     def _on_cancelled(self) -> None:
-        self.status_label.setText("Cancelled: nothing was written.")
         self.result_label.setText("")
 
     def _on_done(self) -> None:
         self.set_paused(False)
-        self.start_button.setEnabled(True)
         self.pause_button.setEnabled(False)
         self.save_now_button.setEnabled(False)
-        self.cancel_button.setEnabled(False)
         self.plot.flush()

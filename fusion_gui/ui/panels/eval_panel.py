@@ -1,5 +1,6 @@
 """Evaluate: score up to a few models (perplexity, demo skills) in a table that saves as CSV, and
-compare their completions of one prompt side by side. The work runs on a JobWorker thread."""
+compare their completions of one prompt side by side. The models live in the session's EvalState;
+the work runs through a JobRunner."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from fusion_gui.cli_eval import format_value, table, write_csv
 from fusion_gui.engine.evaluate.demo import SKILLS
 from fusion_gui.engine.evaluate.scoring import evaluate, model_labels
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
+from fusion_gui.session.tabs import EvalState
 from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_file, ask_save_file
 from fusion_gui.ui.worker import JobWorker
 
@@ -22,10 +25,9 @@ class EvalPanel(QWidget):
     message = Signal(str)
     evaluated = Signal(object)  # EvalResult, when a run finishes
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, state: EvalState | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        self.models: list[str] = []
-        self.worker: JobWorker | None = None
+        self.state = state if state is not None else EvalState()
         self.rows: list[EvalRow] = []
         self.models_label = QLabel("No models to evaluate yet.")
         self.models_label.setWordWrap(True)
@@ -43,7 +45,6 @@ class EvalPanel(QWidget):
         self.run_button = QPushButton("Evaluate")
         self.run_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel", enabled=False)
-        self.cancel_button.clicked.connect(self.cancel)
         self.save_button = QPushButton("Save CSV…", enabled=False)
         self.save_button.clicked.connect(self._save_csv_dialog)
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
@@ -75,45 +76,61 @@ class EvalPanel(QWidget):
         layout.addWidget(self.status_label)
         layout.addWidget(self.table, 2)
         layout.addWidget(self.generations, 1)
+        self.runner = JobRunner(
+            self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
+            status_label=self.status_label,
+            handlers={StepProgress: lambda event: event.stage, EvalRow: self._on_row,
+                      Generation: self._on_generation, Log: lambda event: self.message.emit(event.message)},
+            on_finished=self._on_finished, failure_title="Evaluation failed")
+        self.state.events.models.connect(self._show_models)
+        self._show_models(self.state.models)
+        # the settings widgets write the state as the user edits; start() reads the state
+        if not self.state.tasks:
+            self.state.tasks = tuple(SKILLS)
+        for skill, box in self.task_boxes.items():
+            box.setChecked(skill in self.state.tasks)
+            box.toggled.connect(lambda _on: setattr(self.state, "tasks", tuple(
+                s for s, b in self.task_boxes.items() if b.isChecked())))
+        self.text_edit.setText(self.state.text_file)
+        self.text_edit.textChanged.connect(lambda text: setattr(self.state, "text_file", text.strip()))
+        self.prompt_edit.setText(self.state.prompt)
+        self.prompt_edit.textChanged.connect(lambda text: setattr(self.state, "prompt", text))
+
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.runner.worker
+
+    @property
+    def models(self) -> list[str]:
+        return self.state.models
 
     def set_models(self, refs: list[str]) -> None:
         """The models to evaluate, e.g. a merge's result followed by its inputs."""
-        self.models = [str(r) for r in refs]
-        self.models_label.setText("Models: " + ", ".join(model_labels(self.models)) if self.models
+        self.state.set_models(refs)
+
+    def _show_models(self, models: list[str]) -> None:
+        self.models_label.setText("Models: " + ", ".join(model_labels(models)) if models
                                   else "No models to evaluate yet.")
 
     def start(self) -> JobWorker | None:
-        if self.worker is not None and self.worker.running:
+        if self.runner.running:
             return None
-        refs, tasks = list(self.models), tuple(s for s, b in self.task_boxes.items() if b.isChecked())
-        text = self.text_edit.text().strip() or None
-        prompt = self.prompt_edit.text() or None
+        refs, tasks = list(self.models), tuple(self.state.tasks)
+        text, prompt = self.state.text_file or None, self.state.prompt or None
         if not refs or not (tasks or text or prompt):
             show_error(self, "Add models and pick something to measure: a skill, a text file or a prompt.")
             return None
-        worker = JobWorker(lambda token: evaluate(refs, text_file=text, tasks=tasks, prompt=prompt,
-                                                  cancel=token), self)
-        worker.event.connect(self._on_event)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(lambda: self.status_label.setText("Cancelled."))
-        worker.done.connect(self._on_done)
-        self.worker, self.rows = worker, []
+        self.rows = []
         self.table.clear()
         self.table.setRowCount(0)
         self.table.setColumnCount(0)
         self.generations.clear()
-        self.progress_bar.setValue(0)
-        self.status_label.setText("Evaluating…")
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
         self.save_button.setEnabled(False)
-        worker.start()
-        return worker
+        return self.runner.start(lambda token: evaluate(refs, text_file=text, tasks=tasks, prompt=prompt,
+                                                        cancel=token), "Evaluating…")
 
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
+        self.runner.cancel()
 
     def save_csv(self, path: str) -> None:
         write_csv(tuple(self.rows), path)
@@ -127,17 +144,12 @@ class EvalPanel(QWidget):
         item = self.table.item(models.index(model), metrics.index(metric))
         return item.text() if item is not None else None
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, StepProgress):
-            self.progress_bar.setValue(int(event.fraction * 1000))
-            self.status_label.setText(event.stage)
-        elif isinstance(event, EvalRow):
-            self.rows.append(event)
-            self._fill_table()
-        elif isinstance(event, Generation):
-            self.generations.appendPlainText(f"[{event.model} · {event.mode}]\n{event.prompt}{event.text}\n")
-        elif isinstance(event, Log):
-            self.message.emit(event.message)
+    def _on_row(self, event: EvalRow) -> None:
+        self.rows.append(event)
+        self._fill_table()
+
+    def _on_generation(self, event: Generation) -> None:
+        self.generations.appendPlainText(f"[{event.model} · {event.mode}]\n{event.prompt}{event.text}\n")
 
     def _fill_table(self) -> None:
         models, metrics, cells = table(tuple(self.rows))
@@ -149,24 +161,15 @@ class EvalPanel(QWidget):
             for j, metric in enumerate(metrics):
                 self.table.setItem(i, j, QTableWidgetItem(format_value(cells.get((model, metric)))))
 
-    def _on_finished(self, result: EvalResult) -> None:
-        self.progress_bar.setValue(1000)
-        self.status_label.setText(f"Evaluated {len(self.models)} model(s) in {result.seconds:.1f} s.")
+    def _on_finished(self, result: EvalResult) -> str:
         self.save_button.setEnabled(bool(self.rows))
         self.evaluated.emit(result)
-
-    def _on_failed(self, summary: str, details: str) -> None:
-        self.status_label.setText(f"Failed: {summary}")
-        show_error(self, summary, details, "Evaluation failed")
-
-    def _on_done(self) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        return f"Evaluated {len(self.models)} model(s) in {result.seconds:.1f} s."
 
     def _add_model_dialog(self) -> None:
         path = ask_folder(self, "A Hugging Face model folder to evaluate")
-        if path and path not in self.models:
-            self.set_models([*self.models, path])
+        if path:
+            self.state.add_model(path)
 
     def _browse_text(self) -> None:
         path = ask_open_file(self, "Text file for perplexity", "", "Text (*.txt);;All files (*)")

@@ -22,7 +22,7 @@ from fusion_gui.engine.naming import count_layers, layer_of
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.ui.formatting import format_bytes, format_count
-from fusion_gui.ui.merge_state import MergeDocument
+from fusion_gui.session.merge import MergeSession
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_files
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -145,12 +145,12 @@ COLUMNS = ("Base", "Name", "Architecture", "Params", "Dtype", "Size", "Shards", 
 
 
 class ModelsPanel(QWidget):
-    """Binds the table to MergeDocument's models; model headers are cached by reference."""
+    """Binds the table to the merge session's models; model headers are cached by reference."""
 
     message = Signal(str)  # one line for the status bar
     models_added = Signal(list)  # the references just added (for "recent models")
 
-    def __init__(self, document: MergeDocument, parent: QWidget | None = None):
+    def __init__(self, document: MergeSession, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
         self._infos: dict[str, ModelInfo] = {}
@@ -205,42 +205,22 @@ class ModelsPanel(QWidget):
 
     def add_models(self, refs: list[str]) -> list[str]:
         """Add models by path or repo id; the first model added to an empty list is the base."""
-        state, added = self.document.state, []
-        if state.uses_slices:
-            self.message.emit("This recipe uses slices: edit its models in the YAML file.")
-            return added
+        refs = [adapter_folder_of(str(ref)) for ref in refs]
         for ref in refs:
-            ref = adapter_folder_of(str(ref))
-            if ref in state.model_refs():
-                continue
-            self._infos[ref] = describe_model(ref)
-            if not state.models and state.base_model is None and self._takes_base():
-                state.base_model = ref
-            else:
-                state.add_model(ref)
-            added.append(ref)
+            if ref not in self.document.state.model_refs() and not self.document.state.uses_slices:
+                self._infos[ref] = describe_model(ref)  # fresh headers: the folder may have changed
+        added = self.document.add_models(refs, origin=self)
         if added:
-            self._fill_required()
-            self.document.notify(self)
             self.models_added.emit(added)
+            self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
             self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
         return added
 
     def remove_model(self, ref: str) -> None:
-        self.document.state.remove_model(ref)
-        self.document.notify(self)
+        self.document.remove_models([ref], origin=self)
 
     def set_base(self, ref: str | None) -> None:
-        self.document.state.set_base(ref)
-        self._fill_required()
-        self.document.notify(self)
-
-    def _fill_required(self) -> None:
-        from fusion_gui.ui.panels.strategy_panel import find_method
-
-        method = find_method(self.document.state.method)
-        if method is not None:
-            self.document.state.fill_required(method)
+        self.document.set_base(ref, origin=self)
 
     def info(self, ref: str) -> ModelInfo:
         if ref not in self._infos:
@@ -298,10 +278,8 @@ class ModelsPanel(QWidget):
 
     def remove_selected(self) -> None:
         refs = self.display_refs()
-        for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
-            if row < len(refs):
-                self.document.state.remove_model(refs[row])
-        self.document.notify(self)
+        rows = {i.row() for i in self.table.selectedIndexes()}
+        self.document.remove_models([refs[row] for row in sorted(rows) if row < len(refs)], origin=self)
 
     def _fill_add_menu(self) -> None:
         self._add_menu.clear()
@@ -332,10 +310,7 @@ class ModelsPanel(QWidget):
         self._shown_refs = list(refs)
 
     def _takes_base(self) -> bool:
-        from fusion_gui.ui.panels.strategy_panel import find_method
-
-        method = find_method(self.document.state.method)
-        return method is None or method.base != "none"
+        return self.document.takes_base()
 
     def _on_document_changed(self, origin: object) -> None:
         self.refresh()

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
 
-from fusion_gui.ui.merge_state import is_scalar, starting_value
+from fusion_gui.session.merge_state import is_scalar, starting_value
 from fusion_gui.ui.panels.setting_editor import SettingEditorDialog, describe_setting
 from fusion_gui.ui.widgets.file_dialogs import ask_open_file
 from fusion_gui.ui.widgets.number_boxes import decimals_for

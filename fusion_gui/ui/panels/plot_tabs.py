@@ -43,13 +43,21 @@ class _FeedsPlots:
         self.layer_plot.reset(models)
         self.heatmap.reset()
 
+    _ROUTES = {PlanSummary: "_on_plan", LayerMetrics: "_on_layer", TensorMetrics: "_on_tensor"}  # by event type
+
     def handle_event(self, event: object) -> None:
-        if isinstance(event, PlanSummary):
-            self.layer_plot.set_layer_count(event.num_layers)
-        elif isinstance(event, LayerMetrics):
-            self.layer_plot.add_layer(event)
-        elif isinstance(event, TensorMetrics):
-            self.heatmap.add_tensor(event)
+        route = self._ROUTES.get(type(event))
+        if route is not None:
+            getattr(self, route)(event)
+
+    def _on_plan(self, event: PlanSummary) -> None:
+        self.layer_plot.set_layer_count(event.num_layers)
+
+    def _on_layer(self, event: LayerMetrics) -> None:
+        self.layer_plot.add_layer(event)
+
+    def _on_tensor(self, event: TensorMetrics) -> None:
+        self.heatmap.add_tensor(event)
 
     def flush(self) -> None:
         self.layer_plot.flush()

@@ -1,6 +1,6 @@
 """The recipe as mergekit YAML: a read-only view that follows the form, and its files.
 
-The form and the recipe are one thing seen twice: MergeState.from_recipe fills the form,
+The form and the recipe are one thing seen twice: MergeState.from_recipe fills the session,
 MergeState.to_recipe reads it back, and opening a recipe then saving it gives the same recipe.
 """
 
@@ -12,13 +12,8 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.merge.recipe import Recipe, dump_recipe, load_recipe
-from fusion_gui.ui.merge_state import MergeDocument
-
-
-def open_recipe_file(path: str | Path) -> Recipe:
-    """Read and check a recipe file; InputError names what is wrong."""
-    return load_recipe(str(Path(path)))
+from fusion_gui.engine.merge.recipe import Recipe, dump_recipe
+from fusion_gui.session.merge import MergeSession
 
 
 def save_recipe_file(recipe: Recipe, path: str | Path) -> Path:
@@ -29,7 +24,7 @@ def save_recipe_file(recipe: Recipe, path: str | Path) -> Path:
     return path
 
 
-def recipe_text(document: MergeDocument) -> str:
+def recipe_text(document: MergeSession) -> str:
     try:
         return dump_recipe(document.recipe())
     except InputError as err:  # a state the form cannot spell yet: say why instead of YAML
@@ -37,7 +32,7 @@ def recipe_text(document: MergeDocument) -> str:
 
 
 class RecipePanel(QWidget):
-    def __init__(self, document: MergeDocument, parent: QWidget | None = None):
+    def __init__(self, document: MergeSession, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
         self.view = QPlainTextEdit(readOnly=True)

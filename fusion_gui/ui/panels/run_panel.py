@@ -1,8 +1,9 @@
 """Where the merge goes and how it runs: output folder, dtype, shards, device, Run and Cancel.
 
 Before Run, a pre-flight summary from plan_merge (headers only) says what will be written and
-how much memory it needs. The merge itself runs on a JobWorker; this panel turns its events
-into a progress bar and a log, and re-emits them for the plots.
+how much memory it needs; it runs on a worker after the edits settle, and only the newest answer
+is shown. The merge runs through a JobRunner; this panel turns its events into a progress line and
+a log, and re-emits them for the plots.
 """
 
 from __future__ import annotations
@@ -11,19 +12,19 @@ import tempfile
 from pathlib import Path
 
 import psutil
-from PySide6.QtCore import QTimer, QUrl, Signal
+from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
     QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.formatting import format_bytes, format_duration
-from fusion_gui.ui.merge_state import MergeDocument
+from fusion_gui.session.merge import MergeSession
+from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 from fusion_gui.ui.worker import JobWorker
@@ -37,6 +38,19 @@ def merge_job(recipe, out_dir: str, options, token):
     from fusion_gui.engine.merge import merge
 
     return merge(recipe, out_dir, options, cancel=token)
+
+
+def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
+    """Plan the merge (headers only) on the worker: (summary, text, warnings)."""
+    from fusion_gui.engine.merge import plan_merge
+
+    yield from ()
+    plan = plan_merge(recipe, out_dir, options)
+    try:
+        text, warnings = describe_plan(plan.summary, output_chosen)
+    finally:
+        plan.close()
+    return plan.summary, text, warnings
 
 
 def free_memory(device: str) -> tuple[int, int | None]:
@@ -72,16 +86,21 @@ def describe_plan(summary: PlanSummary, output_chosen: bool = True) -> tuple[str
     return text, warnings
 
 
+NOTHING_TO_PLAN = "Add the models to merge (two or more), or press “Try the demo”; then choose an output folder."
+
+
 class RunPanel(QWidget):
     event_received = Signal(object)  # every engine event, in order, for the plots
     run_started = Signal()
+    merged = Signal(object)  # MergeResult
+    preflight_shown = Signal(object)  # the PlanSummary shown, or None when the merge cannot run
     message = Signal(str)
 
-    def __init__(self, document: MergeDocument, settings: AppSettings, parent: QWidget | None = None):
+    def __init__(self, document: MergeSession, settings: AppSettings, parent: QWidget | None = None):
         super().__init__(parent)
         self.document, self.settings = document, settings
-        self.worker: JobWorker | None = None
         self.last_result: MergeResult | None = None
+        self.last_summary: PlanSummary | None = None
 
         self.output_combo = QComboBox(editable=True)
         self.output_combo.lineEdit().setPlaceholderText("A new folder for the merged model")
@@ -111,8 +130,6 @@ class RunPanel(QWidget):
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start_merge)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
         self.progress_bar.setFormat("%p%")
         self.progress_label = QLabel("Idle.")
@@ -153,8 +170,16 @@ class RunPanel(QWidget):
         layout.addWidget(self.progress_label)
         layout.addLayout(result_row)
 
-        self._preflight_timer = QTimer(self, singleShot=True, interval=PREFLIGHT_DELAY_MS)
-        self._preflight_timer.timeout.connect(self.preflight)
+        self.runner = JobRunner(
+            self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
+            status_label=self.progress_label, every_event=self.event_received.emit,
+            handlers={Progress: self._on_progress, StepProgress: self._on_step, Log: self._on_log,
+                      PlanSummary: self._on_plan},
+            on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
+            on_done=self.schedule_preflight, failure_title="Merge failed")
+        self.preflight_runner = LatestJob(self, delay_ms=PREFLIGHT_DELAY_MS)
+        self.preflight_runner.result.connect(self._show_plan)
+        self.preflight_runner.failed.connect(self._show_plan_error)
         document.changed.connect(self._on_document_changed)
         self._on_document_changed(None)
 
@@ -178,9 +203,12 @@ class RunPanel(QWidget):
         if folder:
             self.set_output_dir(folder)
 
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.runner.worker
+
     def _out_dtype_edited(self) -> None:
-        self.document.state.out_dtype = self.out_dtype_combo.currentData()
-        self.document.notify(self)
+        self.document.set_out_dtype(self.out_dtype_combo.currentData(), origin=self)
 
     def _on_document_changed(self, origin: object) -> None:
         if origin is not self:
@@ -189,94 +217,92 @@ class RunPanel(QWidget):
             self.out_dtype_combo.blockSignals(False)
         self.schedule_preflight()
 
-    # --- pre-flight ------------------------------------------------------------------------
+    # --- pre-flight (a background job; the GUI thread plans nothing) ---------------------------
 
     def schedule_preflight(self, *_args) -> None:
-        self._preflight_timer.start()
+        if not self._has_something_to_plan():
+            return
+        self.preflight_runner.schedule(self._preflight_factory)
 
-    def preflight(self) -> PlanSummary | None:
-        """Plan the merge (headers only) and say what it will write; None when it cannot run."""
-        from fusion_gui.engine.merge import plan_merge
+    def preflight(self) -> JobWorker | None:
+        """Plan now on a worker (the answer arrives as preflight_shown); None with nothing to plan."""
+        if not self._has_something_to_plan():
+            return None
+        return self.preflight_runner.request(self._preflight_factory())
 
-        self._preflight_timer.stop()
+    def _has_something_to_plan(self) -> bool:
+        if self.document.state.model_refs():
+            return True
+        self.preflight_runner.cancel_pending()  # an answer about models no longer there is stale
+        self.last_summary = None
+        self.preflight_label.setText(NOTHING_TO_PLAN)  # a first step, not an error
+        return False
+
+    def _preflight_factory(self):
         chosen = bool(self.output_dir())
         out_dir = self.output_dir() or str(Path(tempfile.gettempdir()) / "fusion-gui-preflight-unused")
-        try:
-            plan = plan_merge(self.document.recipe(), out_dir, self.options())
-        except InputError as err:
-            self.preflight_label.setText(f"<span style='color:#b3261e'>Cannot run yet: {_escape(str(err))}</span>")
-            return None
-        except Exception as err:  # a pre-flight must never take the window down
-            self.preflight_label.setText(f"<span style='color:#b3261e'>Pre-flight failed: {_escape(str(err))}</span>")
-            return None
-        try:
-            text, warnings = describe_plan(plan.summary, chosen)
-        finally:
-            plan.close()
+        recipe, options = self.document.recipe(), self.options()
+        return lambda token: preflight_job(recipe, out_dir, options, chosen, token)
+
+    def _show_plan(self, answer: tuple) -> None:
+        summary, text, warnings = answer
         lines = [_escape(line) for line in text.splitlines()]
         lines += [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
         self.preflight_label.setText("<br>".join(lines))
-        return plan.summary
+        self.last_summary = summary
+        self.preflight_shown.emit(summary)
+
+    def _show_plan_error(self, summary: str, details: str) -> None:
+        engine_said = details.startswith(("InputError", "OutputError"))  # bad input, said in a sentence
+        prefix = "Cannot run yet" if engine_said else "Pre-flight failed"
+        self.preflight_label.setText(f"<span style='color:#b3261e'>{prefix}: {_escape(summary)}</span>")
+        self.last_summary = None
+        self.preflight_shown.emit(None)
 
     # --- running -----------------------------------------------------------------------------
 
     def start_merge(self) -> JobWorker | None:
         """Start the merge on a worker and return it (None when it cannot start)."""
-        if self.worker is not None and self.worker.running:
+        if self.runner.running:
             return None
         out_dir = self.output_dir()
+        if not self.document.state.model_refs():
+            show_error(self, "Add the models to merge first.")
+            return None
         if not out_dir:
             show_error(self, "Choose an output folder for the merged model first.")
             return None
         recipe, options = self.document.recipe(), self.options()
-        worker = JobWorker(lambda token: merge_job(recipe, out_dir, options, token), self)
-        worker.event.connect(self._on_event)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
-        worker.done.connect(self._on_done)
-        self.worker, self.last_result = worker, None
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self.last_result = None
         self.open_button.setVisible(False)
         self.summary_label.clear()
-        self.progress_bar.setValue(0)
-        self.progress_label.setText("Starting…")
         self.log_view.clear()
         self.run_started.emit()
-        worker.start()
-        return worker
+        return self.runner.start(lambda token: merge_job(recipe, out_dir, options, token))
 
     def cancel(self) -> None:
-        if self.worker is not None and self.worker.running:
-            self.worker.cancel()
-            self.progress_label.setText("Cancelling…")
-            self.cancel_button.setEnabled(False)
+        self.runner.cancel()
 
     def log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, Progress):
-            self.progress_bar.setValue(int(event.fraction * 1000))
-            eta = event.eta_s
-            self.progress_label.setText(
-                f"{event.tensors_done} / {event.tensors_total} tensors · {format_bytes(event.bytes_done)} of "
+    def _on_progress(self, event: Progress) -> str:
+        eta = event.eta_s
+        return (f"{event.tensors_done} / {event.tensors_total} tensors · {format_bytes(event.bytes_done)} of "
                 f"{format_bytes(event.bytes_total)} · {format_duration(event.elapsed_s)} elapsed · ETA "
                 f"{format_duration(eta) if eta is not None else '-'}")
-        elif isinstance(event, StepProgress):  # work before the tensors stream, e.g. a Fisher estimate
-            self.progress_bar.setValue(int(event.fraction * 1000))
-            self.progress_label.setText(f"{event.stage} · step {event.done} of {event.total} · "
-                                        f"{format_duration(event.elapsed_s)}")
-        elif isinstance(event, Log):
-            self.log(("⚠ " if event.level == "warning" else "") + event.message)
-        elif isinstance(event, PlanSummary):
-            self.log(describe_plan(event)[0])
-        self.event_received.emit(event)
+
+    def _on_step(self, event: StepProgress) -> str:  # work before the tensors stream, e.g. a Fisher estimate
+        return f"{event.stage} · step {event.done} of {event.total} · {format_duration(event.elapsed_s)}"
+
+    def _on_log(self, event: Log) -> None:
+        self.log(("⚠ " if event.level == "warning" else "") + event.message)
+
+    def _on_plan(self, event: PlanSummary) -> None:
+        self.log(describe_plan(event)[0])
 
     def _on_finished(self, result: MergeResult) -> None:
         self.last_result = result
-        self.progress_bar.setValue(1000)
         self.summary_label.setText(
             f"Done in {format_duration(result.seconds)}: {format_bytes(result.bytes_written)} in "
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
@@ -284,21 +310,15 @@ class RunPanel(QWidget):
         self.open_button.setVisible(True)
         self.settings.add_recent_output_dir(result.out_dir)
         self.message.emit(f"Merged into {result.out_dir}")
+        self.merged.emit(result)
 
     def _on_failed(self, summary: str, details: str) -> None:
-        self.progress_label.setText("Failed.")
         self.log(f"Error: {summary}")
-        show_error(self, summary, details, "Merge failed")
 
-    def _on_cancelled(self) -> None:
-        self.progress_label.setText("Cancelled; nothing was written.")
+    def _on_cancelled(self) -> str:
         self.log("Cancelled by the user; the output folder was not created.")
         self.progress_bar.setValue(0)
-
-    def _on_done(self) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.schedule_preflight()
+        return "Cancelled; nothing was written."
 
     def open_output(self) -> None:
         if self.last_result is not None:

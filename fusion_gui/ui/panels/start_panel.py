@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QW
 
 from fusion_gui.engine.evaluate.demo import build_demo
 from fusion_gui.events import Log, StepProgress
-from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.worker import JobWorker
 
 INTRO = ("<h2>Merge models on your own machine</h2>"
@@ -25,7 +25,6 @@ class StartPanel(QWidget):
     def __init__(self, root=None, parent: QWidget | None = None):
         super().__init__(parent)
         self.root = root  # None: the user data folder (FUSION_GUI_DATA_DIR overrides it)
-        self.worker: JobWorker | None = None
         intro = QLabel(INTRO, wordWrap=True)
         intro.setTextFormat(Qt.TextFormat.RichText)
         self.demo_button = QPushButton("Try the demo")
@@ -39,41 +38,32 @@ class StartPanel(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addStretch(2)
+        self.runner = JobRunner(
+            self, start_button=self.demo_button, progress_bar=self.progress_bar, status_label=self.status_label,
+            handlers={StepProgress: self._on_step, Log: self._on_log}, on_finished=self._on_finished,
+            failure_title="Demo failed")
+
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.runner.worker
 
     def start_demo(self) -> JobWorker | None:
-        if self.worker is not None and self.worker.running:
-            return None
         root = self.root
-        worker = JobWorker(lambda token: build_demo(root, cancel=token), self)
-        worker.event.connect(self._on_event)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(lambda: self.status_label.setText("Cancelled."))
-        worker.done.connect(lambda: self.demo_button.setEnabled(True))
-        self.worker = worker
-        self.demo_button.setEnabled(False)
         self.progress_bar.setVisible(True)
-        self.progress_bar.setValue(0)
-        worker.start()
-        return worker
+        return self.runner.start(lambda token: build_demo(root, cancel=token), "Building the demo models…")
 
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, StepProgress):
-            # three stages of similar length: pretrain, then one fine-tune per skill
-            stage = {"pretrain base": 0, "fine-tune count": 1, "fine-tune reverse": 2}.get(event.stage, 0)
-            self.progress_bar.setValue(int((stage + event.fraction) / 3 * 1000))
-            loss = f" · loss {event.loss:.2f}" if event.loss is not None else ""
-            self.status_label.setText(f"{event.stage}: step {event.done} / {event.total}{loss}")
-        elif isinstance(event, Log):
-            self.status_label.setText(event.message)
-            self.message.emit(event.message)
+    def _on_step(self, event: StepProgress) -> str:
+        # three stages of similar length: pretrain, then one fine-tune per skill
+        stage = {"pretrain base": 0, "fine-tune count": 1, "fine-tune reverse": 2}.get(event.stage, 0)
+        self.runner.set_fraction((stage + event.fraction) / 3)
+        loss = f" · loss {event.loss:.2f}" if event.loss is not None else ""
+        return f"{event.stage}: step {event.done} / {event.total}{loss}"
 
-    def _on_finished(self, demo) -> None:
-        self.progress_bar.setValue(1000)
-        how = f"built in {demo.seconds:.0f} s" if demo.built else "already built"
-        self.status_label.setText(f"Demo models {how}: {demo.base.parent}. They are in the Models panel.")
+    def _on_log(self, event: Log) -> str:
+        self.message.emit(event.message)
+        return event.message
+
+    def _on_finished(self, demo) -> str:
         self.demo_ready.emit([str(p) for p in demo.paths])
-
-    def _on_failed(self, summary: str, details: str) -> None:
-        self.status_label.setText(f"Failed: {summary}")
-        show_error(self, summary, details, "Demo failed")
+        how = f"built in {demo.seconds:.0f} s" if demo.built else "already built"
+        return f"Demo models {how}: {demo.base.parent}. They are in the Models panel."

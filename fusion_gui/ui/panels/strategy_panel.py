@@ -3,7 +3,7 @@
 Global parameters get a row each (param_row.py: a labelled slider for bounded numbers, a spin box
 or a check box, and a "Per layer…" button for curves and tensor-name rules; a file (a Path
 parameter) gets a line edit with "Browse…"). Per-model parameters live in a table.
-Widgets write to MergeDocument only what the user touches.
+Widgets ask the merge session to change only what the user touches.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.engine.merge.recipe import DTYPES
-from fusion_gui.ui.merge_state import MergeDocument, is_scalar, starting_value
+from fusion_gui.session.merge import MergeSession, unknown_sentence
+from fusion_gui.session.merge_state import is_scalar, starting_value
 from fusion_gui.ui.panels.param_row import INVALID_COLOUR, ParamRow, ask_file, path_problem
 from fusion_gui.ui.panels.setting_editor import (
     SettingEditorDialog, describe_setting, format_value, parse_setting,
@@ -50,7 +51,7 @@ def base_rule(method) -> str:
 class StrategyPanel(QWidget):
     message = Signal(str)
 
-    def __init__(self, document: MergeDocument, layer_count=lambda: None, parent: QWidget | None = None):
+    def __init__(self, document: MergeSession, layer_count=lambda: None, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
         self.layer_count = layer_count
@@ -68,6 +69,11 @@ class StrategyPanel(QWidget):
                                   "and shown in the YAML view.")
         self.slices_note.setWordWrap(True)
         self.slices_note.setStyleSheet("color: #8a5a00;")
+        self.unknown_note = QLabel()  # parameters the method does not take: never dropped without a word
+        self.unknown_note.setWordWrap(True)
+        self.unknown_note.setStyleSheet("color: #8a5a00;")
+        self.unknown_button = QPushButton("Remove them")
+        self.unknown_button.clicked.connect(lambda: self.document.drop_unknown_parameters())
 
         self.global_box = QGroupBox("Parameters")
         self.global_form = QFormLayout(self.global_box)
@@ -103,13 +109,13 @@ class StrategyPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.description)
         layout.addWidget(self.slices_note)
+        layout.addWidget(self.unknown_note)
+        layout.addWidget(self.unknown_button, alignment=Qt.AlignmentFlag.AlignRight)
         layout.addWidget(self.global_box)
         layout.addWidget(self.model_box)
         layout.addLayout(extra)
         layout.addStretch(1)
         document.changed.connect(self._on_document_changed)
-        if document.state.method not in methods() and self.method_combo.count():
-            document.state.method = self.method_combo.itemData(0)
         self.refresh()
 
     # --- API ------------------------------------------------------------------------------
@@ -118,12 +124,12 @@ class StrategyPanel(QWidget):
         method = find_method(name)
         if method is None or name == self.document.state.method and self._rows_match(method):
             return
-        self.document.state.set_method(method)
-        self.document.notify(None)  # everyone rebuilds, this panel included
+        self.document.set_method(name)  # origin None: everyone rebuilds, this panel included
+        if not self._rows_match(method):  # same method, stale rows: nothing changed, rebuild anyway
+            self.refresh()
 
     def set_global(self, name: str, setting) -> None:
-        self.document.state.set_global_setting(name, setting)
-        self.document.notify(self)
+        self.document.set_global(name, setting, origin=self)
         row = self._rows.get(name)
         if row is None:
             return
@@ -134,8 +140,7 @@ class StrategyPanel(QWidget):
             row.reset_button.setEnabled(True)
 
     def set_model_param(self, ref: str, name: str, setting) -> None:
-        self.document.state.set_model_setting(ref, name, setting)
-        self.document.notify(None)
+        self.document.set_model_setting(ref, name, setting)
 
     # --- view ------------------------------------------------------------------------------
 
@@ -154,6 +159,10 @@ class StrategyPanel(QWidget):
         self.method_combo.setCurrentIndex(index)
         self.method_combo.blockSignals(False)
         self.slices_note.setVisible(state.uses_slices)
+        unknown = self.document.unknown_parameters()
+        self.unknown_note.setText(unknown_sentence(unknown, state.method) if unknown else "")
+        self.unknown_note.setVisible(bool(unknown))
+        self.unknown_button.setVisible(bool(unknown))
         if method is None:
             self.description.setText(f"Unknown merge method '{state.method}'.")
             return
@@ -256,8 +265,7 @@ class StrategyPanel(QWidget):
             self.message.emit(str(err))
             QTimer.singleShot(0, self.refresh)  # not while the table is emitting
             return
-        self.document.state.set_model_setting(ref, name, setting)
-        self.document.notify(self)
+        self.document.set_model_setting(ref, name, setting, origin=self)
         QTimer.singleShot(0, self.refresh)
 
     def edit_model_cell_curve(self) -> None:
@@ -282,9 +290,7 @@ class StrategyPanel(QWidget):
         dialog.deleteLater()
 
     def _dtype_edited(self) -> None:
-        self.document.state.dtype = self.dtype_combo.currentData()
-        self.document.notify(self)
+        self.document.set_dtype(self.dtype_combo.currentData(), origin=self)
 
     def _seed_edited(self, value: int) -> None:
-        self.document.state.random_seed = None if value < 0 else value
-        self.document.notify(self)
+        self.document.set_seed(None if value < 0 else value, origin=self)

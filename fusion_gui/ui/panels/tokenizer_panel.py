@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.ui.dialogs.vocab_dialog import VocabDialog
-from fusion_gui.ui.merge_state import MergeDocument
+from fusion_gui.session.merge import MergeSession
+from fusion_gui.ui.jobs import LatestJob
 from fusion_gui.ui.worker import JobWorker
 
 COPY, BASE, UNION = None, "base", "union"
@@ -74,10 +75,13 @@ def merged_size(comparison, refs: list[str], source: str | None, base: str | Non
 class TokenizerPanel(QWidget):
     message = Signal(str)
 
-    def __init__(self, document: MergeDocument, parent: QWidget | None = None):
+    def __init__(self, document: MergeSession, parent: QWidget | None = None):
         super().__init__(parent)
         self.document = document
-        self.worker: JobWorker | None = None
+        self.vocab_runner = LatestJob(self)
+        self.vocab_runner.result.connect(lambda comparison: self._on_result(comparison, None))
+        self.vocab_runner.failed.connect(lambda summary, _details: self._on_result(None, summary))
+        self._requested_refs: tuple[str, ...] | None = None  # what the newest comparison reads
         self.comparison = None  # the engine's VocabComparison of `_compared_refs`
         self.error: str | None = None  # why comparing `_compared_refs` failed
         self._compared_refs: tuple[str, ...] | None = None
@@ -153,14 +157,17 @@ class TokenizerPanel(QWidget):
     def set_choice(self, source: str | None, pad_to_multiple_of: int | None = None) -> None:
         """Pick a tokenizer (None, "base", "union" or a model reference), as the widgets do."""
         pad = self.pad_box.value() if pad_to_multiple_of is None else pad_to_multiple_of
-        self.document.state.set_tokenizer(source, pad)
-        self.document.notify(self)
+        self.document.set_tokenizer(source, pad, origin=self)
         self.refresh()
+
+    @property
+    def worker(self) -> JobWorker | None:
+        return self.vocab_runner.worker
 
     def compare_now(self) -> None:
         """Compare the vocabularies even with the default choice; again after an error."""
         self._asked = True
-        self._compared_refs, self.comparison, self.error = None, None, None
+        self._compared_refs, self._requested_refs, self.comparison, self.error = None, None, None, None
         self._update_comparison()
 
     def show_tokens(self) -> VocabDialog | None:
@@ -180,8 +187,7 @@ class TokenizerPanel(QWidget):
         self.set_choice(source, self.pad_box.value() if source is not COPY else 0)
 
     def _template_edited(self) -> None:
-        self.document.state.chat_template = self.template_combo.currentData()
-        self.document.notify(self)
+        self.document.set_chat_template(self.template_combo.currentData(), origin=self)
 
     def _on_document_changed(self, origin: object) -> None:
         if origin is not self:
@@ -231,10 +237,13 @@ class TokenizerPanel(QWidget):
         refs = tuple(self.document.state.refs_base_first())
         source, _ = self.document.state.tokenizer_choice()
         wanted = len(refs) >= 2 and (source is not COPY or self._asked)
-        busy = self.worker is not None and self.worker.running
-        if wanted and refs != self._compared_refs and not busy:
-            self._start(refs)
-            busy = True
+        if wanted and refs != self._compared_refs and refs != self._requested_refs:
+            self._requested_refs = refs  # an older run still reading is dropped when it answers
+            self.vocab_runner.request(lambda token: vocab_job(list(refs), token))
+        elif not wanted and self._requested_refs is not None:
+            self.vocab_runner.cancel_pending()
+            self._requested_refs = None
+        busy = self.vocab_runner.busy
         current = wanted and refs == self._compared_refs and not busy
         shown = self.comparison if current and self.error is None else None
         self._show_comparison(shown, list(refs))
@@ -249,20 +258,14 @@ class TokenizerPanel(QWidget):
         self.compare_button.setVisible(len(refs) >= 2 and not busy and (not wanted or bool(self.error)))
         self.compare_button.setText("Compare again" if wanted and self.error else "Compare vocabularies")
 
-    def _start(self, refs: tuple[str, ...]) -> None:
-        worker = JobWorker(lambda token: vocab_job(list(refs), token), self)
-        worker.finished.connect(lambda result: self._on_result(refs, result, None))
-        worker.failed.connect(lambda summary, _details: self._on_result(refs, None, summary))
-        worker.done.connect(self._update_comparison)  # the models may have changed meanwhile
-        self.worker = worker
-        worker.start()
-
-    def _on_result(self, refs: tuple[str, ...], comparison, error: str | None) -> None:
-        self._compared_refs, self.comparison, self.error = refs, comparison, error
+    def _on_result(self, comparison, error: str | None) -> None:
+        refs = self._requested_refs
+        self._compared_refs, self._requested_refs, self.comparison, self.error = refs, None, comparison, error
         if self.dialog is not None:  # it lists the models compared before
             self.dialog.close()
         if error:
             self.message.emit(f"Cannot compare the vocabularies: {error}")
+        self._update_comparison()  # the models may have changed meanwhile
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)

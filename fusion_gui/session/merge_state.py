@@ -1,9 +1,9 @@
-"""What the Merge tab's form holds, and its exact round trip to a recipe.
+"""What the Merge tab holds, as plain data, and its exact round trip to a recipe.
 
 MergeState keeps every setting as the recipe spells it (scalar, gradient list or filter list),
 so the widgets only ever write what the user touched: opening a recipe and saving it back gives
 the same recipe. Parts the form cannot edit (slices, per-token embedding rules) ride along untouched.
-MergeDocument is the Qt object panels share: it owns the state and says when it changed.
+MergeSession (merge.py) owns one and is what views talk to; this module knows nothing of signals.
 """
 
 from __future__ import annotations
@@ -13,12 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
-
 from fusion_gui.engine.merge.recipe import ModelEntry, OutputSlice, Recipe, referenced_models
 from fusion_gui.engine.merge.settings import Setting
 
 DEFAULT_METHOD = "linear"
+
+
+def all_parameter_names() -> set[str]:
+    """Every parameter name some registered method takes."""
+    from fusion_gui.engine.methods import registry
+
+    return {p.name for method in registry().values() for p in method.params}
 
 
 def is_scalar(setting: Setting) -> bool:
@@ -170,13 +175,16 @@ class MergeState:
             if self.set_aside_base in self.model_refs():
                 self.set_base(self.set_aside_base)
             self.set_aside_base = None
+        # Drop what belongs to other methods; keep names no method knows (a misspelt `desnity`):
+        # they are the user's to fix, and unknown_parameters() names them.
         known = {p.name for p in method.params}
-        self.parameters = {k: v for k, v in self.parameters.items() if k in known}
+        foreign = all_parameter_names() - known
+        self.parameters = {k: v for k, v in self.parameters.items() if k not in foreign}
         for_base = {p.name for p in method.params if p.scope == "global" or p.applies_to_base}
         for entry in list(self.models):
-            keep = for_base if entry.model == self.base_model else known
+            drop = foreign | (known - for_base if entry.model == self.base_model else set())
             if entry.parameters:
-                entry.parameters = {k: v for k, v in entry.parameters.items() if k in keep} or None
+                entry.parameters = {k: v for k, v in entry.parameters.items() if k not in drop} or None
             if entry.model == self.base_model and not entry.parameters:
                 self.models.remove(entry)  # the base needs no entry of its own
         self.fill_required(method)
@@ -197,6 +205,24 @@ class MergeState:
                     continue
                 if self.model_setting(ref, spec.name) is None:
                     self.set_model_setting(ref, spec.name, starting_value(spec))
+
+    def unknown_parameters(self, method) -> list[str]:
+        """Parameter names the recipe sets that `method` does not take, first mention first."""
+        known = {p.name for p in method.params}
+        names = list(self.parameters)
+        for entry in self.models:
+            names += list(entry.parameters or {})
+        for out_slice in self.slices or []:
+            names += list(out_slice.parameters or {})
+            for source in out_slice.sources:
+                names += list(source.parameters or {})
+        return [n for n in dict.fromkeys(names) if n not in known]
+
+    def drop_parameters(self, names: set[str]) -> None:
+        self.parameters = {k: v for k, v in self.parameters.items() if k not in names}
+        for entry in self.models:
+            if entry.parameters:
+                entry.parameters = {k: v for k, v in entry.parameters.items() if k not in names} or None
 
     def global_setting(self, name: str) -> Setting | None:
         return self.parameters.get(name)
@@ -224,24 +250,3 @@ class MergeState:
         else:
             params[name] = setting
         entry.parameters = params or None
-
-
-class MergeDocument(QObject):
-    """The shared state of the Merge tab. `changed(origin)` names the panel that changed it,
-    so that panel can skip rebuilding the widget the user is still dragging."""
-
-    changed = Signal(object)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.state = MergeState()
-
-    def recipe(self) -> Recipe:
-        return self.state.to_recipe()
-
-    def load_recipe(self, recipe: Recipe, origin: object = None) -> None:
-        self.state = MergeState.from_recipe(recipe)
-        self.changed.emit(origin)
-
-    def notify(self, origin: object = None) -> None:
-        self.changed.emit(origin)

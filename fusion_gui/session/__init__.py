@@ -1,0 +1,23 @@
+"""Qt-free, evented state of the app: what is loaded and chosen in each tab (psygnal signals).
+
+Views bind to these objects and change them only through their intent methods or fields; the
+objects are tested without Qt. Anything slow they need (pre-flight, vocabulary comparison) is a job.
+"""
+
+from fusion_gui.session.merge import MergeSession, find_method
+from fusion_gui.session.merge_state import MergeState, is_scalar, starting_value
+from fusion_gui.session.tabs import CompareState, DistillState, EvalState
+
+
+class Session:
+    """Everything the window holds: one state per tab."""
+
+    def __init__(self) -> None:
+        self.merge = MergeSession()
+        self.compare = CompareState()
+        self.evaluate = EvalState()
+        self.distill = DistillState()
+
+
+__all__ = ["CompareState", "DistillState", "EvalState", "MergeSession", "MergeState", "Session",
+           "find_method", "is_scalar", "starting_value"]
