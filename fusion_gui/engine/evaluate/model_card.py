@@ -35,7 +35,7 @@ def add_smoke_section(readme: Path, verdict: SmokeVerdict) -> None:
     readme.write_text(text.rstrip() + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
 
-def add_model_index(readme: Path, model_name: str, scores: list[CardScore], source: str = "fusion_gui") -> None:
+def add_model_index(readme: Path, model_name: str, scores: list[CardScore]) -> None:
     """Put scores into README.md's front matter as a `model-index` entry, keeping everything else;
     a score for a (task, metric) already there is replaced, not repeated."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -47,6 +47,15 @@ def add_model_index(readme: Path, model_name: str, scores: list[CardScore], sour
     data.eval_results = kept + [
         EvalResult(task_type="text-generation", task_name="Text Generation", dataset_type=s.task,
                    dataset_name=s.task, dataset_split=s.split, metric_type=s.metric, metric_value=float(s.value),
-                   metric_name=s.metric, source_name=source) for s in scores]
+                   metric_name=s.metric) for s in scores]
     data.model_name = data.model_name or model_name
     card.save(readme)
+
+
+def card_scores(rows) -> list[CardScore]:
+    """EvalRows ("<task>/<metric>") as model-index scores; rows without a task use the metric as both."""
+    scores = []
+    for row in rows:
+        task, _, metric = row.metric.rpartition("/")
+        scores.append(CardScore(task or metric, metric, row.value))
+    return scores
