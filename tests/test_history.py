@@ -118,3 +118,19 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("FUSION_GUI_DATA_DIR", str(tmp_path / "d"))
     assert data_dir() == tmp_path / "d"
     assert History().path == tmp_path / "d" / "history.sqlite"
+
+
+def test_a_merge_is_recorded_with_input_hashes_and_layer_metrics(history, llama_family, tmp_path):
+    from fusion_gui.engine.merge.recipe import load_recipe
+    from fusion_gui.engine.merge.run import MergeOptions, merge
+    from fusion_gui.session.run_records import record_merge
+
+    base, ft1, _ = llama_family
+    text = f"merge_method: task_arithmetic\nbase_model: {base}\nmodels:\n- model: {ft1}\n  parameters: {{weight: 1}}\n"
+    result, _ = drain(merge(load_recipe(text), tmp_path / "out", MergeOptions(device="cpu", smoke=False)))
+    run = history.get(record_merge(history, text, [str(base), str(ft1)], str(base), result.out_dir, result))
+    assert [(i.role, i.content_hash) for i in run.inputs] == [("base", history.model_hash(base)),
+                                                              ("input", history.model_hash(ft1))]
+    assert len(run.details["layer_metrics"]) == len(result.layer_metrics) > 0
+    assert run.details["layer_metrics"][0]["result_change"] == pytest.approx(result.layer_metrics[0].result_change)
+    assert run.peak_bytes == result.peak_rss_bytes and run.recipe == text
