@@ -1,18 +1,32 @@
-"""`fusion-gui eval MODEL...`: perplexity, demo skill scores and side-by-side completions."""
+"""`fusion-gui eval MODEL... --task ...`: task files (multiple choice, generation, perplexity), lm-eval
+tasks, the demo skills, perplexity on a text file and side-by-side completions. Scores of an unchanged
+model on an unchanged task come from the history; every evaluation is recorded there."""
 
 from __future__ import annotations
 
 from fusion_gui.cli.drive import EXIT_OK, drive
+from fusion_gui.cli.recording import drive_recorded, open_history
+
+DEMO_SKILLS = ("count", "reverse")
 
 
 def add_parser(sub) -> None:
-    e = sub.add_parser("eval", help="perplexity, demo skill scores and side-by-side generation")
+    e = sub.add_parser("eval", help="score models on task files, lm-eval tasks, demo skills or a text")
     e.add_argument("models", nargs="+", metavar="MODEL", help="Hugging Face folders (or hub cache ids)")
+    e.add_argument("--task", action="append", default=[], metavar="TASK",
+                   help="FILE.jsonl (multiple choice or generation), a text file (perplexity), lm-eval:NAME, "
+                        "or a demo skill: count, reverse (repeat for more)")
     e.add_argument("--text", metavar="FILE", help="perplexity on this text file")
-    e.add_argument("--task", action="append", default=[], metavar="NAME",
-                   help="a demo skill to score: count, reverse (repeat for both)")
     e.add_argument("--prompt", help="show each model's greedy and sampled completion (at most three models)")
-    e.add_argument("-n", type=int, default=60, help="held-out problems per task (default 60)")
+    e.add_argument("--chat-template", action="store_true", help="wrap each question in the model's chat template")
+    e.add_argument("--regex", help="generation tasks: exact match on this pattern's first group")
+    e.add_argument("--max-new-tokens", type=int, default=64, help="generation tasks: tokens to generate")
+    e.add_argument("--limit", type=int, default=None, help="score only the first N examples of each task")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--include-path", metavar="DIR", help="a folder of lm-eval task YAMLs (local tasks)")
+    e.add_argument("--allow-download", action="store_true", help="lm-eval tasks may download their datasets")
+    e.add_argument("--fresh", action="store_true", help="score again even when the history has the scores")
+    e.add_argument("-n", type=int, default=60, help="held-out problems per demo skill (default 60)")
     e.add_argument("--seed", type=int, default=0, help="seed for the sampled completion")
     e.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--csv", metavar="FILE", help="also write the table to a CSV file")
@@ -20,18 +34,55 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from fusion_gui.engine.errors import InputError
-    from fusion_gui.engine.evaluate.scoring import evaluate
+    from fusion_gui.events import EvalResult
 
+    skills = tuple(t for t in args.task if t in DEMO_SKILLS)
+    specs = [t for t in args.task if t not in DEMO_SKILLS]
     if not (args.text or args.task or args.prompt):
-        raise InputError("Say what to measure: --text FILE, --task NAME or --prompt TEXT.")
+        raise InputError("Say what to measure: --task FILE|lm-eval:NAME|count|reverse, --text FILE or --prompt TEXT.")
     if args.prompt is not None and len(args.models) > 3:
         raise InputError("--prompt compares at most three models side by side.")
+    tasks = _tasks(specs, args)  # every task file checked before any model loads
     quiet_transformers()
-    result = drive(lambda cancel: evaluate(args.models, text_file=args.text, tasks=tuple(args.task),
-                                           prompt=args.prompt, n=args.n, device=args.device, seed=args.seed,
-                                           cancel=cancel))
-    report(result, args.csv)
+    rows, generations, seconds = [], [], 0.0
+    if skills or args.text or args.prompt:
+        from fusion_gui.engine.evaluate.scoring import evaluate
+
+        demo = drive(lambda cancel: evaluate(args.models, text_file=args.text, tasks=skills, prompt=args.prompt,
+                                             n=args.n, device=args.device, seed=args.seed, cancel=cancel))
+        rows, generations, seconds = list(demo.rows), list(demo.generations), demo.seconds
+    if tasks:
+        result = _scored(tasks, args)
+        rows, seconds = rows + list(result.rows), seconds + result.seconds
+    report(EvalResult(tuple(rows), tuple(generations), seconds), args.csv)
     return EXIT_OK
+
+
+def _tasks(specs: list[str], args):
+    from fusion_gui.engine.evaluate.task_files import TaskSettings
+    from fusion_gui.session.evaluation import parse_task
+
+    settings = TaskSettings(regex=args.regex, max_new_tokens=args.max_new_tokens, chat_template=args.chat_template,
+                            limit=args.limit)
+    return [parse_task(s, settings, args.include_path) for s in specs]
+
+
+def _scored(tasks, args):
+    from fusion_gui.session.evaluation import EvalOptions, HarnessTask, evaluate_models
+    from fusion_gui.session.run_records import record_eval
+
+    history = open_history()
+    options = EvalOptions(device=args.device, batch_size=args.batch_size, allow_download=args.allow_download,
+                          use_cache=not args.fresh)
+    names = [f"lm-eval:{t.name}" if isinstance(t, HarnessTask) else str(t.path) for t in tasks]
+
+    def record(result, status, seconds):
+        if history is not None:
+            record_eval(history, args.models, names, result.rows if result else (), status, seconds,
+                        hashes=options.hashes)
+            history.close()
+
+    return drive_recorded(lambda cancel: evaluate_models(args.models, tasks, history, options, cancel), record)
 
 
 def quiet_transformers() -> None:

@@ -9,6 +9,7 @@ extra (`pip install 'fusion-gui[eval]'`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Generator, Iterator
@@ -21,14 +22,27 @@ _OFFLINE_VARS = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"
 
 
 def task_manager(include_path: str | Path | None = None, builtin: bool = True):
-    """lm-eval's TaskManager over its own tasks (indexing them takes seconds) and/or a folder of task YAMLs."""
+    """lm-eval's TaskManager over its own tasks and/or a folder of task YAMLs. Indexing lm-eval's
+    thousands of task files takes seconds, so the index of its own tasks alone is built once per process
+    (a folder of the user's is read again each time: its files may have changed)."""
+    if include_path is not None and not Path(include_path).exists():
+        raise InputError(f"No such task folder: {include_path}")
+    if include_path is None and builtin:
+        return _builtin_tasks()
+    return _task_manager(str(include_path) if include_path else None, builtin)
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_tasks():
+    return _task_manager(None, True)
+
+
+def _task_manager(include_path: str | None, builtin: bool):
     try:
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise InputError("lm-evaluation-harness is not installed: pip install 'fusion-gui[eval]'.") from None
-    if include_path is not None and not Path(include_path).exists():
-        raise InputError(f"No such task folder: {include_path}")
-    return TaskManager(include_path=str(include_path) if include_path else None, include_defaults=builtin)
+    return TaskManager(include_path=include_path, include_defaults=builtin)
 
 
 @contextlib.contextmanager
@@ -94,7 +108,7 @@ def run_harness(model, tokenizer, tasks: list[str], *, label: str, include_path:
     with offline(allow_download):
         for name in tasks:  # build each task first: missing data is named before any scoring
             try:
-                manager.load_task_or_group([name])
+                (getattr(manager, "load", None) or manager.load_task_or_group)([name])  # older lm-eval: load_task_or_group
             except Exception as err:  # noqa: BLE001 - datasets raises many kinds for missing data
                 raise InputError(f"Task {name} needs {data_source(manager, name)}; it could not be loaded "
                                  f"({type(err).__name__}).") from None

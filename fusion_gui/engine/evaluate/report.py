@@ -16,15 +16,22 @@ def table(rows: tuple[EvalRow, ...]) -> tuple[list[str], list[str], dict[tuple[s
     return models, metrics, {(r.model, r.metric): r for r in rows}
 
 
+def is_perplexity(metric: str) -> bool:
+    return metric == "perplexity" or metric.endswith("/perplexity")
+
+
 def format_value(row: EvalRow | None) -> str:
     if row is None:
         return "-"
-    return f"{row.value:.2f}" if row.metric == "perplexity" else f"{100 * row.value:.0f}%"
+    if is_perplexity(row.metric):
+        return f"{row.value:.2f}"
+    return f"{100 * row.value:.1f}%" if "/" in row.metric else f"{100 * row.value:.0f}%"
 
 
 def format_table(rows: tuple[EvalRow, ...]) -> str:
     models, metrics, cells = table(rows)
-    header = ["model"] + [m if m == "perplexity" else f"{m} (exact match)" for m in metrics]
+    # a demo skill's name alone means its exact match; task metrics are named "<task>/<metric>"
+    header = ["model"] + [m if is_perplexity(m) or "/" in m else f"{m} (exact match)" for m in metrics]
     body = [[m] + [format_value(cells.get((m, k))) for k in metrics] for m in models]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
