@@ -100,3 +100,13 @@ def test_chat_template_switch_refuses_without_a_template_and_cancel_stops(loaded
     cancel.cancel()
     with pytest.raises(Cancelled):
         drain(run_task(model, tokenizer, load_task(tmp_path / "mc.jsonl"), label="m", cancel=cancel))
+
+
+def test_confidence_interval_is_wilsons_and_none_for_perplexity():
+    from fusion_gui.engine.evaluate.report import confidence_interval
+    from fusion_gui.events import EvalRow
+
+    assert confidence_interval(EvalRow("m", "t/acc", 0.5, 100)) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    low, high = confidence_interval(EvalRow("m", "t/acc", 1.0, 10))
+    assert high == 1.0 and 0.65 < low < 0.75  # never a zero-width interval at 100%
+    assert confidence_interval(EvalRow("m", "t/perplexity", 3.0, 100)) is None

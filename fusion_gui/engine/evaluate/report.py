@@ -53,3 +53,14 @@ def write_csv(rows: tuple[EvalRow, ...], path: str | Path) -> None:
 
 def format_generations(gens: tuple[Generation, ...]) -> str:
     return "\n".join(f"[{g.model}, {g.mode}] {g.prompt}{g.text}" for g in gens)
+
+
+def confidence_interval(row: EvalRow, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95% Wilson interval of an accuracy from its number of examples (None for a perplexity,
+    whose spread the example count does not give)."""
+    if is_perplexity(row.metric) or row.n <= 0:
+        return None
+    p, n = min(max(row.value, 0.0), 1.0), row.n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
