@@ -148,12 +148,14 @@ def _run_model(folder: Path, device: str) -> tuple[float, tuple[tuple[str, str],
         with torch.no_grad():
             batch = torch.tensor([ids], device=device)
             loss = model(input_ids=batch, labels=batch).loss
-            completions = []
-            for prompt in PROMPTS:
-                p = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
-                out = model.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=NEW_TOKENS,
-                                     do_sample=False, pad_token_id=_pad_id(model, tokenizer))
-                completions.append((prompt, _decode(tokenizer, out[0, p.shape[1]:].tolist())))
+            # all prompts in one left-padded batch: one pass per new token instead of one per prompt and token
+            encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+            width, pad = max(map(len, encoded)), _pad_id(model, tokenizer)
+            ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)
+            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+            out = model.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False,
+                                 pad_token_id=pad)
+            completions = [(p, _decode(tokenizer, row[width:].tolist())) for p, row in zip(PROMPTS, out)]
         ppl = math.exp(min(float(loss), 700.0)) if math.isfinite(float(loss)) else math.inf
         return ppl, tuple(completions), sum(is_degenerate(text) for _, text in completions)
     finally:
