@@ -119,3 +119,24 @@ def test_degenerate_repetition():
     assert is_degenerate("the the the the the the the the")
     assert is_degenerate("!!!!!!!!!!!!!!!!!!!!!!!!")
     assert not is_degenerate(" baker opens his shop, the children walk")
+
+
+def test_a_failing_check_does_not_lose_the_merge_but_cancel_still_cancels(monkeypatch, tmp_path):
+    from fusion_gui.engine.errors import Cancelled
+    from fusion_gui.engine.evaluate import smoke
+
+    def failing(*args, **kwargs):
+        raise ValueError("odd file")
+        yield
+
+    monkeypatch.setattr(smoke, "smoke_check", failing)
+    verdict, _ = drain(smoke.check_output(tmp_path, []))
+    assert verdict.verdict == "suspicious" and "odd file" in verdict.reasons[0]
+
+    def cancelled(*args, **kwargs):
+        raise Cancelled("Cancelled by the user.")
+        yield
+
+    monkeypatch.setattr(smoke, "smoke_check", cancelled)
+    with pytest.raises(Cancelled):
+        drain(smoke.check_output(tmp_path, []))

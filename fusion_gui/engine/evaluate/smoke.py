@@ -90,8 +90,16 @@ def check_output(folder: Path, inputs: Sequence[str | Path], device: str = "auto
     to its model card, so nothing broken is presented as a working model."""
     from fusion_gui.engine.evaluate.model_card import add_smoke_section
 
+    from fusion_gui.engine.errors import Cancelled
+
     yield Log("Smoke check: does the new model load, read and talk?")
-    verdict = yield from smoke_check(folder, inputs, device=device, cancel=cancel)
+    try:
+        verdict = yield from smoke_check(folder, inputs, device=device, cancel=cancel)
+    except Cancelled:
+        raise
+    except Exception as err:  # noqa: BLE001 - a failing check must not lose a finished merge
+        reason = f"The smoke check itself failed ({type(err).__name__}: {err})."
+        verdict = SmokeVerdict("suspicious", (reason,), (SmokeCheck("smoke check", "suspicious", reason),))
     level = "info" if verdict.verdict == "ok" else "warning"
     yield Log(f"Smoke check: {verdict.verdict}" + (f" ({'; '.join(verdict.reasons)})" if verdict.reasons else "")
               + f" in {verdict.seconds:.1f} s.", level)

@@ -106,7 +106,12 @@ def check_finite(reader: ModelReader, cancel=None) -> SmokeCheck:
             cancel.raise_if_cancelled()
         if not info.dtype.is_floating_point:
             continue
-        if not bool(torch.isfinite(reader.get(name)).all()):
+        tensor = reader.get(name)
+        try:
+            finite = bool(torch.isfinite(tensor).all())
+        except (RuntimeError, NotImplementedError):  # float8 and other dtypes without isfinite
+            finite = bool(torch.isfinite(tensor.float()).all())
+        if not finite:
             bad.append(name)
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
