@@ -78,4 +78,10 @@ def describe_plan(plan) -> str:
     ]
     lines += [f"  note: {n}" for n in s.notes]
     lines += [f"  warning: {w}" for w in s.warnings]
+    if s.partial_folders:
+        from fusion_gui.engine.io.partial import describe
+
+        lines += [f"  partial folder: {describe(p)}" for p in s.partial_folders]
+        if any(p.state == "gone" for p in s.partial_folders):
+            lines.append("  (the merge removes the partial folders whose job no longer runs)")
     return "\n".join(lines)
