@@ -4,8 +4,11 @@ model on an unchanged task come from the history; every evaluation is recorded t
 
 from __future__ import annotations
 
+import time
+
 from fusion_gui.cli.drive import EXIT_OK, drive
-from fusion_gui.cli.recording import drive_recorded, open_history
+from fusion_gui.cli.recording import open_history
+from fusion_gui.engine.errors import Cancelled
 
 DEMO_SKILLS = ("count", "reverse")
 
@@ -44,17 +47,37 @@ def run(args) -> int:
         raise InputError("--prompt compares at most three models side by side.")
     tasks = _tasks(specs, args)  # every task file checked before any model loads
     quiet_transformers()
-    rows, generations, seconds = [], [], 0.0
-    if skills or args.text or args.prompt:
-        from fusion_gui.engine.evaluate.scoring import evaluate
+    from fusion_gui.session.evaluation import EvalOptions
 
-        demo = drive(lambda cancel: evaluate(args.models, text_file=args.text, tasks=skills, prompt=args.prompt,
-                                             n=args.n, device=args.device, seed=args.seed, cancel=cancel))
-        rows, generations, seconds = list(demo.rows), list(demo.generations), demo.seconds
-    if tasks:
-        result = _scored(tasks, args)
-        rows, seconds = rows + list(result.rows), seconds + result.seconds
-    report(EvalResult(tuple(rows), tuple(generations), seconds), args.csv)
+    history, began, status = open_history(), time.perf_counter(), "failed"
+    options = EvalOptions(device=args.device, batch_size=args.batch_size, allow_download=args.allow_download,
+                          use_cache=not args.fresh)
+    rows, generations = [], []
+    try:
+        if skills or args.text or args.prompt:
+            from fusion_gui.engine.evaluate.scoring import evaluate
+
+            demo = drive(lambda cancel: evaluate(args.models, text_file=args.text, tasks=skills, prompt=args.prompt,
+                                                 n=args.n, device=args.device, seed=args.seed, cancel=cancel))
+            rows, generations = list(demo.rows), list(demo.generations)
+        if tasks:
+            from fusion_gui.session.evaluation import evaluate_models
+
+            result = drive(lambda cancel: evaluate_models(args.models, tasks, history, options, cancel))
+            rows += list(result.rows)
+        status = "done"
+    except (Cancelled, KeyboardInterrupt):
+        status = "cancelled"
+        raise
+    finally:
+        if history is not None:
+            from fusion_gui.session.run_records import record_eval
+
+            names = list(skills) + ([args.text] if args.text else []) + [_name(t) for t in tasks]
+            record_eval(history, args.models, names, rows, status, time.perf_counter() - began,
+                        hashes=options.hashes)
+            history.close()
+    report(EvalResult(tuple(rows), tuple(generations), time.perf_counter() - began), args.csv)
     return EXIT_OK
 
 
@@ -67,22 +90,10 @@ def _tasks(specs: list[str], args):
     return [parse_task(s, settings, args.include_path) for s in specs]
 
 
-def _scored(tasks, args):
-    from fusion_gui.session.evaluation import EvalOptions, HarnessTask, evaluate_models
-    from fusion_gui.session.run_records import record_eval
+def _name(task) -> str:
+    from fusion_gui.session.evaluation import HarnessTask
 
-    history = open_history()
-    options = EvalOptions(device=args.device, batch_size=args.batch_size, allow_download=args.allow_download,
-                          use_cache=not args.fresh)
-    names = [f"lm-eval:{t.name}" if isinstance(t, HarnessTask) else str(t.path) for t in tasks]
-
-    def record(result, status, seconds):
-        if history is not None:
-            record_eval(history, args.models, names, result.rows if result else (), status, seconds,
-                        hashes=options.hashes)
-            history.close()
-
-    return drive_recorded(lambda cancel: evaluate_models(args.models, tasks, history, options, cancel), record)
+    return f"lm-eval:{task.name}" if isinstance(task, HarnessTask) else str(task.path)
 
 
 def quiet_transformers() -> None:
