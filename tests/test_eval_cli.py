@@ -78,3 +78,17 @@ def test_merge_is_recorded_and_can_skip_the_smoke_check(llama_family, run_cli, t
     assert len(lines) == 3 and "out2" in lines[1] and "out" in lines[2]
     code, out, _ = run_cli("history", "show", "2")
     assert "smoke perplexity" in out and "merge_method: linear" in out
+
+
+def test_eval_writes_scores_into_the_model_card(llama_family, run_cli, tmp_path):
+    import shutil
+
+    import yaml
+
+    model = shutil.copytree(llama_family[0], tmp_path / "model")
+    (model / "README.md").write_text("---\ntags:\n- merge\n---\n\n# model\n")
+    code, out, err = run_cli("eval", model, "--task", write_choice_task(tmp_path / "mc.jsonl"), "--write-card")
+    assert code == 0, err
+    front = yaml.safe_load((model / "README.md").read_text().split("---")[1])
+    metrics = {m["type"] for r in front["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics == {"acc", "acc_norm"} and front["tags"] == ["merge"]

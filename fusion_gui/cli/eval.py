@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed for the sampled completion")
     e.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--csv", metavar="FILE", help="also write the table to a CSV file")
+    e.add_argument("--write-card", action="store_true",
+                   help="add the task scores to each model folder's README.md (the Hub's model-index)")
 
 
 def run(args) -> int:
@@ -74,11 +76,29 @@ def run(args) -> int:
             from fusion_gui.session.run_records import record_eval
 
             names = list(skills) + ([args.text] if args.text else []) + [_name(t) for t in tasks]
+            from fusion_gui.engine.merge.run import peak_rss_bytes
+
             record_eval(history, args.models, names, rows, status, time.perf_counter() - began,
-                        hashes=options.hashes)
+                        peak_rss_bytes(), hashes=options.hashes)
             history.close()
     report(EvalResult(tuple(rows), tuple(generations), time.perf_counter() - began), args.csv)
+    if args.write_card:
+        _write_cards(args.models, rows)
     return EXIT_OK
+
+
+def _write_cards(models: list[str], rows) -> None:
+    """Each local model folder's README.md gets its task scores ("<task>/<metric>" rows only)."""
+    from pathlib import Path
+
+    from fusion_gui.engine.evaluate.model_card import add_model_index, card_scores
+    from fusion_gui.engine.evaluate.scoring import model_labels
+
+    for model, label in zip(models, model_labels(models)):
+        mine = [r for r in rows if r.model == label and "/" in r.metric]
+        if mine and Path(model).is_dir():
+            add_model_index(Path(model) / "README.md", Path(model).name, card_scores(mine))
+            print(f"Added {len(mine)} scores to {Path(model) / 'README.md'}.")
 
 
 def _tasks(specs: list[str], args):
