@@ -123,7 +123,7 @@ def _merge(args) -> int:
         return EXIT_OK
     result = _drive(merge(recipe, args.out_dir, options), progress=not args.no_progress)
     print(f"Wrote {result.out_dir}: {result.tensors} tensors, {human_bytes(result.bytes_written)} in "
-          f"{result.shards} shard(s), {result.seconds:.1f} s, peak memory {human_bytes(result.peak_rss_bytes)}.")
+          f"{result.shards} shard(s), {result.seconds:.1f} s, peak memory {human_bytes(result.peak_bytes)} (this merge's own).")
     return EXIT_OK
 
 

@@ -74,7 +74,7 @@ def describe_plan(plan) -> str:
         f"{human_bytes(plan.shard_bytes)}, dtype {s.out_dtype}",
         f"  device:          {s.device}",
         f"  largest tensor:  {s.largest_tensor}",
-        f"  est. peak memory: {human_bytes(s.estimated_peak_bytes)}",
+        f"  est. peak memory: {human_bytes(s.estimated_peak_bytes)} (the merge's own, besides Python and torch)",
         "  files:           config.json, generation_config.json, tokenizer files, README.md, "
         "mergekit_config.yml, " + ("model.safetensors" if s.shards == 1 else
                                   f"model-00001-of-{s.shards:05d}.safetensors ... + model.safetensors.index.json"),

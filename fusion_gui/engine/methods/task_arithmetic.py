@@ -10,21 +10,57 @@ so results are bit-identical to mergekit's for the deterministic methods.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from ..errors import InputError
 from . import sparsify
-from .base import MergeMethod, MethodResult, ParamSpec, register
+from .base import MergeMethod, MethodResult, ParamSpec, register, side_by_side_limit
 
 
-# Run the sorts side by side for tensors between these sizes; above, one sort's scratch
-# (float32 keys + int64 indices: 12 bytes an element) is already large, so one at a time.
+# Run the sorts side by side for tensors between these sizes; above, one sort's scratch is already
+# large, so one at a time. Inside a merge the plan's memory budget sets the limit instead (below).
 _PARALLEL_NUMEL, _PARALLEL_MAX_NUMEL = 1 << 16, 1 << 26
+# What one model's magnitude sparsification holds while it runs, per element, besides its delta:
+# float32 keys, int64 order, the sort's own scratch, the mask and the masked delta (measured on
+# CPU, bf16 and float32 alike; benchmarks/bench_memory.py).
+SORT_BYTES = 20
 _POOL: ThreadPoolExecutor | None = None
+
+
+def sort_scratch(itemsize: int) -> float:
+    """Bytes per element one more model's sort adds when it runs beside the others."""
+    return SORT_BYTES + itemsize  # + its delta
+
+
+def _width(numel: int, models: int, on_cpu: bool, limit: int | None) -> int:
+    """How many models' sparsifications run at once for a tensor of `numel` elements."""
+    if not on_cpu or models < 2 or numel < _PARALLEL_NUMEL:
+        return 1
+    if limit is None:  # outside a merge: the size rule
+        return models if numel <= _PARALLEL_MAX_NUMEL else 1
+    return max(1, min(models, limit))
+
+
+def _in_order(fn: Callable, items: Sequence[int], width: int) -> Iterator:
+    """fn over items, results in order, at most `width` running or waiting at once; each result
+    is released once the caller has taken it."""
+    if width <= 1:
+        yield from (fn(i) for i in items)
+        return
+    pending: deque[Future] = deque(_pool().submit(fn, i) for i in items[:width])
+    rest = iter(items[width:])
+    while pending:
+        result = pending.popleft().result()
+        following = next(rest, None)
+        if following is not None:
+            pending.append(_pool().submit(fn, following))
+        yield result
+        del result
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -76,11 +112,11 @@ def generalized_task_arithmetic(
     # Magnitude top-k sorts every delta (mergekit's tie order needs the full sort), which
     # dominates a TIES merge on the CPU; the sorts are independent, so run them side by side.
     # Random sparsifiers stay sequential: they share one generator, whose order matters.
-    if (sparsification in ("magnitude", "magnitude_outliers") and len(others) > 1
-            and base.device.type == "cpu" and _PARALLEL_NUMEL <= base.numel() <= _PARALLEL_MAX_NUMEL):
-        computed = iter(list(_pool().map(delta_of, others)))
-    else:
-        computed = (delta_of(i) for i in others)
+    # At most as many side by side as the plan's memory budget allows (side_by_side_limit).
+    width = 1
+    if sparsification in ("magnitude", "magnitude_outliers"):
+        width = _width(base.numel(), len(others), base.device.type == "cpu", side_by_side_limit())
+    computed = _in_order(delta_of, others, width)
     changed = torch.zeros((), dtype=torch.int64, device=base.device)  # non-zero raw deltas
 
     stats: dict[str, Any] = {}
@@ -200,4 +236,5 @@ for (_name, _pretty, _ref, _sparse, _ties, _norm, _resc, _desc) in _VARIANTS:
         params=_params(_norm, _resc, _extra), base="required", min_models=2,
         random=_sparse in ("random", "della_magprune"), sign_election=_ties,
         ranks_by_magnitude=_sparse in ("magnitude", "magnitude_outliers"),
+        side_by_side_scratch=sort_scratch if _sparse in ("magnitude", "magnitude_outliers") else None,
     ))
