@@ -37,6 +37,25 @@ def sort_scratch(itemsize: int) -> float:
     return SORT_BYTES + itemsize  # + its delta
 
 
+def _scratch(sparsification: str | None, consensus: bool) -> Callable[[int, int], float]:
+    """Bytes per element a variant holds besides its inputs, with one model's sparsification at a
+    time, for n inputs in a dtype of `itemsize` bytes (the parts measured with bench_memory.py)."""
+    def scratch(n: int, itemsize: int) -> float:
+        held = itemsize  # the delta being made
+        if sparsification in ("magnitude", "magnitude_outliers"):
+            held += SORT_BYTES
+        elif sparsification == "random":  # float32 draws, the mask, its cast and the masked delta
+            held += 5 + 2 * itemsize
+        elif sparsification == "della_magprune":  # int64 order, float32 ranks and draws, the mask
+            held += 16 + 2 * itemsize
+        if consensus or n - 1 > 4:  # every delta in one buffer, with the sign masks
+            held += (n - 1) * (itemsize + 3)
+        else:  # a float32 running sum
+            held += 6
+        return held + 2 * itemsize  # the mixed change and the result
+    return scratch
+
+
 def _width(numel: int, models: int, on_cpu: bool, limit: int | None) -> int:
     """How many models' sparsifications run at once for a tensor of `numel` elements."""
     if not on_cpu or models < 2 or numel < _PARALLEL_NUMEL:
@@ -236,5 +255,6 @@ for (_name, _pretty, _ref, _sparse, _ties, _norm, _resc, _desc) in _VARIANTS:
         params=_params(_norm, _resc, _extra), base="required", min_models=2,
         random=_sparse in ("random", "della_magprune"), sign_election=_ties,
         ranks_by_magnitude=_sparse in ("magnitude", "magnitude_outliers"),
+        scratch=_scratch(_sparse, _ties),
         side_by_side_scratch=sort_scratch if _sparse in ("magnitude", "magnitude_outliers") else None,
     ))
