@@ -19,6 +19,9 @@ from fusion_gui.engine.merge.tasks import TensorTask
 from fusion_gui.engine.methods.base import MergeMethod
 
 WRITE_QUEUE = 3  # outputs the async writer holds: its queue of 2, plus the one being written
+# The job's bookkeeping besides tensors: metrics, shard headers, the allocator's gaps; measured at
+# 10-30 MB over what the tensors explain (benchmarks/results/memory_bench.txt).
+BOOKKEEPING = 48 << 20
 
 
 def _numel(task: TensorTask) -> int:
@@ -90,7 +93,7 @@ def peak_with(method: MergeMethod, tasks: Sequence[TensorTask], held: Sequence[i
     for task, base, width in zip(tasks, held, widths):
         more = (width - 1) * extra(task.compute_dtype.itemsize) * _numel(task) if extra else 0
         peak = max(peak, base + int(more))
-    return peak
+    return peak + BOOKKEEPING
 
 
 def _trim_allocator() -> None:

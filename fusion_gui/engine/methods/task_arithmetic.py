@@ -50,8 +50,8 @@ def _scratch(sparsification: str | None, consensus: bool) -> Callable[[int, int]
             held += 16 + 2 * itemsize
         if consensus or n - 1 > 4:  # every delta in one buffer, with the sign masks
             held += (n - 1) * (itemsize + 3)
-        else:  # a float32 running sum
-            held += 6
+        else:  # a float32 running sum; a sparsifier's temporaries, made once per model, also leave
+            held += 6 + ((n - 1) * (itemsize + 3) if sparsification else 0)  # the allocator's gaps (measured)
         return held + 2 * itemsize  # the mixed change and the result
     return scratch
 
