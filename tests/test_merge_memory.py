@@ -41,7 +41,7 @@ def test_estimate_is_the_same_whatever_the_process_holds(llama_family, tmp_path)
     del held
     assert second.summary.estimated_peak_bytes == first.summary.estimated_peak_bytes
     # and it is the tiny merge's own memory, not the process's hundreds of MB
-    assert first.summary.estimated_peak_bytes < 20 * MB
+    assert first.summary.estimated_peak_bytes < 100 * MB
 
 
 def test_result_peak_is_the_jobs_own(llama_family, tmp_path):
