@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -25,8 +26,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("FUSION_GUI_CONFIG_DIR", tempfile.mkdtemp(prefix="fusion-gui-screenshot-settings-"))
 
-PROMPT = "ab<"  # the demo's reverse skill: the merge answers "ba"
-DISTILL_STEPS = 150
+DISTILL_STEPS = 200
+# the demo models saw one problem at a time from its first character: problems of five characters
+# ("12345>23456" and its end-of-text token) fill a block of 12 exactly, so every block is one problem
+# as the teacher knows them, and its held-out perplexity means something
+PROBLEM_CHARS = 5
+DISTILL_BLOCK = 2 * PROBLEM_CHARS + 2
 
 
 def wait_for(signal, what: str, timeout_s: float = 900.0):
@@ -57,7 +62,8 @@ def run(worker, what: str):
         raise SystemExit(f"{what} did not start.")
     errors = []
     worker.failed.connect(lambda summary, details: errors.append(summary))
-    wait_for(worker.done, what)
+    if worker.running:
+        wait_for(worker.done, what)
     if errors:
         raise SystemExit(f"{what} failed: {errors[0]}")
 
@@ -71,10 +77,12 @@ def save(widget, out: Path, name: str) -> None:
 
 
 def training_text(path: Path, lines: int = 4000) -> Path:
-    """The demo's own kind of text: skill problems with their answers, one a line."""
+    """The demo's own kind of text: skill problems of PROBLEM_CHARS with their answers, one a line."""
     from fusion_gui.engine.evaluate.demo import SKILLS, skill_examples
 
-    rows = [p + a for skill in SKILLS for p, a in skill_examples(skill, "train", lines // len(SKILLS))]
+    rows = [p + a for skill in SKILLS for p, a in skill_examples(skill, "train", lines)
+            if len(a) == PROBLEM_CHARS][:lines]
+    random.Random(0).shuffle(rows)  # both skills in the held-out share too
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -125,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # the demo, as "Try the demo" builds and loads it; merged into a new folder
     panel = window.start_panel
-    worker = panel.start_demo()
+    panel.start_demo()
     ready = wait_for(panel.demo_ready, "the demo models")[0]
-    run(worker, "Building the demo")
     base, count, reverse = (str(p) for p in ready)
     window.run_panel.set_output_dir(str(runs / "demo-merge"))
     run(window.run_panel.start_merge(), "The demo merge")
@@ -136,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # its scores and completions beside its inputs'
     evaluate = window.eval_panel
-    evaluate.prompt_edit.setText(PROMPT)
+    from fusion_gui.engine.evaluate.demo import skill_examples
+
+    prompt = skill_examples("reverse", "eval", 1)[0][0]  # the first held-out problem, not a chosen one
+    evaluate.prompt_edit.setText(prompt)
     window.tabs.setCurrentWidget(evaluate)
     evaluate_worker = evaluate.start()
     run(evaluate_worker, "The evaluation")
@@ -159,15 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     save(dialog, args.out, "extract-lora.png")
     dialog.close()
 
-    # a distillation that learns: the merge teaches a smaller fresh student
+    # a distillation that learns: the demo merge teaches a smaller fresh student
     distill = window.distill_panel
     window.tabs.setCurrentWidget(distill)
-    student = small_student(Path(runs / "demo-merge"), runs / "student-init")
-    distill.set_inputs(teacher=str(runs / "demo-merge"), student=str(student),
+    teacher = runs / "demo-merge"
+    student = small_student(teacher, runs / "student-init")
+    distill.set_inputs(teacher=str(teacher), student=str(student),
                        data=str(training_text(runs / "demo-text.txt")), output=str(runs / "distilled"))
     distill.max_steps.setValue(DISTILL_STEPS)
-    distill.batch_size.setValue(16)
-    distill.seq_length.setValue(64)
+    distill.batch_size.setValue(32)
+    distill.seq_length.setValue(DISTILL_BLOCK)
     distill.learning_rate.setValue(3e-3)
     distill.warmup_steps.setValue(10)
     distill.eval_every.setValue(25)
