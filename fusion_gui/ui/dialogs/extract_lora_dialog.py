@@ -22,8 +22,8 @@ from superqt import QElidingLabel
 
 from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
+from fusion_gui.formatting import format_bytes
 from fusion_gui.ui.dialogs.lora_summary import ERROR_COLOUR, fit_check_job, format_error, rank_advice, summary_text
-from fusion_gui.ui.formatting import format_bytes
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.cli_eval import format_value, table, write_csv
+from fusion_gui.engine.evaluate.report import format_value, table, write_csv
 from fusion_gui.engine.evaluate.demo import SKILLS
 from fusion_gui.engine.evaluate.scoring import evaluate, model_labels
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
