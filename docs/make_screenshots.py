@@ -11,6 +11,7 @@ are the ones a user sees. Settings are kept in a throwaway folder. Takes a few m
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import random
 import shutil
@@ -24,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("FUSION_GUI_CONFIG_DIR", tempfile.mkdtemp(prefix="fusion-gui-screenshot-settings-"))
+if "FUSION_GUI_CONFIG_DIR" not in os.environ:  # the user's own settings stay as they are
+    os.environ["FUSION_GUI_CONFIG_DIR"] = tempfile.mkdtemp(prefix="fusion-gui-screenshot-settings-")
+    atexit.register(shutil.rmtree, os.environ["FUSION_GUI_CONFIG_DIR"], True)
 
 DISTILL_STEPS = 200
 # the demo models saw one problem at a time from its first character: problems of five characters
