@@ -16,7 +16,9 @@ from fusion_gui.engine.lora import extract_lora, rank_for_energy  # noqa: E402
 from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config  # noqa: E402
 from helpers import drain  # noqa: E402
 from test_ui_lora import extract_in_dialog  # noqa: E402
-from ui_helpers import JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
+from ui_helpers import (  # noqa: E402,F401
+    JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, window,
+)
 
 
 def test_the_rank_for_90_percent_counts_the_energy_of_every_module():
