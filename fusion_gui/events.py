@@ -259,6 +259,9 @@ class LoraResult:
     skipped: tuple[str, ...] = field(default=(), repr=False)  # changed tensors a LoRA cannot hold
     bytes_written: int = 0
     seconds: float = 0.0
+    # the one rank for every module that keeps 90% of the change's energy (sum of ‖ΔW‖²), from the
+    # singular values the extraction computed; None when those do not reach 90% (a randomized SVD)
+    rank_for_90: int | None = None
 
     @property
     def mean_rel_error(self) -> float:
