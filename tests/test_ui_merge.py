@@ -184,10 +184,12 @@ def test_preflight_says_what_will_be_written_and_warns_about_memory(window, qtbo
     assert "free RAM" in text and "free GPU memory" in text
 
     (tmp_path / "out").mkdir()
-    assert preflight(qtbot, window) is None
+    assert preflight(qtbot, window) is not None  # the plan is still shown; the app asks before replacing
     assert "already exists" in window.run_panel.preflight_label.text()
+    assert "choose a new one" in window.run_panel.preflight_label.text()
     window.run_panel.overwrite_box.setChecked(True)
     assert preflight(qtbot, window) is not None
+    assert "Run asks before replacing it" in window.run_panel.preflight_label.text()
 
 
 def test_run_without_an_output_folder_says_so(window, llama_family, error_dialogs):

@@ -196,6 +196,7 @@ class RunPanel(QWidget):
         layout.addWidget(self.progress_label)
         layout.addLayout(result_row)
         layout.addWidget(self.preflight_label)
+        layout.addStretch(1)  # spare height goes below everything: nothing above Run ever grows
         self._locked_while_running = (self.output_combo, browse, self.overwrite_box, self.out_dtype_combo,
                                       self.shard_combo, self.device_combo)
 
