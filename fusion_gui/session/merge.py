@@ -66,7 +66,7 @@ class MergeSession:
         if self.state != before and self.locked:
             self.state = before
             self.message.emit(LOCKED)
-            self.changed.emit(origin)  # views redraw the recipe that is running
+            self.changed.emit(None)  # every view redraws the recipe that runs, the asking one too
         elif self.state != before:
             self.changed.emit(origin)
 
