@@ -101,6 +101,7 @@ def main(state_dir: Path, out_dir: Path) -> int:
             "merged": window.run_panel.last_result is not None,
             "evaluating": window.eval_panel.runner.running,
             "scores": scores(window),
+            "plot_points": window.merge_plots.layer_plot.point_counts(),
         }
         temp = state_dir / "state.json.tmp"
         temp.write_text(json.dumps(state))

@@ -170,7 +170,7 @@ def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monk
 
 def test_preflight_says_what_will_be_written_and_warns_about_memory(window, qtbot, llama_family, tmp_path,
                                                                     monkeypatch):
-    from fusion_gui.ui.panels import run_panel
+    from fusion_gui.ui.panels import preflight as run_panel  # where the pre-flight reads free memory
 
     window.models_panel.add_models([str(p) for p in llama_family])
     window.run_panel.set_output_dir(str(tmp_path / "out"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QGroupBox, QMainWindow, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
@@ -37,6 +37,7 @@ from fusion_gui.ui.widgets.file_dialogs import ask_open_file, ask_save_file
 from fusion_gui.ui.widgets.wheel_guard import install_wheel_guard
 
 RECIPE_SUFFIXES = (".yml", ".yaml")
+DEMO_PLOTS_SHOWN_MS = 2000  # the demo's merge plots stay in view this long before its scores
 RECIPE_FILTER = "Merge recipes (*.yml *.yaml)"
 
 
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
         self.run_panel.run_started.connect(self._on_run_started)
         self.run_panel.merged.connect(self._on_merged)
         self.run_panel.busy_changed.connect(self._lock_form)
+        self.eval_panel.evaluated.connect(self._on_evaluated)
         self._demo_story = False  # the demo's merge runs on into its evaluation
         self.run_panel.event_received.connect(self.merge_plots.handle_event)
         self.start_panel.demo_ready.connect(self._load_demo)
@@ -241,14 +243,19 @@ class MainWindow(QMainWindow):
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
-        if self._demo_story:  # the demo's last step: score the merge and its inputs on the demo skills
-            self._demo_story = False
-            self.say(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
-            self.tabs.setCurrentWidget(self.eval_panel)
-            if self.eval_panel.start() is not None:
-                self.say("Scoring the demo merge and its inputs on the demo skills…", self.eval_panel)
-            return
         self.say(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
+        if self._demo_story:  # the demo's last step, once the filled plots have been seen a moment
+            self._demo_story = False
+            QTimer.singleShot(DEMO_PLOTS_SHOWN_MS, self._score_the_demo)
+
+    def _score_the_demo(self) -> None:
+        self.tabs.setCurrentWidget(self.eval_panel)
+        if self.eval_panel.start() is not None:
+            self.say("Scoring the demo merge and its inputs on the demo skills…", self.eval_panel)
+
+    def _on_evaluated(self, result) -> None:
+        self.say(f"Scored {len(self.eval_panel.models)} model(s) in {result.seconds:.0f} s: the table shows "
+                 f"each one's scores.", self.eval_panel)
 
     def _load_demo(self, refs: list[str]) -> None:
         """The demo models in, a merge into a new folder chosen for the user, then its scores."""

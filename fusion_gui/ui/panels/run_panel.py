@@ -17,7 +17,6 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-import psutil
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
@@ -31,6 +30,7 @@ from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.merge import MergeSession
 from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_overlap
+from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
 from fusion_gui.ui.dialogs.replace_dialog import ask_replace
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
@@ -46,69 +46,6 @@ def merge_job(recipe, out_dir: str, options, token):
     from fusion_gui.engine.merge import merge
 
     return merge(recipe, out_dir, options, cancel=token)
-
-
-def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
-    """Plan the merge (headers only) on the worker: (summary, text, warnings, fresh folder or None).
-    The app decides about an existing folder itself (it asks), so the plan never refuses one."""
-    from fusion_gui.engine.merge import plan_merge
-
-    yield from ()
-    plan = plan_merge(recipe, out_dir, dataclasses.replace(options, force=True))
-    try:
-        text, warnings = describe_plan(plan.summary, output_chosen)
-    finally:
-        plan.close()
-    fresh = None
-    if output_chosen and Path(out_dir).expanduser().exists():
-        note, fresh = existing_output_note(out_dir, recipe.referenced_models(), options.force)
-        warnings.append(note)
-    return plan.summary, text, warnings, fresh
-
-
-def existing_output_note(out_dir: str, refs: list[str], replace: bool) -> tuple[str, str | None]:
-    """What the pre-flight says about an output folder that exists, and a fresh name to offer."""
-    overlap = input_overlap(out_dir, refs)
-    fresh = str(fresh_folder(out_dir))
-    if overlap:
-        return overlap, fresh
-    size = format_bytes(folder_bytes(out_dir))
-    if replace:
-        return f"'{out_dir}' already exists ({size}); Run asks before replacing it.", None
-    return f"'{out_dir}' already exists ({size}); choose a new one:", fresh
-
-
-def free_memory(device: str) -> tuple[int, int | None]:
-    """(free RAM, free GPU memory or None) in bytes."""
-    ram = psutil.virtual_memory().available
-    gpu = None
-    if device.startswith("cuda"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                gpu = torch.cuda.mem_get_info()[0]
-        except Exception:  # no usable CUDA: the RAM figure is what counts
-            gpu = None
-    return ram, gpu
-
-
-def describe_plan(summary: PlanSummary, output_chosen: bool = True) -> tuple[str, list[str]]:
-    """The pre-flight text and the warnings to show beside it."""
-    text = (f"Writes {summary.tensors} tensors ({format_bytes(summary.output_bytes)}, {summary.out_dtype}) "
-            f"in {summary.shards} shard{'s' if summary.shards != 1 else ''}, {summary.num_layers} layers, "
-            f"on {summary.device}. Estimated peak memory {format_bytes(summary.estimated_peak_bytes)}.")
-    for note in summary.notes:  # work before the merge proper, e.g. estimating Fishers
-        text += f"\n{note}"
-    warnings = list(summary.warnings)
-    ram, gpu = free_memory(summary.device)
-    if summary.estimated_peak_bytes > ram:
-        warnings.append(f"The estimated peak memory is more than the {format_bytes(ram)} of free RAM.")
-    if gpu is not None and summary.estimated_peak_bytes > gpu:
-        warnings.append(f"The estimated peak memory is more than the {format_bytes(gpu)} of free GPU memory.")
-    if not output_chosen:
-        warnings.append("Choose an output folder.")
-    return text, warnings
 
 
 NOTHING_TO_PLAN = "Add the models to merge (two or more), or press “Try the demo”; then choose an output folder."
@@ -319,6 +256,8 @@ class RunPanel(QWidget):
         self.open_button.setVisible(False)
         self.summary_label.clear()
         self.log_view.clear()
+        self.preflight_runner.cancel_pending()  # the running merge's own plan replaces the pre-flight
+        self.preflight_label.setText("Planning the merge…")
         self.run_started.emit()
         worker = self.runner.start(lambda token: merge_job(recipe, out_dir, options, token), f"Merging into {out_dir}…")
         self._set_busy(True)
@@ -363,7 +302,9 @@ class RunPanel(QWidget):
         self.log(("⚠ " if event.level == "warning" else "") + event.message)
 
     def _on_plan(self, event: PlanSummary) -> None:
-        self.log(describe_plan(event)[0])
+        text = describe_plan(event)[0]
+        self.log(text)
+        self.preflight_label.setText(_escape(text).replace("\n", "<br>"))
 
     def _on_finished(self, result: MergeResult) -> None:
         self.last_result = result
