@@ -128,7 +128,6 @@ def test_a_newcomer_clicks_try_the_demo_and_gets_the_scores(x_display, tmp_path)
         app.screenshot("03-merging")
         merged = app.wait_for("the merge to finish", lambda s: s["merged"], STORY_TIMEOUT_S)
         app.screenshot("04-merged")  # the filled plots stay in view a moment before the scores
-        assert merged["tab"] == "Merge" and "Merged into" in " ".join(merged["texts"])
         assert merged["plot_points"].get("result"), merged["plot_points"]  # the plots filled
 
         done = app.wait_for("the scores", lambda s: s["tab"] == "Evaluate" and not s["evaluating"]
