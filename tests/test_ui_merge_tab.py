@@ -59,20 +59,20 @@ def test_replacing_an_existing_folder_asks_first_with_its_name_and_size(window, 
     assert not (out / "old-weights.bin").exists() and (out / "config.json").exists()  # replaced, as agreed
 
 
-@pytest.mark.parametrize("where", ["is", "holds", "inside"])
+@pytest.mark.parametrize("where", ["is", "contains", "lies inside"])
 def test_a_folder_that_is_holds_or_lies_in_an_input_is_never_replaced(window, qtbot, llama_family, tmp_path,
                                                                       replace_questions, error_dialogs, where):
     asked, _ = replace_questions
     base, ft1, ft2 = llama_family
-    out = {"is": ft2, "holds": ft2.parent, "inside": ft2 / "sub"}[where]
+    out = {"is": ft2, "contains": ft2.parent, "lies inside": ft2 / "sub"}[where]
     out.mkdir(exist_ok=True)
     window.models_panel.add_models([str(base), str(ft1), str(ft2)])
     window.run_panel.overwrite_box.setChecked(True)
     window.run_panel.set_output_dir(str(out))
     preflight(qtbot, window)  # says so before Run is pressed
-    assert where in window.run_panel.preflight_label.text() and "input model" in window.run_panel.preflight_label.text()
+    assert f"{where} the input" in window.run_panel.preflight_label.text()
     assert window.run_panel.start_merge() is None
-    assert asked == [] and len(error_dialogs) == 1 and "input model" in error_dialogs[0][0]
+    assert asked == [] and len(error_dialogs) == 1 and f"{where} the input" in error_dialogs[0][0]
     assert (ft2 / "config.json").exists()
 
 

@@ -1,6 +1,6 @@
 """Where a merge may be written: an existing folder's size, a fresh name beside it, and whether a
-folder is (or holds, or lies inside) one of the recipe's inputs. Qt-free; the Run view asks these
-before anything is replaced, and the pre-flight shows the same answers before Run is pressed."""
+folder is (or contains, or lies inside) one of the recipe's inputs (the engine's own check). Qt-free;
+the Run view asks these before anything is replaced; the pre-flight says the same before Run."""
 
 from __future__ import annotations
 
@@ -34,23 +34,16 @@ def fresh_folder(wanted: str | Path) -> Path:
     return candidate
 
 
-def _resolved(path: str | Path) -> Path:
-    return Path(path).expanduser().resolve()
-
 
 def input_overlap(out_dir: str | Path, refs: list[str]) -> str | None:
-    """A sentence when writing `out_dir` would replace or hold an input (`refs` that are local
-    paths); None when it touches none. Hub names that are not local paths are never in the way."""
-    out = _resolved(out_dir)
-    for ref in refs:
-        if not Path(ref).expanduser().exists():
-            continue
-        model = _resolved(ref)
-        if out == model:
-            return f"The output folder '{out_dir}' is the input model '{ref}'; choose a new folder."
-        if out in model.parents:
-            return f"The output folder '{out_dir}' holds the input model '{ref}'; choose a new folder."
-        if model in out.parents:
-            return f"The output folder '{out_dir}' lies inside the input model '{ref}'; choose a new folder."
-    return None
+    """The engine's sentence when writing `out_dir` would destroy an input (it is, contains or lies
+    inside one of `refs` that are local paths); None when it touches none. Hub names never are."""
+    from fusion_gui.engine.errors import InputError
+    from fusion_gui.engine.merge.output import refuse_input_overlap
 
+    local = {ref: Path(ref).expanduser() for ref in refs if Path(ref).expanduser().exists()}
+    try:
+        refuse_input_overlap(Path(out_dir), local)
+    except InputError as err:
+        return str(err)
+    return None

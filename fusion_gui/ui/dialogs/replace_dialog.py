@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from fusion_gui.ui.formatting import format_bytes
+from fusion_gui.formatting import format_bytes
 
 
 def replace_question(folder: str, size: int) -> str:

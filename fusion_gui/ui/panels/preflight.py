@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 
 from fusion_gui.events import PlanSummary
-from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_overlap
-from fusion_gui.ui.formatting import format_bytes
+from fusion_gui.session.output_folder import folder_bytes, fresh_folder
+from fusion_gui.formatting import format_bytes
 
 
 def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
@@ -27,17 +27,14 @@ def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
         plan.close()
     fresh = None
     if output_chosen and Path(out_dir).expanduser().exists():
-        note, fresh = existing_output_note(out_dir, recipe.referenced_models(), options.force)
+        note, fresh = existing_output_note(out_dir, options.force)
         warnings.append(note)
     return plan.summary, text, warnings, fresh
 
 
-def existing_output_note(out_dir: str, refs: list[str], replace: bool) -> tuple[str, str | None]:
+def existing_output_note(out_dir: str, replace: bool) -> tuple[str, str | None]:
     """What the pre-flight says about an output folder that exists, and a fresh name to offer."""
-    overlap = input_overlap(out_dir, refs)
-    fresh = str(fresh_folder(out_dir))
-    if overlap:
-        return overlap, fresh
+    fresh = str(fresh_folder(out_dir))  # an input in the way never gets here: plan_merge refuses it
     size = format_bytes(folder_bytes(out_dir))
     if replace:
         return f"'{out_dir}' already exists ({size}); Run asks before replacing it.", None
