@@ -178,6 +178,8 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         raise InputError(f"Bad --out-shard-size: {err}") from None
     device = pick_device(options.device)
     method = get_method(recipe.merge_method)
+    if not recipe.referenced_models():
+        raise InputError("The recipe names no models to merge; add two or more.")
     donor = recipe.base_model or recipe.referenced_models()[0]
     tok = recipe.tokenizer_source or (recipe.tokenizer or {}).get("source")
     tok_donor = donor if tok in (None, "base", "union") else tok
