@@ -14,7 +14,7 @@ from typing import Any, Callable, Generator
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from fusion_gui.engine.cancel import CancelToken
-from fusion_gui.engine.errors import Cancelled, InputError, OutputError
+from fusion_gui.engine.errors import Cancelled, InputError, OutputError, out_of_memory_sentence
 from fusion_gui.engine.imports import import_engine_dependencies
 from fusion_gui.ui.gc_guard import collect_on_gui_thread
 
@@ -50,8 +50,8 @@ class _JobThread(QThread):
             self.outcome = ("cancelled", None)
         except (InputError, OutputError) as err:
             self.outcome = ("failed", (str(err), f"{type(err).__name__}: {err}"))
-        except BaseException as err:  # a bug: say so, and keep the traceback for the report
-            summary = f"Unexpected error: {type(err).__name__}: {err}"
+        except BaseException as err:  # a bug (say so, keep the traceback for the report), or no memory left
+            summary = out_of_memory_sentence(err) or f"Unexpected error: {type(err).__name__}: {err}"
             self.outcome = ("failed", (summary, traceback.format_exc()))
 
 

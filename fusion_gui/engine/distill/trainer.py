@@ -26,7 +26,7 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.distill import losses as L
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
-from fusion_gui.engine.errors import Cancelled, InputError
+from fusion_gui.engine.errors import Cancelled, InputError, OutputError
 from fusion_gui.engine.merge.output import publish, temp_dir_for
 from fusion_gui.events import DistillResult, EvalStep, Event, Log, TrainStep
 
@@ -269,10 +269,14 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     if save_dtype is not None:
         student.to(save_dtype)
     shutil.rmtree(temp / ".trainer", ignore_errors=True)
-    student.save_pretrained(temp)
-    tokenizer.save_pretrained(temp)
-    (temp / CONFIG_FILE).write_text(dump_config(config))
-    _write_card(temp, config, trainer.state.global_step, callback.last_eval)
+    try:
+        student.save_pretrained(temp)
+        tokenizer.save_pretrained(temp)
+        (temp / CONFIG_FILE).write_text(dump_config(config))
+        _write_card(temp, config, trainer.state.global_step, callback.last_eval)
+    except OSError as err:  # a full disk after hours of training: one sentence, and the folder goes
+        raise OutputError(f"Writing the distilled model failed: {err.strerror or err} "
+                          f"({err.filename or temp}).") from err
     return trainer.state.global_step, callback.last_eval, True
 
 

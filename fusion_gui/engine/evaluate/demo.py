@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from fusion_gui.engine.errors import OutputError
 from fusion_gui.events import Log, StepProgress
 
 DEMO_VERSION = 1
@@ -237,6 +238,8 @@ def build_demo(root: Path | None = None, spec: DemoSpec = DemoSpec(), force: boo
         shutil.rmtree(root, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(root)
+    except OSError as err:  # a full disk, a folder the user may not write
+        raise OutputError(f"Writing the demo models failed: {err.strerror or err} ({err.filename or tmp}).") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         torch.set_num_threads(threads)
