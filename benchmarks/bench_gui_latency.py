@@ -7,7 +7,8 @@
            through the strategy panel; each edit reruns the pre-flight, which builds the union vocabulary.
 3. merge - a TIES merge of three ~1 GB checkpoints (bench_merge.py's, built under .bench/ if needed).
 
-A 5 ms QTimer heartbeat runs on the GUI thread throughout; how late each tick fires is the time the
+A 5 ms QTimer heartbeat runs on the GUI thread throughout (and for 3 s before, with the window idle:
+what the machine's own load costs); how late each tick fires is the time the
 window could not repaint or take a click. A watchdog thread notes what the GUI thread was running
 whenever a tick is more than STALL_MS late (--stalls prints those stacks).
 
@@ -245,6 +246,9 @@ def main() -> None:
                      f"(tokenizers of {COMMON_WORDS + OWN_WORDS + 3:,} tokens), built in "
                      f"{time.perf_counter() - built:.1f} s")
         spin(seconds=0.5)
+        heartbeat.start("idle (the machine)")  # the window doing nothing: what the machine's load costs
+        spin(seconds=3)
+        heartbeat.stop()
         phase_add(window, heartbeat, folders)
         phase_edit(window, heartbeat, folders, args.edits)
         seconds = phase_merge(window, heartbeat, paths, out)
