@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast bench demo selftest package clean
+.PHONY: run test test-fast screenshots bench demo selftest package clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,12 @@ run: $(STAMP)  ## open the app
 
 test: $(STAMP)  ## the whole test suite (Qt tests run offscreen)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## tests that need neither Qt nor the slow marker: engine, CLI, structure
+	$(PY) -m pytest -q -m "not slow and not gui and not cuda and not packaging"
+
+screenshots: $(STAMP)  ## refresh docs/screenshots (the README's pictures); plain test runs write to build/screenshots
+	FUSION_GUI_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m screenshot
 
 demo: $(STAMP)  ## headless demo merge of tiny models
 	$(VENV)/bin/fusion-gui demo

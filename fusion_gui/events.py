@@ -82,6 +82,18 @@ class LayerMetrics:
 
 
 @dataclass(frozen=True)
+class PartialFolder:
+    """An unfinished output folder beside a job's output: a killed job's leftover, or one still writing."""
+
+    path: str
+    kind: str  # the job that writes it: merge, distillation, LoRA extraction, Fisher estimate, ...
+    state: str  # running | gone | other host | unknown (no owner record)
+    host: str
+    pid: int | None
+    bytes: int
+
+
+@dataclass(frozen=True)
 class PlanSummary:
     """What a job will do, known before any math (the dry run prints this)."""
 
@@ -99,6 +111,8 @@ class PlanSummary:
     largest_tensor: str
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # work before the merge itself, e.g. estimating Fishers
+    # unfinished folders beside OUT_DIR; the merge removes those whose owner is gone
+    partial_folders: tuple[PartialFolder, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,16 @@ if "FUSION_GUI_CACHE" not in os.environ:  # estimated Fishers are cached: not in
     atexit.register(shutil.rmtree, os.environ["FUSION_GUI_CACHE"], True)
 
 
+def pytest_collection_modifyitems(items):
+    """Markers no test can forget: every tests/test_ui_*.py needs Qt (gui); every test of the full demo models
+    waits for their build, minutes of training unless pytest's cache has it (slow). `make test-fast` skips both."""
+    for item in items:
+        if item.path.name.startswith("test_ui_"):
+            item.add_marker(pytest.mark.gui)
+        if "demo_models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def llama_family(tmp_path_factory):
     """[base, ft1, ft2]: tiny Llama checkpoints (4 layers), saved as sharded safetensors."""

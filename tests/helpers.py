@@ -1,5 +1,16 @@
 """Small helpers shared by the engine tests."""
 
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def screenshots_dir() -> Path:
+    """Where UI tests save their pictures: build/screenshots/ (ignored by git), so running the tests changes
+    no tracked file; `make screenshots` sets FUSION_GUI_SCREENSHOTS_DIR to docs/screenshots on purpose."""
+    return Path(os.environ.get("FUSION_GUI_SCREENSHOTS_DIR") or ROOT / "build" / "screenshots")
+
 
 def drain(gen):
     """Run an engine job (a generator) to the end: (its return value, the events it yielded)."""

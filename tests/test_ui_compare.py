@@ -22,6 +22,7 @@ def run_compare(qtbot, panel):
     return worker
 
 
+@pytest.mark.screenshot
 def test_compare_two_finetunes_against_their_base(window, qtbot, llama_family, error_dialogs):
     base, ft1, ft2 = map(str, llama_family)
     before = sorted(p.name for p in llama_family[0].parent.iterdir())

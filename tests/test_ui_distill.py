@@ -63,6 +63,7 @@ def _fill(panel, tiny, out, steps: int, eval_every: int = 0) -> None:
     panel.device.setCurrentText("cpu")
 
 
+@pytest.mark.screenshot
 def test_distill_view_plots_every_logged_step(window, qtbot, tiny, tmp_path, error_dialogs):  # noqa: F811
     panel = window.distill_panel
     window.tabs.setCurrentWidget(panel)

@@ -41,6 +41,7 @@ def extract_in_dialog(qtbot, dialog, finetune, base, out: Path, rank: int = 4):
 
 # --- Tools ▸ Extract LoRA -------------------------------------------------------------------------
 
+@pytest.mark.screenshot
 def test_the_dialog_shows_one_row_per_module_with_the_engines_numbers(window, qtbot, llama_family, tmp_path):
     base, ft1, _ = llama_family
     tools = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Tools")

@@ -126,6 +126,7 @@ def test_an_architecture_mismatch_is_flagged_on_the_spot(window, llama_family, g
     assert "llama-ft1: Architecture LlamaForCausalLM differs" in window.models_panel.problems_label.text()
 
 
+@pytest.mark.screenshot
 def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monkeypatch, error_dialogs):
     """The GUI thread keeps ticking while a merge runs; max and p99 lateness are reported, not asserted
     (timings belong in benchmarks/bench_gui_latency.py)."""

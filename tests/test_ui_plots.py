@@ -16,10 +16,10 @@ from PySide6.QtCore import QPointF  # noqa: E402
 from fusion_gui.events import LayerMetrics, TensorMetrics  # noqa: E402
 from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap  # noqa: E402
 from fusion_gui.ui.plots.heatmap import KINDS  # noqa: E402
+from helpers import screenshots_dir  # noqa: E402
 
 pytestmark = pytest.mark.gui
 MODELS = ("ft-a", "ft-b")
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 def layer_ev(layer, a, b, result, **kw) -> LayerMetrics:
@@ -281,7 +281,9 @@ def layer_aggregate(tensors, layer):
                         avg([t.result_change for t in ts]), tensors=len(ts))
 
 
+@pytest.mark.screenshot
 def test_screenshots_with_realistic_data(qtbot, tmp_path):
+    SCREENSHOTS = screenshots_dir()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tensors = list(realistic_tensors())
     plot, heat = LayerChangePlot(), MetricHeatmap()

@@ -104,6 +104,7 @@ def test_state_reads_either_spelling(text, choice):
     assert state.tokenizer_choice() == choice
 
 
+@pytest.mark.screenshot
 def test_union_compares_the_vocabularies(window, qtbot, vocab_pair):
     chat, tool = vocab_pair
     panel = window.tokenizer_panel

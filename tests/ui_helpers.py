@@ -12,9 +12,9 @@ from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from fusion_gui.events import LayerMetrics, Progress  # noqa: E402
+from helpers import screenshots_dir  # noqa: E402
 
 JOB_TIMEOUT_MS = 180_000  # generous: CI runs these on two slow cores
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 WINDOW_SIZE = (1400, 900)
 
 
@@ -168,7 +168,8 @@ def after_layers(count: int):
 
 
 def save_screenshot(widget, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
+    folder = screenshots_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     assert widget.grab().save(str(path)), f"could not write {path}"
     return path

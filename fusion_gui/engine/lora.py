@@ -25,7 +25,9 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.resolve import is_local_path
-from fusion_gui.engine.merge.output import TOKENIZER_FILES, publish, temp_dir_for
+from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
+from fusion_gui.engine.io.writer import disk_error
+from fusion_gui.engine.merge.output import TOKENIZER_FILES, refuse_input_overlap
 from fusion_gui.engine.merge.plan import pick_device
 from fusion_gui.engine.naming import is_embedding_or_head, module_of
 from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress
@@ -77,7 +79,9 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         ft.close()
         raise
     temp = temp_dir_for(out_dir)
+    factors: dict[str, torch.Tensor] = {}
     try:
+        refuse_input_overlap(out_dir, {f"fine-tune {ft.label}": ft.path, f"base {bm.label}": bm.path})
         missing = next((n for n in ft.tensors if n not in bm.tensors), None)
         if missing is not None:
             raise InputError(f"The base model '{bm.label}' has no tensor '{missing}', which the "
@@ -98,7 +102,6 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         total = sum(ft.tensors[n].nbytes for n in candidates + others)
         yield Log(f"Extracting a rank-{rank} LoRA from {ft.label} against {bm.label}: "
                   f"{len(candidates)} candidate modules, on {compute}.")
-        factors: dict[str, torch.Tensor] = {}
         modules: list[LoraModuleError] = []
         ranks: dict[str, int] = {}
         done_bytes = 0
@@ -146,14 +149,21 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         cancel.raise_if_cancelled()
         base_ref = str(bm.path) if is_local_path(base) else str(base).strip()
         config = _adapter_config(base_ref, rank, ranks, fan_in_fan_out, bm.config)
+        yield from sweep_partials(out_dir.parent)  # a killed job's leftovers, never a running one's
         written = _write(temp, factors, config, ft)
         publish(temp, out_dir, force)
         result = LoraResult(str(out_dir), tuple(modules), tuple(skipped), written, time.perf_counter() - start)
         yield Log(f"Wrote {out_dir}: {len(modules)} modules, mean relative error "
                   f"{result.mean_rel_error:.3g}, max {result.max_rel_error:.3g}.")
         return result
-    except OSError as err:
-        raise OutputError(f"Writing the adapter failed: {err.strerror or err} ({err.filename or temp}).") from err
+    except Exception as err:  # noqa: BLE001 - safetensors reports a full disk as its own error type
+        needed = sum(t.numel() * t.element_size() for t in factors.values())
+        refused = disk_error(out_dir.parent, err, needed, advice="choose another folder or disk")
+        if refused is not None:
+            raise refused from err
+        if isinstance(err, OSError):
+            raise OutputError(f"Writing the adapter failed: {err.strerror or err} ({err.filename or temp}).") from err
+        raise
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
@@ -191,7 +201,7 @@ def _adapter_config(base_ref: str, rank: int, ranks: dict[str, int], fan_in_fan_
 def _write(temp: Path, factors: dict[str, torch.Tensor], config: dict, ft) -> int:
     from safetensors.torch import save_file
 
-    temp.mkdir()
+    claim(temp, "LoRA extraction")
     save_file(factors, str(temp / "adapter_model.safetensors"), metadata={"format": "pt"})
     (temp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
     if ft.path.is_dir():  # the fine-tune's tokenizer, so the adapter folder is a usable model

@@ -211,7 +211,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
 
     def _load_demo(self, refs: list[str]) -> None:
-        from fusion_gui.cli_eval import demo_recipe
+        from fusion_gui.engine.evaluate.demo_merge import demo_recipe
 
         self.document.load_recipe(demo_recipe(refs[0], refs[1:]))
         self.session.evaluate.set_models(refs)

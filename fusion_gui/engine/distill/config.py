@@ -32,12 +32,14 @@ training:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.parse_text import load_yaml, read_text
 
 @dataclass(frozen=True)
 class LossParam:
@@ -128,9 +130,9 @@ class DistillConfig:
 def _check_keys(d: dict, allowed, where: str) -> None:
     if not isinstance(d, dict):
         raise InputError(f"'{where}' must be a mapping, not {type(d).__name__}.")
-    unknown = sorted(set(d) - set(allowed))
+    unknown = sorted(map(repr, set(d) - set(allowed)))  # YAML keys may be numbers too
     if unknown:
-        raise InputError(f"Unknown key(s) in {where}: {', '.join(map(str, unknown))} "
+        raise InputError(f"Unknown key(s) in {where}: {', '.join(unknown)} "
                          f"(allowed: {', '.join(allowed)}).")
 
 
@@ -140,8 +142,9 @@ def _number(value, where: str, kind=float, low=None, high=None):
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise InputError(f"'{where}' must be {'an integer' if kind is int else 'a number'}, not {value!r}.")
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int))
+            or (isinstance(value, float) and not math.isfinite(value)) or abs(value) > 1e300):
+        raise InputError(f"'{where}' must be {'an integer' if kind is int else 'a finite number'}, not {value!r}.")
     if (low is not None and value < low) or (high is not None and value > high):
         raise InputError(f"'{where}' = {value} is out of range [{low}, {high if high is not None else 'inf'}].")
     return kind(value)
@@ -209,12 +212,7 @@ def config_from_dict(raw: dict) -> DistillConfig:
 
 def load_config(path: str | Path) -> DistillConfig:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise InputError(f"Cannot read distill config '{path}': {err.strerror or err}.") from err
-    except yaml.YAMLError as err:
-        raise InputError(f"Distill config '{path}' is not valid YAML: {err}.") from err
+    raw = load_yaml(read_text(path, "Distill config"), f"Distill config '{path}'")
     if not isinstance(raw, dict):
         raise InputError(f"Distill config '{path}' must be a YAML mapping.")
     return config_from_dict(raw)

@@ -26,12 +26,16 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.distill import losses as L
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
-from fusion_gui.engine.errors import Cancelled, InputError, OutputError
-from fusion_gui.engine.merge.output import publish, temp_dir_for
+from fusion_gui.engine.errors import Cancelled, InputError
+from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
+from fusion_gui.engine.io.resolve import is_local_path
+from fusion_gui.engine.io.writer import disk_error
+from fusion_gui.engine.merge.output import hub_repo_id, refuse_input_overlap
 from fusion_gui.events import DistillResult, EvalStep, Event, Log, TrainStep
 
 STATE_FILE = "distill_state.json"  # TAID's t and momentum, saved in each checkpoint
 CONFIG_FILE = "distill_config.yml"
+_ELSEWHERE = "choose another folder or disk"  # a refused save's advice
 _PROJECTION = "distill_projection"  # attached to the student so Trainer trains and checkpoints it
 
 
@@ -62,6 +66,21 @@ class DistillTrainer(Trainer):
         self.teacher, self.specs, self.temperature, self.vocab = teacher, specs, temperature, vocab
         self.taid, self.recorder = taid, recorder
         self.need_hidden = any(s.name.startswith("hidden_") for s in specs)
+
+    def _save_checkpoint(self, model, trial):
+        """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later;
+        a failed save is removed now."""
+        folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        if self.is_world_process_zero():
+            claim(folder, "distillation checkpoint", exist_ok=True)
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise disk_error(folder.parent, err, _checkpoint_bytes(model), advice=_ELSEWHERE,
+                             what="a checkpoint") or err
+        if self.is_world_process_zero():
+            release(folder)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         ids = inputs["input_ids"]
@@ -171,6 +190,9 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
     out_dir, o, started = Path(out_dir), config.training, time.monotonic()
     if out_dir.exists() and not force:
         raise InputError(f"Output folder '{out_dir}' already exists.")
+    inputs = {"teacher": config.teacher, "student": config.student, "data": config.data.path,
+              "resume_from": o.resume_from or ""}
+    refuse_input_overlap(out_dir, {k: Path(v) for k, v in inputs.items() if v and is_local_path(v)})
     if o.resume_from and not (Path(o.resume_from) / "trainer_state.json").is_file():
         raise InputError(f"'{o.resume_from}' is not a Trainer checkpoint folder (no trainer_state.json).")
     # everything a user can get wrong is checked here, before any weights load or anything is written
@@ -205,7 +227,10 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
 
     yield Log(f"Distilling '{config.teacher}' into '{config.student}': {len(train_ds)} training and "
               f"{len(eval_ds)} held-out blocks of {o.seq_length} tokens.")
-    temp.mkdir(parents=True)
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir.parent, ckpt_dir):  # a killed job's leftovers, never a running one's
+        yield from sweep_partials(folder)
+    claim(temp, "distillation")
     thread = threading.Thread(target=run, name="fusion-distill", daemon=True)
     try:
         thread.start()
@@ -274,10 +299,15 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
         tokenizer.save_pretrained(temp)
         (temp / CONFIG_FILE).write_text(dump_config(config))
         _write_card(temp, config, trainer.state.global_step, callback.last_eval)
-    except OSError as err:  # a full disk after hours of training: one sentence, and the folder goes
-        raise OutputError(f"Writing the distilled model failed: {err.strerror or err} "
-                          f"({err.filename or temp}).") from err
+    except Exception as err:
+        raise disk_error(temp.parent, err, _checkpoint_bytes(student) // 3, advice=_ELSEWHERE,
+                         what="the student") or err
     return trainer.state.global_step, callback.last_eval, True
+
+
+def _checkpoint_bytes(model) -> int:
+    """About what a checkpoint takes: the weights and AdamW's two moments, in float32."""
+    return 3 * sum(p.numel() * 4 for p in model.parameters())
 
 
 def _saved_dtype(path: str) -> torch.dtype | None:
@@ -293,7 +323,8 @@ def _write_card(out: Path, config: DistillConfig, steps: int, metrics: dict[str,
 
     student, teacher = Path(config.student).name, Path(config.teacher).name
     losses = ", ".join(f"{s.name} x {s.weight:g}" for s in config.losses)
-    lines = ["---", "base_model:", f"- {student}", "library_name: transformers", "tags:", "- distillation",
+    repo = hub_repo_id(config.student)  # the Hub resolves a repo id, not a local folder
+    lines = ["---", *(["base_model:", f"- {repo}"] if repo else []), "library_name: transformers", "tags:", "- distillation",
              "- fusion-gui", "---", "", f"# {student} distilled from {teacher}", "",
              f"Made with fusion_gui {__version__}: the student `{config.student}` was trained for {steps} steps "
              f"to match the teacher `{config.teacher}` on `{config.data.path}`.", "",

@@ -3,12 +3,12 @@ from headers only, tensor data one at a time."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.parse_text import load_json
 from fusion_gui.engine.io.weight_files import (
     WEIGHT_SUFFIXES, TensorInfo, find_weight_files, load_bin, read_safetensors_header, where,
 )
@@ -54,10 +54,10 @@ class ModelReader:
 
     def _read_config(self, path: Path) -> None:
         if path.is_file():
-            try:
-                self.config = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as e:
-                raise InputError(f"{where(path)} is not valid JSON ({e}).") from None
+            config = load_json(path.read_bytes(), where(path))
+            if not isinstance(config, dict):
+                raise InputError(f"{where(path)} is not a model config: it is not a JSON object.")
+            self.config = config
 
     @property
     def files(self) -> list[Path]:

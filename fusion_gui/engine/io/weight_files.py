@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -14,6 +13,7 @@ from pathlib import Path
 import torch
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.parse_text import load_json
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
@@ -69,34 +69,31 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             raw = f.read(n)
     except OSError as e:  # permissions, a disk error, a file removed since the folder was listed
         raise InputError(f"Cannot read {where(path)}: {e.strerror or e}.") from None
-    try:
-        header = json.loads(raw)
-        if not isinstance(header, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        raise InputError(f"{where(path)} has a corrupt header (not valid JSON: {e}).") from None
+    header = load_json(raw, f"{where(path)} has a corrupt header: it")
+    if not isinstance(header, dict):
+        raise InputError(f"{where(path)} has a corrupt header: it is not a JSON object.")
     meta = header.pop("__metadata__", None)
     meta = meta if isinstance(meta, dict) else {}
     infos: dict[str, TensorInfo] = {}
     spans: list[tuple[int, int]] = []
     for name, entry in header.items():
         dtype_name = entry.get("dtype") if isinstance(entry, dict) else None
-        if dtype_name not in SAFETENSORS_DTYPES:
-            raise InputError(f"{where(path)} stores tensor '{name}' as dtype {dtype_name!r}, "
+        if not isinstance(dtype_name, str) or dtype_name not in SAFETENSORS_DTYPES:
+            raise InputError(f"{where(path)} stores tensor {name!r} as dtype {dtype_name!r}, "
                              f"which fusion-gui cannot read.")
         dtype = SAFETENSORS_DTYPES[dtype_name]
-        try:
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(x) for x in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{where(path)} has a corrupt header: entry '{name}' is "
-                             f"malformed.") from None
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if (not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(x) is int and x >= 0 for x in shape + offsets)):  # as safetensors: usize only
+            raise InputError(f"{where(path)} has a corrupt header: entry {name!r} is "
+                             f"malformed.")
+        shape, (begin, end) = tuple(shape), offsets
         numel = 1
         for d in shape:
             numel *= d
         nbytes = numel * dtype_size(dtype)
         if end - begin != nbytes or begin < 0:
-            raise InputError(f"{where(path)} has a corrupt header: tensor '{name}' has "
+            raise InputError(f"{where(path)} has a corrupt header: tensor {name!r} has "
                              f"offsets [{begin}, {end}] for {nbytes} bytes of data.")
         spans.append((begin, end))
         infos[name] = TensorInfo(name, shape, dtype, nbytes, path.name, 8 + n + begin)
@@ -147,11 +144,19 @@ def load_bin(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_index(path: Path) -> dict[str, str]:
     try:
-        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise InputError(f"{where(path)} is not a valid index: it needs a 'weight_map'.") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read {where(path)}: {e.strerror or e}.") from None
+    index = load_json(raw, where(path))
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise InputError(f"{where(path)} is not a valid index: it needs a 'weight_map'.")
+    for name, file in weight_map.items():
+        # a shard is a file of this folder: not an absolute path, nothing outside it
+        if not isinstance(file, str) or not file or Path(file).is_absolute() or ".." in Path(file).parts \
+                or "\x00" in file:
+            raise InputError(f"{where(path)} names {file!r} as the file of tensor {name!r}; it must be "
+                             f"the name of a shard in {path.parent}.")
     for file in dict.fromkeys(weight_map.values()):
         if not (path.parent / file).is_file():
             raise InputError(f"{where(path)} names shard {file}, which is missing from "

@@ -46,6 +46,43 @@ def format_size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _mount_point(folder: Path) -> Path:
+    path = Path(os.path.abspath(folder))
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _errno(err: BaseException) -> int | None:
+    if isinstance(err, OSError):
+        return err.errno
+    found = re.search(r"os error (\d+)", str(err))  # safetensors' message: 'I/O error: ... (os error 28)'
+    return int(found[1]) if found else None
+
+
+def disk_error(folder: Path, err: BaseException, needed: int, file_bytes: int | None = None,
+               advice: str = "choose a smaller --out-shard-size or another disk",
+               what: str = "the output") -> OutputError | None:
+    """One sentence for a write the disk refused (full, over quota, a file too large for it), naming
+    the folder, its disk and the space needed; None for any other error."""
+    folder, code = Path(folder), _errno(err)
+    if code in _DISK_FULL:
+        try:
+            free = f", {format_size(shutil.disk_usage(folder).free)} free"
+        except OSError:
+            free = ""
+        return OutputError(f"Not enough disk space in {folder} (the disk mounted at {_mount_point(folder)}): "
+                           f"{what} needs {format_size(needed)}{free}.")
+    if code == errno.EFBIG:  # FAT32 stops at 4 GB a file; a process file-size limit does the same
+        too_big = f" a file of {format_size(file_bytes)}" if file_bytes else " a file this large"
+        return OutputError(f"The disk mounted at {_mount_point(folder)} refused{too_big} in {folder} (file too "
+                           f"large); {what} needs {format_size(needed)}, so {advice}.")
+    return None
+
+
 def _nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:
     numel = 1
     for d in shape:
@@ -124,13 +161,13 @@ class ShardedWriter:
         self._closed = False
         self._create(headers, sizes)
 
-    def _fail(self, what: str, e: OSError) -> OutputError:
-        return OutputError(f"Cannot {what} in {self.out_dir}: {e.strerror or e}.")
+    def _fail(self, what: str, e: OSError, file_bytes: int | None = None) -> OutputError:
+        # the temporary folder is an implementation detail: a full disk names the folder the user chose
+        return (disk_error(self.out_dir.parent, e, self.total_bytes, file_bytes)
+                or OutputError(f"Cannot {what} in {self.out_dir}: {e.strerror or e}."))
 
     def _no_space(self, needed: int) -> OutputError:
-        free = shutil.disk_usage(self.out_dir).free
-        return OutputError(f"Not enough disk space in {self.out_dir}: the output needs "
-                           f"{format_size(needed)}, {format_size(free)} free.")
+        return disk_error(self.out_dir.parent, OSError(errno.ENOSPC, "No space left on device"), needed)
 
     def _create(self, headers: list[bytes], sizes: list[int]) -> None:
         try:
@@ -151,10 +188,8 @@ class ShardedWriter:
                 try:
                     self._allocate(fd, size)
                     _pwrite(fd, memoryview(blob), 0)
-                except OSError as e:
-                    if e.errno == errno.ENOSPC:  # ENOSPC: a full disk fails now, not 3 hours in
-                        raise self._no_space(needed) from None
-                    raise self._fail(f"write {name}", e) from None
+                except OSError as e:  # a full disk fails now, not 3 hours in
+                    raise self._fail(f"write {name}", e, size) from None
         except BaseException:
             self.abort()
             raise
@@ -166,7 +201,7 @@ class ShardedWriter:
                 os.posix_fallocate(fd, 0, size)
                 return
             except OSError as e:
-                if e.errno == errno.ENOSPC:
+                if e.errno in _DISK_FULL or e.errno == errno.EFBIG:
                     raise
                 # EOPNOTSUPP/EINVAL: the filesystem cannot reserve; a sparse file will do.
         os.ftruncate(fd, size)

@@ -1,19 +1,18 @@
 """Everything in an output folder besides the weights: config, generation config, tokenizer
-files, the model card and the recipe; plus the atomic temp-folder-then-rename protocol."""
+files, the model card and the recipe. (The temp-folder-then-rename protocol is engine/io/partial.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import torch
 
 from fusion_gui import __version__
-from fusion_gui.engine.errors import OutputError
+from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader
+from fusion_gui.engine.io.resolve import is_local_path, split_revision
 from fusion_gui.engine.merge.recipe import Recipe, dump_recipe
 from fusion_gui.engine.merge.model_tokenizer import VOCAB_KEYS
 
@@ -24,24 +23,6 @@ TOKENIZER_FILES = (
     "vocab.txt", "chat_template.jinja", "chat_template.json",
 )
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
-
-
-def temp_dir_for(out_dir: Path) -> Path:
-    """A fresh hidden folder beside OUT_DIR, on the same file system so the rename is atomic."""
-    return out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-
-
-def publish(temp: Path, out_dir: Path, force: bool) -> None:
-    """Rename the finished temp folder to OUT_DIR; with force, replace what was there."""
-    old = None
-    if out_dir.exists():
-        if not force:
-            raise OutputError(f"Output folder '{out_dir}' appeared while merging; the result is kept in '{temp}'.")
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out_dir, old)
-    os.rename(temp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_config(reader: ModelReader, out: Path, out_dtype: torch.dtype | None, layers: int,
@@ -81,21 +62,65 @@ def copy_side_files(config_reader: ModelReader, tokenizer_reader: ModelReader | 
     return copied
 
 
-def write_model_card(out: Path, recipe: Recipe, labels: dict[str, str], method_pretty: str,
-                     reference: str, base_label: str | None) -> None:
-    models = [labels.get(m, m) for m in recipe.referenced_models()]
-    front = ["---", "base_model:"] + [f"- {m}" for m in models] + [
+def hub_repo_id(ref: str) -> str | None:
+    """The Hub repo id a recipe's model reference names ('org/name@rev' -> 'org/name'); None for a local path."""
+    if is_local_path(ref):
+        return None
+    repo = split_revision(str(ref).strip())[0]
+    return repo if repo and not repo.startswith((".", "/", "~")) and "\\" not in repo and repo.count("/") <= 1 else None
+
+
+def write_model_card(out: Path, recipe: Recipe, folder: str, method_pretty: str, reference: str,
+                     loader: str = "AutoModelForCausalLM", tokenizer: bool = True) -> None:
+    """README.md (Hub front matter, what was merged, how to load it, the recipe) and the recipe file.
+
+    `out` may be the temporary folder: `folder` is the name the output is published under (the title,
+    unless the recipe has a `name`). Only Hub repo ids go in `base_model` (the Hub resolves them);
+    local folders are listed in the body as the recipe names them."""
+    title = str(recipe.name or folder)
+    models = recipe.referenced_models()
+    repos = [r for r in dict.fromkeys(hub_repo_id(m) for m in models) if r]
+    front = ["---"] + (["base_model:"] + [f"- {r}" for r in repos] if repos else []) + [
         "library_name: transformers", "tags:", "- merge", "- fusion-gui", f"- {recipe.merge_method}", "---"]
     lines = front + [
-        "", f"# {recipe.name or out.name}", "",
+        "", f"# {title}", "",
         f"This model is a merge of {len(models)} models made with fusion_gui {__version__}, using the "
         f"**{method_pretty}** method" + (f" ([paper]({reference}))." if reference else "."), "",
         "## Models", "",
     ]
     for m in models:
-        lines.append(f"- {m}" + (" (base)" if m == base_label else ""))
-    lines += ["", "## Recipe", "",
+        lines.append(f"- {m}" + (" (base)" if m == recipe.base_model else ""))
+    load = [f"from transformers import {loader}" + (", AutoTokenizer" if tokenizer else ""), "",
+            f"model = {loader}.from_pretrained({json.dumps(folder)})  # this folder, or its Hub repo id"]
+    if tokenizer:
+        load.append(f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(folder)})")
+    lines += ["", "## Use it", "", "```python", *load, "```", "",
+              "## Recipe", "",
               f"Reproduce it with `fusion-gui merge {RECIPE_FILE} OUT_DIR` (the same YAML runs in mergekit).", "",
               "```yaml", dump_recipe(recipe).rstrip(), "```", ""]
-    (out / "README.md").write_text("\n".join(lines))
-    (out / RECIPE_FILE).write_text(dump_recipe(recipe))
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    (out / RECIPE_FILE).write_text(dump_recipe(recipe), encoding="utf-8")
+
+
+def loader_class(config: dict | None) -> str:
+    """The transformers Auto class the card's snippet loads the output with."""
+    archs = (config or {}).get("architectures") or []
+    return "AutoModelForCausalLM" if any(str(a).endswith("ForCausalLM") for a in archs) else "AutoModel"
+
+
+def refuse_input_overlap(out_dir: Path, inputs: dict[str, Path]) -> None:
+    """InputError when OUT_DIR is an input (model folder or file), contains one, or lies inside one:
+    publishing there (with force) would destroy that input."""
+    out = Path(out_dir).expanduser().resolve()
+    for label, path in inputs.items():
+        path = Path(path).expanduser().resolve()
+        if out == path:
+            problem = "is"
+        elif path.is_relative_to(out):
+            problem = "contains"
+        elif out.is_relative_to(path):
+            problem = "lies inside"
+        else:
+            continue
+        raise InputError(f"The output folder '{out_dir}' {problem} the input '{label}' ({path}); "
+                         f"writing there would destroy it, so choose another output folder.")

@@ -8,7 +8,6 @@ listing is merge/tasks.py.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.opener import open_model
+from fusion_gui.engine.io.partial import find_partials
 from fusion_gui.engine.io.reader import ModelReader
 from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
@@ -27,7 +27,8 @@ from fusion_gui.engine.merge.tasks import TaskPlanner, TensorTask
 from fusion_gui.engine.merge.model_tokenizer import tokenizer_folder
 from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_settings
 from fusion_gui.engine.methods import get_method
-from fusion_gui.engine.methods.base import MergeMethod, PrepareEstimate, Prepared
+from fusion_gui.engine.methods.base import SORT_BUDGET, SORT_BYTES, MergeMethod, PrepareEstimate, Prepared
+from fusion_gui.engine.merge.output import refuse_input_overlap
 from fusion_gui.events import PlanSummary
 
 PREFETCH = 2  # tensors read ahead of the one being computed
@@ -125,10 +126,12 @@ def _peak_bytes(plan: MergePlan, estimate: PrepareEstimate) -> int:
     big = largest.out_bytes // largest.out_dtype.itemsize * 4  # float32 working copies
     per_input = 1 + estimate.copies_per_input  # the weight and what the prepare step gives with it
     peak = rss + big * (n_inputs * (PREFETCH + 1) * per_input + 4) + largest.out_bytes * 3
-    if plan.method.ranks_by_magnitude:  # sort keys and indices, for the models sorted side by side
-        numel = big // 4
-        side_by_side = min(n_inputs - 1, os.cpu_count() or 2) if numel <= 1 << 26 else 1
-        peak += numel * 13 * max(1, side_by_side)
+    if plan.method.sign_election:  # every model's delta in one buffer for the vote; its masks and sums
+        peak += big * (n_inputs + 2)
+    if plan.method.ranks_by_magnitude:  # sorts side by side within one sort of the largest tensor
+        peak += (sort_budget := big // 4 * SORT_BYTES)
+        for task in (t for t in tasks if t.floating):
+            task.params[SORT_BUDGET] = sort_budget
     return max(peak, rss + estimate.peak_bytes)
 
 
@@ -148,7 +151,8 @@ def _summary(plan: MergePlan, estimate: PrepareEstimate) -> PlanSummary:
         out_dtype="/".join(out_dtypes) or "-", device=str(plan.device), num_layers=plan.out_layers,
         estimated_peak_bytes=int(_peak_bytes(plan, estimate)),
         largest_tensor=max(tasks, key=lambda t: t.out_bytes).name, warnings=tuple(plan.warnings),
-        notes=_tokenizer_notes(recipe, plan.vocabulary, tasks, plan.chat_template) + estimate.notes)
+        notes=_tokenizer_notes(recipe, plan.vocabulary, tasks, plan.chat_template) + estimate.notes,
+        partial_folders=find_partials(out_dir.parent))
 
 
 def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions(),
@@ -174,6 +178,7 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         _open_all(recipe, readers)
         if tok_donor not in readers:
             readers[tok_donor] = open_model(tok_donor)
+        refuse_input_overlap(out_dir, {r.label: r.path for r in readers.values()})
         vocabulary = plan_vocabulary(recipe, readers, preview)
         chat_template, warnings = resolve_chat_template(
             recipe.chat_template, [readers[m] for m in recipe.referenced_models()])

@@ -16,6 +16,7 @@ import yaml
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.settings import Setting
+from fusion_gui.engine.parse_text import load_yaml, read_text
 
 TOP_KEYS = {
     "merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -123,6 +124,9 @@ def _check_setting(name: str, value: Setting, context: str) -> Setting:
                     (isinstance(inner, list) and inner and all(isinstance(v, scalar) for v in inner))):
                 raise InputError(f"The {where} has a filter value that is neither a number nor a list.")
             # The catch-all entry is written as mergekit writes it: no filter key at all
+            if item.get("filter") is not None and not isinstance(item["filter"], str):
+                raise InputError(f"A filter of the {where} must be text (part of a tensor name), "
+                                 f"not {item['filter']!r}.")
             out.append({"value": inner} if item.get("filter") is None else
                        {"filter": item["filter"], "value": inner})
         return out
@@ -275,6 +279,11 @@ def recipe_from_dict(data: Any) -> Recipe:
     tokenizer = _tokenizer_block(data.get("tokenizer"))
     if tokenizer_source is not None and tokenizer is not None:
         raise InputError("The recipe sets both 'tokenizer_source' and 'tokenizer'; keep one of them.")
+    name = data.get("name")
+    name = str(name) if isinstance(name, (int, float)) and not isinstance(name, bool) else name  # name: 2024
+    for key, value in (("name", name), ("chat_template", data.get("chat_template"))):
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"'{key}' must be text, not {value!r}.")
     return Recipe(
         merge_method=method,
         base_model=_model_name(data["base_model"], "base_model") if data.get("base_model") else None,
@@ -287,7 +296,7 @@ def recipe_from_dict(data: Any) -> Recipe:
         tokenizer=tokenizer,
         chat_template=data.get("chat_template"),
         random_seed=seed,
-        name=data.get("name"),
+        name=name,
     )
 
 
@@ -299,13 +308,8 @@ def load_recipe(source: str | Path) -> Recipe:
         path = Path(text).expanduser()
         if not path.is_file():
             raise InputError(f"Recipe file '{path}' not found.")
-        text, where = path.read_text(encoding="utf-8"), f"'{path}'"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"{where} is not valid YAML{line}: {getattr(err, 'problem', err)}.") from None
+        text, where = read_text(path, "Recipe file"), f"'{path}'"
+    data = load_yaml(text, where)
     if data is None:
         raise InputError(f"{where} is empty.")
     return recipe_from_dict(data)

@@ -20,8 +20,9 @@ import torch
 from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
-from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter
-from fusion_gui.engine.merge.output import copy_side_files, publish, temp_dir_for, write_config, write_model_card
+from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
+from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter, disk_error
+from fusion_gui.engine.merge.output import copy_side_files, loader_class, write_config, write_model_card
 from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, plan_merge
 from fusion_gui.engine.merge.recipe import Recipe
 from fusion_gui.engine.merge.tasks import TensorTask
@@ -120,7 +121,8 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         streaming = time.perf_counter()  # progress and ETA count the tensors' streaming, not the prepare step
         yield Log(f"Merging {len(plan.readers)} models with {plan.method.name} on {plan.device}: "
                   f"{len(plan.tasks)} tensors, {plan.summary.output_bytes / 1e9:.2f} GB.")
-        temp.mkdir()
+        yield from sweep_partials(plan.out_dir.parent)  # a killed job's leftovers, never a running one's
+        claim(temp, "merge")
         writer_cls = AsyncShardedWriter if options.async_io else ShardedWriter
         writer = writer_cls(temp, [(t.name, t.shape, t.out_dtype) for t in plan.tasks], plan.shard_bytes,
                             metadata={"format": "pt", "merge_method": plan.method.name})
@@ -162,7 +164,8 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         return MergeResult(str(plan.out_dir), len(tasks), bytes_done, len(shard_files), seconds,
                            peak_rss_bytes(), tuple(accumulator.all_layers()) if accumulator else ())
     except OSError as err:
-        raise OutputError(f"Writing the output failed: {err.strerror or err} ({err.filename or temp}).") from err
+        raise (disk_error(plan.out_dir.parent, err, plan.summary.output_bytes) or OutputError(
+            f"Writing the output failed: {err.strerror or err} ({err.filename or temp}).")) from err
     finally:
         for future in queue if "queue" in locals() else []:
             future.cancel()
@@ -192,6 +195,5 @@ def _write_side_files(plan: MergePlan, temp: Path) -> None:
             tokenizer = load_tokenizer(tokenizer_reader)  # re-saved, as mergekit does, to carry the template
             tokenizer.chat_template = plan.chat_template
             tokenizer.save_pretrained(temp)
-    labels = {ref: reader.label for ref, reader in plan.readers.items()}
-    base = plan.readers[plan.recipe.base_model].label if plan.recipe.base_model else None
-    write_model_card(temp, plan.recipe, labels, plan.method.pretty_name, plan.method.reference, base)
+    write_model_card(temp, plan.recipe, plan.out_dir.name, plan.method.pretty_name,
+                     plan.method.reference, loader_class(donor.config), (temp / "tokenizer_config.json").is_file())

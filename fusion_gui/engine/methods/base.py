@@ -89,6 +89,14 @@ MethodFn = Callable[
 ]
 
 
+# A magnitude ranking's scratch per element: |delta| and its sorted copy as float32 keys, the int64
+# sort indices, the bool mask and the kept delta (float32). The plan hands a
+# method that ranks by magnitude a budget (under this key in its global parameters) of bytes for the
+# rankings it runs side by side: one ranking of the merge's largest tensor, which it pays anyway.
+SORT_BYTES = 21
+SORT_BUDGET = "sort_budget_bytes"
+
+
 @dataclass(frozen=True)
 class PrepareEstimate:
     """What a prepare step will do, said at plan time without reading tensor data."""

@@ -25,6 +25,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.methods.base import PrepareEstimate
 from fusion_gui.engine.methods.fisher_skeleton import model_config, parameter_plan
 from fusion_gui.engine.methods.fisher_stream import stream_fisher
+from fusion_gui.engine.io.partial import claim, release, sweep_partials
 from fusion_gui.engine.io.reader import ModelReader
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.io.writer import ShardedWriter, format_size
@@ -140,16 +141,17 @@ class FisherStore:
 
 def estimate_to_cache(reader: ModelReader, blocks: torch.Tensor, device: torch.device,
                       cancel: CancelToken | None = None, stage: str = "Fisher"
-                      ) -> Generator[StepProgress, None, Path]:
+                      ) -> Generator[Event, None, Path]:
     """Estimate into the cache (atomically: a temporary folder renamed at the end); its folder."""
     root = cache_root()
     final = root / cache_key(reader, blocks)
     if (final / _INFO).is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
+    yield from sweep_partials(root)  # estimates a killed job left behind
     temp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     try:
-        temp.mkdir()
+        claim(temp, "Fisher estimate")
         with ShardedWriter(temp, parameter_plan(reader), 5_000_000_000,
                            metadata={"fisher": "diagonal empirical", "samples": str(len(blocks))}) as writer:
             squares = yield from stream_fisher(reader, blocks, writer.write, temp / "activations", device,
@@ -159,6 +161,7 @@ def estimate_to_cache(reader: ModelReader, blocks: torch.Tensor, device: torch.d
         info = {"norm": squares ** 0.5, "samples": len(blocks), "seq_length": blocks.shape[1],
                 "model": str(reader.path), "format": FORMAT_VERSION}
         (temp / _INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        release(temp)
         try:
             temp.rename(final)
         except OSError:  # another job cached the same Fisher meanwhile

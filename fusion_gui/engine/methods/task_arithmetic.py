@@ -18,12 +18,11 @@ import torch
 
 from ..errors import InputError
 from . import sparsify
-from .base import MergeMethod, MethodResult, ParamSpec, register
+from .base import SORT_BUDGET, SORT_BYTES, MergeMethod, MethodResult, ParamSpec, register
 
 
-# Run the sorts side by side for tensors between these sizes; above, one sort's scratch
-# (float32 keys + int64 indices: 12 bytes an element) is already large, so one at a time.
-_PARALLEL_NUMEL, _PARALLEL_MAX_NUMEL = 1 << 16, 1 << 26
+# Below this size a tensor's sorts are too quick to be worth a thread each.
+_PARALLEL_NUMEL = 1 << 16
 _POOL: ThreadPoolExecutor | None = None
 
 
@@ -32,6 +31,13 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="fusion-topk")
     return _POOL
+
+
+def _side_by_side(numel: int, count: int, budget: int | None) -> int:
+    """How many magnitude sorts of `numel` elements may run at once within `budget` bytes."""
+    if not budget or numel < _PARALLEL_NUMEL:
+        return 1
+    return max(1, min(count, os.cpu_count() or 2, budget // (numel * SORT_BYTES)))
 
 
 def _sparsifier(kind: str | None) -> Callable[..., torch.Tensor] | None:
@@ -76,9 +82,13 @@ def generalized_task_arithmetic(
     # Magnitude top-k sorts every delta (mergekit's tie order needs the full sort), which
     # dominates a TIES merge on the CPU; the sorts are independent, so run them side by side.
     # Random sparsifiers stay sequential: they share one generator, whose order matters.
-    if (sparsification in ("magnitude", "magnitude_outliers") and len(others) > 1
-            and base.device.type == "cpu" and _PARALLEL_NUMEL <= base.numel() <= _PARALLEL_MAX_NUMEL):
-        computed = iter(list(_pool().map(delta_of, others)))
+    # As many at a time as the plan's memory budget holds (none given: one at a time).
+    side = 1
+    if sparsification in ("magnitude", "magnitude_outliers") and base.device.type == "cpu":
+        side = _side_by_side(base.numel(), len(others), params.get(SORT_BUDGET))
+    if side > 1:
+        computed = (done for start in range(0, len(others), side)
+                    for done in _pool().map(delta_of, others[start:start + side]))
     else:
         computed = (delta_of(i) for i in others)
     changed = torch.zeros((), dtype=torch.int64, device=base.device)  # non-zero raw deltas

@@ -20,7 +20,7 @@ from superqt import QElidingLabel
 
 from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
-from fusion_gui.ui.formatting import format_bytes
+from fusion_gui.formatting import format_bytes
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file

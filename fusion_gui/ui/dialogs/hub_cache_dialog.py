@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from fusion_gui.ui.formatting import format_bytes
+from fusion_gui.formatting import format_bytes
 
 
 class HubCacheDialog(QDialog):

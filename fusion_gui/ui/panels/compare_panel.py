@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 from fusion_gui.events import DiffResult, Log, Progress
 from fusion_gui.session.tabs import CompareState
 from fusion_gui.ui.dialogs.error_dialog import show_error
-from fusion_gui.ui.formatting import format_bytes, format_duration
+from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.ui.panels.plot_tabs import PlotsSideBySide
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.widgets.file_dialogs import ask_folder

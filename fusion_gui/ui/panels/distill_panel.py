@@ -24,7 +24,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.events import DistillResult, EvalStep, Log, TrainStep
 from fusion_gui.session.tabs import DistillState
 from fusion_gui.ui.dialogs.error_dialog import show_error
-from fusion_gui.ui.formatting import format_duration
+from fusion_gui.formatting import format_duration
 from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot

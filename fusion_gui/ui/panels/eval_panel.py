@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (
     QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.cli_eval import format_value, table, write_csv
+from fusion_gui.engine.evaluate.report import format_value, table, write_csv
 from fusion_gui.engine.evaluate.demo import SKILLS
 from fusion_gui.engine.evaluate.scoring import evaluate, model_labels
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from fusion_gui.engine.naming import count_layers, layer_of
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
-from fusion_gui.ui.formatting import format_bytes, format_count
+from fusion_gui.formatting import format_bytes, format_count
 from fusion_gui.session.merge import MergeSession
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_files
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
 from fusion_gui.ui.dialogs.error_dialog import show_error
-from fusion_gui.ui.formatting import format_bytes, format_duration
+from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.merge import MergeSession
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings

@@ -7,7 +7,7 @@ import math
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QDoubleSpinBox
 
-from fusion_gui.ui.formatting import format_scientific
+from fusion_gui.formatting import format_scientific
 
 _TYPING = set("0123456789+-.eE")
 

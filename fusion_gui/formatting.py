@@ -1,4 +1,4 @@
-"""Numbers as people read them: 1.2 GB, 6.7 B, 1 m 05 s, 5e-5."""
+"""Numbers as people read them: 1.2 GB, 6.7 B, 1 m 05 s, 5e-5. Qt-free: the app and the command line share it."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import math
 PLAIN_RANGE = (1e-2, 1e4)  # magnitudes written as plain decimals; others in scientific notation
 
 
-def format_bytes(n: float | None) -> str:
+def format_bytes(n: float | None, digits: int = 1) -> str:
+    """Decimal units (1 GB = 1000**3 bytes), as Hugging Face and disks count; whole bytes below 1 KB."""
     if n is None:
         return "-"
     value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.{digits}f} {unit}"
         value /= 1000
-    return f"{value:.1f} TB"
+    return f"{value:.{digits}f} TB"
 
 
 def format_count(n: int | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+from fusion_gui.cli.drive import EXIT_OK, drive
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,17 @@ def add_parser(sub) -> None:
     p.add_argument("--table", action="store_true", help="print every module's rank and error")
 
 
+def run(args) -> int:
+    from fusion_gui.engine.lora import extract_lora
+
+    result = drive(lambda cancel: extract_lora(args.finetune, args.base, args.out_dir, args.rank, args.threshold,
+                                               cancel=cancel, force=args.force, device=args.device),
+                   progress=not args.no_progress)
+    print(error_table(result, every=args.table))
+    print(f"Wrote {result.out_dir}: {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s.")
+    return EXIT_OK
+
+
 def error_table(result, every: bool = False) -> str:
     modules = result.modules
     lines = []
@@ -38,14 +49,3 @@ def error_table(result, every: bool = False) -> str:
         lines.append(f"{len(result.skipped)} other changed tensors (norms, biases, embeddings) are not in "
                      f"the adapter.")
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    from fusion_gui.cli import EXIT_OK, _drive
-    from fusion_gui.engine.lora import extract_lora
-
-    result = _drive(extract_lora(args.finetune, args.base, args.out_dir, args.rank, args.threshold,
-                                 force=args.force, device=args.device), progress=not args.no_progress)
-    print(error_table(result, every=args.table))
-    print(f"Wrote {result.out_dir}: {result.bytes_written / 1e6:.1f} MB in {result.seconds:.1f} s.")
-    return EXIT_OK

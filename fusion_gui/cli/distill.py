@@ -1,0 +1,49 @@
+"""`fusion-gui distill CONFIG.yml OUT_DIR`: run a distillation headless with a step progress bar."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from fusion_gui.cli.drive import EXIT_OK, drive
+
+
+def add_parser(sub) -> None:
+    d = sub.add_parser("distill", help="distill a teacher into a student as a YAML config says")
+    d.add_argument("config", help="distillation config YAML (teacher, student, data, losses, training)")
+    d.add_argument("out_dir", help="output folder for the student (must not exist, unless --force)")
+    d.add_argument("--resume-from", metavar="CHECKPOINT", default=None,
+                   help="continue from a checkpoint-N folder (overrides training.resume_from)")
+    d.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import dataclasses
+
+    from fusion_gui.engine.distill import distill, load_config
+
+    config = load_config(args.config)
+    if args.resume_from:
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training,
+                                                                          resume_from=args.resume_from))
+    main_rank = os.environ.get("RANK", "0") == "0"  # under accelerate launch / torchrun: rank 0 reports
+    result = drive(lambda cancel: distill(config, args.out_dir, cancel=cancel, force=args.force),
+                   progress=not args.no_progress and main_rank)
+    if not main_rank:
+        return EXIT_OK  # the main process wrote the output and says so
+    print(summary(result))
+    if result.checkpoint_dir:
+        print(f"Checkpoints kept in {result.checkpoint_dir}.")
+    return EXIT_OK
+
+
+def summary(result) -> str:
+    m = result.final_eval
+    text = f"Wrote {result.out_dir}: {result.steps} steps in {result.seconds:.1f} s"
+    if "kl_teacher" in m:
+        text += f"; held-out KL to the teacher {m['kl_teacher']:.4g}"
+    if "ce_student" in m and "ce_teacher" in m:
+        text += (f", perplexity student {math.exp(min(50.0, m['ce_student'])):.3f} / "
+                 f"teacher {math.exp(min(50.0, m['ce_teacher'])):.3f}")
+    return text + "."

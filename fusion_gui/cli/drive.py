@@ -1,0 +1,49 @@
+"""The one drive loop: run an engine job to its result, draw its events, turn its outcome into an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Generator
+
+from fusion_gui.cli.printer import Printer
+from fusion_gui.engine.cancel import CancelToken
+from fusion_gui.engine.errors import Cancelled, InputError
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def drive(start: Callable[[CancelToken], Generator], progress: bool = True):
+    """Run `start(cancel)`'s generator to its return value, drawing its events (progress bars only when
+    `progress`; warnings always). Ctrl-C sets the token (threads the job started stop too) and closes the
+    generator now, so its cleanup removes any partial output before the program exits."""
+    cancel = CancelToken()
+    gen = start(cancel)
+    printer = Printer(enabled=progress)
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            printer.show(event)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        gen.close()
+        raise Cancelled("Cancelled by the user.") from None
+    finally:
+        printer.close()
+
+
+def guarded(action: Callable[[], int]) -> int:
+    """The top of the program: one sentence on stderr for whatever went wrong, and its exit code."""
+    try:
+        return action()
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled; nothing was written.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as err:  # noqa: BLE001 - report, do not crash with a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
