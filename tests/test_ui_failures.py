@@ -39,7 +39,7 @@ def wait_done(qtbot, worker) -> None:
 # --- merge ------------------------------------------------------------------------------------------
 
 MERGE_FAILURES = {  # what fails, and words the sentence must name
-    "disk full": (writer, "_pwrite", 8, DISK_FULL, ("No space left on device",), False),
+    "disk full": (writer, "_pwrite", 8, DISK_FULL, ("Not enough disk space", "outputs"), False),
     "unreadable input": (ModelReader, "_read_at", 12, CANNOT_READ, ("Reading tensor", "Input/output error"), False),
     "out of memory": (merge_run, "_compute", 5, NO_MEMORY, ("Out of memory",), False),
     "a bug": (merge_run, "_compute", 5, ZeroDivisionError("division by zero"), ("ZeroDivisionError",), True),
@@ -174,7 +174,7 @@ def test_distill_fails_mid_run(window, qtbot, tiny, tmp_path, monkeypatch, error
 
     if failure == "disk full":  # after training, when the student is saved
         save = transformers.PreTrainedModel.save_pretrained
-        injected, words = fail_once(save, 1, DISK_FULL), ("No space left on device",)
+        injected, words = fail_once(save, 1, DISK_FULL), ("Not enough disk space", "the student")
         monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", injected)
     else:  # in the third training step
         injected, words = fail_once(losses.forward_kl, 3, NO_MEMORY), ("Out of memory",)
@@ -205,7 +205,7 @@ def test_extract_lora_fails_mid_run(window, qtbot, llama_family, tmp_path, monke
     if failure == "disk full":  # after every module was factored, when the adapter is written
         injected = fail_once(safetensors.torch.save_file, 1, DISK_FULL)
         monkeypatch.setattr(safetensors.torch, "save_file", injected)
-        words = ("Writing the adapter failed", "No space left on device")
+        words = ("Not enough disk space", tmp_path.name)
     else:
         injected, words = fail_once(ModelReader._read_at, 9, CANNOT_READ), ("Reading tensor", "Input/output error")
         monkeypatch.setattr(ModelReader, "_read_at", injected)
@@ -268,7 +268,7 @@ def small_demo(monkeypatch):
 def test_demo_build_fails_mid_run(qtbot, tmp_path, monkeypatch, no_leaked_windows, error_dialogs, failure):
     small_demo(monkeypatch)
     if failure == "disk full":  # saving the first fine-tune, after the base was trained and saved
-        injected, words = fail_once(demo_module._save, 2, DISK_FULL), ("No space left on device", "demo")
+        injected, words = fail_once(demo_module._save, 2, DISK_FULL), ("Not enough disk space", "the demo models")
         monkeypatch.setattr(demo_module, "_save", injected)
     else:
         injected, words = fail_once(demo_module._batch, 15, NO_MEMORY), ("Out of memory",)
