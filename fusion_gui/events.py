@@ -116,6 +116,31 @@ class PlanSummary:
 
 
 @dataclass(frozen=True)
+class SmokeCheck:
+    """One check of a smoke check: its status and a sentence saying what was found."""
+
+    name: str  # "tokenizer", "token ids", "config", "finite", "perplexity", "generation"
+    status: str  # "ok" | "suspicious" | "broken" | "skipped"
+    detail: str
+
+
+@dataclass(frozen=True)
+class SmokeVerdict:
+    """Whether a freshly written model works: the worst status of its checks, with the reasons.
+
+    perplexity is the model's on the built-in text; input_perplexity the same for each input that
+    could be loaded, as (label, value) pairs; generations are the model's greedy completions."""
+
+    verdict: str  # "ok" | "suspicious" | "broken"
+    reasons: tuple[str, ...]
+    checks: tuple[SmokeCheck, ...] = ()
+    perplexity: float | None = None
+    input_perplexity: tuple[tuple[str, float], ...] = ()
+    generations: tuple[tuple[str, str], ...] = ()  # (prompt, completion)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class MergeResult:
     out_dir: str
     tensors: int
@@ -124,6 +149,7 @@ class MergeResult:
     seconds: float
     peak_rss_bytes: int
     layer_metrics: tuple[LayerMetrics, ...] = field(default=(), repr=False)
+    smoke: SmokeVerdict | None = None  # None when the smoke check was skipped
 
 
 @dataclass(frozen=True)
@@ -210,6 +236,7 @@ class DistillResult:
     seconds: float
     final_eval: dict[str, float] = field(default_factory=dict)
     checkpoint_dir: str | None = None  # where checkpoints were kept, if any
+    smoke: SmokeVerdict | None = None  # None when the smoke check was skipped
 
 
 @dataclass(frozen=True)
@@ -238,4 +265,4 @@ class LoraResult:
         return max((m.rel_error for m in self.modules), default=0.0)
 
 
-Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary | StepProgress | EvalRow | Generation | TrainStep | EvalStep | LoraModuleError
+Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary | StepProgress | EvalRow | Generation | TrainStep | EvalStep | LoraModuleError | SmokeCheck

@@ -12,6 +12,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if "FUSION_GUI_CACHE" not in os.environ:  # estimated Fishers are cached: not in the user's cache folder
     os.environ["FUSION_GUI_CACHE"] = tempfile.mkdtemp(prefix="fusion-gui-test-cache-")
     atexit.register(shutil.rmtree, os.environ["FUSION_GUI_CACHE"], True)
+if "FUSION_GUI_DATA_DIR" not in os.environ:  # runs are recorded in a history: not in the user's data folder
+    os.environ["FUSION_GUI_DATA_DIR"] = tempfile.mkdtemp(prefix="fusion-gui-test-data-")
+    atexit.register(shutil.rmtree, os.environ["FUSION_GUI_DATA_DIR"], True)
 
 
 def pytest_collection_modifyitems(items):

@@ -23,8 +23,8 @@ run_job = drain
 
 @pytest.fixture(scope="session")
 def demo_models(request, tmp_path_factory):
-    """The full demo build. Kept in pytest's cache: build_demo rebuilds only when its stamp (spec,
-    library versions and demo.py's own code) changes, so a later session reuses it."""
+    """The full demo build. Kept in pytest's cache: build_demo rebuilds only when its stamp (DEMO_VERSION,
+    app and library versions, spec) changes, so a later session reuses it."""
     cache = getattr(request.config, "cache", None)
     # one fixed folder per session either way: test_ui_eval.py imports this fixture (a second copy)
     root = Path(cache.mkdir("fusion-gui-demo")) if cache else tmp_path_factory.getbasetemp() / "fusion-gui-demo"
@@ -50,6 +50,16 @@ def test_two_builds_write_identical_files_and_a_second_run_reuses_them(tmp_path)
     # the hashes could not simply be equal by accident: another seed trains other weights
     run_job(build_demo(tmp_path / "c", DemoSpec(**{**SMALL.__dict__, "seed": 1})))
     assert file_hashes(tmp_path / "c")["base/model.safetensors"] != hashes["base/model.safetensors"]
+
+
+def test_the_build_and_its_reuse_need_no_source_files(tmp_path, monkeypatch):
+    """A packaged app has bytecode only: building and reusing the demo must not read demo.py."""
+    import fusion_gui.engine.evaluate.demo as demo
+
+    monkeypatch.setattr(demo, "__file__", str(tmp_path / "no-such-dir" / "demo.py"))
+    first, _ = run_job(build_demo(tmp_path / "d", SMALL))
+    again, _ = run_job(build_demo(tmp_path / "d", SMALL))
+    assert first.built and not again.built
 
 
 def test_held_out_problems_are_never_trained_on():

@@ -195,6 +195,8 @@ def test_distilled_student_moves_toward_the_teacher(setup, tmp_path):
     assert result.final_eval["kl_teacher"] < steps[0].losses["forward_kl"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "teacher" in card and "corpus.txt" in card and "forward_kl" in card and "kl_teacher" in card
+    assert result.smoke is not None and f"Verdict: **{result.smoke.verdict}**" in card
+    assert [c.name for c in result.smoke.checks][:4] == ["tokenizer", "token ids", "config", "finite"]
     assert "base_model" not in card.split("---")[1]  # a local student: nothing the Hub could resolve
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder, no checkpoints
 

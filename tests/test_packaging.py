@@ -7,6 +7,7 @@ instead of rebuilding it (for iterating on the .deb). Linux only (the .deb and E
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -97,56 +98,170 @@ def _debian_package(soname: str) -> str:
     return f"{stem}-{version}" if stem[-1].isdigit() else f"{stem}{version}"
 
 
-@pytest.mark.timeout(1800)
-def test_built_binary_selftest_without_python(built, tmp_path):
-    proc = subprocess.run([str(BINARY), "--selftest"], env=_bare_env(tmp_path), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "selftest ok" in proc.stdout
-    out = subprocess.run([str(BINARY), "--version"], env=_bare_env(tmp_path), capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == _version()
+@pytest.fixture(scope="module")
+def installed(built, tmp_path_factory):
+    """The .deb installed as a user installs it; yields a folder holding only the `fusion-gui` command.
+
+    As root in CI (CI set): `apt-get install ./fusion-gui_*.deb`, which also pulls the Depends, and the
+    command is /usr/bin/fusion-gui. Elsewhere: `dpkg -x` into a temporary root (nothing outside it changes);
+    its launcher is the packaged one with /opt/fusion-gui moved under that root."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    if os.environ.get("CI") and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", str(built["deb"].resolve())],
+                       check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        (bin_dir / "fusion-gui").symlink_to("/usr/bin/fusion-gui")
+        yield bin_dir
+        subprocess.run(["dpkg", "--remove", "fusion-gui"], check=True)
+        return
+    root = tmp_path_factory.mktemp("root")
+    subprocess.run(["dpkg-deb", "-x", str(built["deb"]), str(root)], check=True)
+    launcher = (root / "usr/bin/fusion-gui").read_text()
+    assert "exec /opt/fusion-gui/fusion-gui \"$@\"" in launcher, launcher
+    (bin_dir / "fusion-gui").write_text(launcher.replace("/opt/fusion-gui/", f"{root}/opt/fusion-gui/"))
+    (bin_dir / "fusion-gui").chmod(0o755)
+    yield bin_dir
+
+
+@pytest.fixture(scope="module")
+def user(installed, tmp_path_factory) -> dict[str, str]:
+    """A new user's environment: an empty home, XDG folders in it, no Python on PATH, only `fusion-gui`."""
+    home = tmp_path_factory.mktemp("home")
+    xdg = {name: str(home / sub) for name, sub in (("XDG_DATA_HOME", ".local/share"), ("XDG_CONFIG_HOME", ".config"),
+                                                   ("XDG_CACHE_HOME", ".cache"), ("XDG_RUNTIME_DIR", "run"))}
+    for folder in xdg.values():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    os.chmod(xdg["XDG_RUNTIME_DIR"], 0o700)
+    assert shutil.which("python3", path=str(installed)) is None and shutil.which("python", path=str(installed)) is None
+    return {"PATH": str(installed), "HOME": str(home), "LANG": "C.UTF-8", "TMPDIR": str(home), **xdg}
+
+
+def fusion(user: dict[str, str], *args, timeout: int = 600, **extra: str) -> subprocess.CompletedProcess:
+    """`fusion-gui ARGS` as typed in a terminal: the command is found on PATH."""
+    return subprocess.run(["fusion-gui", *map(str, args)], env={**user, **extra}, cwd=user["HOME"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_quiet(proc: subprocess.CompletedProcess) -> None:
+    """Only the program's own output: no library warnings, no tracebacks."""
+    for bad in ("Unable to retrieve source", "Warning", "warn(", "Traceback"):
+        assert bad not in proc.stderr, proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def demo_models(user) -> Path:
+    return Path(user["XDG_DATA_HOME"]) / "fusion-gui" / "demo-models"
+
+
+@pytest.fixture(scope="module")
+def window_walk(user, demo_models) -> tuple[subprocess.CompletedProcess, Path]:
+    """The window, offscreen, clicked through by its scripted walk (fusion_gui/ui/smoke.py): "Try the demo"
+    trains the demo models in the new user's data folder, then merge, evaluate, compare, recipe, LoRA."""
+    assert not demo_models.exists()  # the button builds them: the path a first-time user takes
+    out = Path(user["HOME"]) / "walk"
+    proc = fusion(user, timeout=1500, QT_QPA_PLATFORM="offscreen", FUSION_GUI_SMOKE=str(out))
+    return proc, out
 
 
 @pytest.mark.timeout(1800)
-def test_built_binary_distills_from_a_datasets_folder_and_evaluates(built, tmp_path):
+def test_installed_version_help_and_selftest(user):
+    version = fusion(user, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == _version(), version.stderr
+    help_ = fusion(user, "--help")
+    assert help_.returncode == 0 and "merge" in help_.stdout and help_.stderr == "", help_.stderr
+    selftest = fusion(user, "--selftest", timeout=300)
+    assert selftest.returncode == 0 and "selftest ok" in selftest.stdout, selftest.stdout + selftest.stderr
+    assert_quiet(selftest)
+
+
+@pytest.mark.timeout(1800)
+def test_installed_window_try_the_demo_merge_evaluate_compare_recipe_lora(window_walk, demo_models):
+    proc, out = window_walk
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    steps = [line for line in proc.stdout.splitlines() if line.startswith("smoke: ")]
+    assert [line.split()[1] for line in steps] == ["demo", "merge", "evaluate", "compare", "recipe", "extract-lora",
+                                                   "all"], proc.stdout
+    assert all(" ok" in line for line in steps), proc.stdout
+    assert "Demo models built in" in steps[0] and str(demo_models) in steps[0]
+    assert (demo_models / "demo.json").is_file() and (out / "merged" / "model.safetensors").is_file()
+    scores = {row["model"]: row for row in csv.DictReader(open(out / "eval.csv"))}
+    assert set(scores) == {"merged", "base", "count", "reverse"}
+    assert float(scores["count"]["count"]) >= 0.8 and float(scores["reverse"]["reverse"]) >= 0.8
+    assert "the form holds the saved recipe: True" in steps[4]
+    assert (out / "lora" / "adapter_config.json").is_file()
+    assert "Traceback" not in proc.stderr and "Unable to retrieve source" not in proc.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_installed_demo_from_the_command_line(window_walk, user, demo_models):
+    proc = fusion(user, "demo", timeout=1500)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert f"Reusing the demo models in {demo_models}" in proc.stderr  # the window's build, reused
+    table = {line.split()[0]: [int(v.rstrip("%")) for v in line.split()[1:]]
+             for line in proc.stdout.splitlines() if line.split() and line.split()[0] in ("count", "demo-merge")}
+    assert table["count"][0] >= 80 and min(table["demo-merge"]) >= 40, proc.stdout
+    assert_quiet(proc)
+
+
+@pytest.mark.timeout(1800)
+def test_installed_merge_compare_evaluate_extract_lora(window_walk, user, demo_models):
+    work = Path(user["HOME"]) / "cli"
+    work.mkdir()
+    base, count, reverse = (demo_models / name for name in ("base", "count", "reverse"))
+    (work / "ties.yml").write_text(
+        f"merge_method: ties\nbase_model: {base}\nparameters: {{density: 0.5}}\ndtype: float32\nmodels:\n"
+        f"  - {{model: {count}, parameters: {{weight: 0.8}}}}\n  - {{model: {reverse}, parameters: {{weight: 0.8}}}}\n")
+    merge = fusion(user, "merge", work / "ties.yml", work / "ties", "--no-progress")
+    assert merge.returncode == 0, merge.stdout + merge.stderr
+    assert merge.stdout.startswith(f"Wrote {work / 'ties'}: ") and merge.stderr == "", merge.stderr  # nothing else
+    compare = fusion(user, "diff", count, reverse, "--base", base, "--json")
+    assert compare.returncode == 0, compare.stderr
+    assert len(json.loads(compare.stdout)["tensors"]) == 21
+    evaluate = fusion(user, "eval", work / "ties", count, "--task", "count", "-n", "20", "--csv", work / "e.csv")
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert [row["model"] for row in csv.DictReader(open(work / "e.csv"))] == ["ties", "count"]
+    lora = fusion(user, "extract-lora", count, base, work / "lora", "--rank", "4", "--no-progress")
+    assert lora.returncode == 0, lora.stderr
+    assert (work / "lora" / "adapter_model.safetensors").is_file()
+    for proc in (compare, evaluate, lora):
+        assert_quiet(proc)
+
+
+@pytest.mark.timeout(1800)
+def test_installed_distills_from_a_datasets_folder_and_evaluates(user):
     """Distillation (transformers' Trainer, accelerate, datasets/pyarrow) and evaluation (perplexity and
     generation) in the bundle: modules the analysis cannot see behind transformers' lazy imports."""
     import datasets
 
     from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
+    work = Path(user["HOME"]) / "distill"
     words = "the cat sat on a mat while dogs ran far away from home".split()
     lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(10)) + "." for i in range(300)]
-    datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(tmp_path / "corpus-ds"))
-    (tmp_path / "corpus.txt").write_text("\n".join(lines[:40]))
-    save_model(build_model(tiny_config("llama", layers=2, hidden=64, vocab=128), seed=0), tmp_path / "teacher")
-    save_model(build_model(tiny_config("llama", layers=2, hidden=32, vocab=128), seed=1), tmp_path / "student")
-    (tmp_path / "distill.yml").write_text(
-        f"teacher: {tmp_path / 'teacher'}\nstudent: {tmp_path / 'student'}\n"
-        f"data: {{path: {tmp_path / 'corpus-ds'}, text_field: text}}\nlosses: {{forward_kl: 1.0}}\n"
+    datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(work / "corpus-ds"))
+    (work / "corpus.txt").write_text("\n".join(lines[:40]))
+    save_model(build_model(tiny_config("llama", layers=2, hidden=64, vocab=128), seed=0), work / "teacher")
+    save_model(build_model(tiny_config("llama", layers=2, hidden=32, vocab=128), seed=1), work / "student")
+    (work / "distill.yml").write_text(
+        f"teacher: {work / 'teacher'}\nstudent: {work / 'student'}\n"
+        f"data: {{path: {work / 'corpus-ds'}, text_field: text}}\nlosses: {{forward_kl: 1.0}}\n"
         "training: {max_steps: 2, batch_size: 4, seq_length: 32, device: cpu}\n")
-    env = _bare_env(tmp_path)
-    proc = subprocess.run([str(BINARY), "distill", str(tmp_path / "distill.yml"), str(tmp_path / "out"),
-                           "--no-progress"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = fusion(user, "distill", work / "distill.yml", work / "out", "--no-progress")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "out" / "config.json").is_file()
-    proc = subprocess.run([str(BINARY), "eval", str(tmp_path / "out"), "--text", str(tmp_path / "corpus.txt"),
-                           "--prompt", "the cat"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    assert (work / "out" / "config.json").is_file()
+    proc = fusion(user, "eval", work / "out", "--text", work / "corpus.txt", "--prompt", "the cat")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "perplexity" in proc.stdout and "[out, greedy] the cat" in proc.stdout
 
 
 @pytest.mark.timeout(1800)
-def test_built_binary_opens_main_window_offscreen(built, tmp_path):
+def test_installed_window_opens_and_closes_on_sigint(user, tmp_path):
     """No-arguments start opens the window; SIGINT closes it properly (run_gui's handler), which
     saves the settings with the window geometry: proof that the MainWindow was built and shown."""
     config = tmp_path / "config"
-    env = _bare_env(tmp_path, QT_QPA_PLATFORM="offscreen", FUSION_GUI_CONFIG_DIR=str(config),
-                    XDG_RUNTIME_DIR=str(tmp_path))
+    env = {**user, "QT_QPA_PLATFORM": "offscreen", "FUSION_GUI_CONFIG_DIR": str(config)}
     log = tmp_path / "gui.log"
     with open(log, "w") as sink:
-        proc = subprocess.Popen([str(BINARY)], env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(["fusion-gui"], env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120
             # offscreen Qt prints this when the window is created and shown; then run_gui installs its

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QAbstractScrollArea, QApplication  # noqa: E402
 from fusion_gui.events import LayerMetrics, TensorMetrics  # noqa: E402
 from fusion_gui.ui.panels.setting_editor import SettingEditorDialog  # noqa: E402
 from fusion_gui.ui.plots import LayerChangePlot, MetricHeatmap  # noqa: E402
-from ui_helpers import config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
+from ui_helpers import close_questions, config_dir, error_dialogs, no_leaked_windows, window  # noqa: E402,F401
 
 pytestmark = pytest.mark.gui
 WHEEL_DOWN = -120  # one notch towards the user

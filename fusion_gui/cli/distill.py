@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import os
 
-from fusion_gui.cli.drive import EXIT_OK, drive
+from fusion_gui.cli.drive import EXIT_OK
+from fusion_gui.cli.recording import drive_recorded, open_history
 
 
 def add_parser(sub) -> None:
@@ -16,6 +17,7 @@ def add_parser(sub) -> None:
                    help="continue from a checkpoint-N folder (overrides training.resume_from)")
     d.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--no-smoke", action="store_true", help="skip the smoke check of the distilled student")
 
 
 def run(args) -> int:
@@ -28,14 +30,30 @@ def run(args) -> int:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training,
                                                                           resume_from=args.resume_from))
     main_rank = os.environ.get("RANK", "0") == "0"  # under accelerate launch / torchrun: rank 0 reports
-    result = drive(lambda cancel: distill(config, args.out_dir, cancel=cancel, force=args.force),
-                   progress=not args.no_progress and main_rank)
+    result = drive_recorded(lambda cancel: distill(config, args.out_dir, cancel=cancel, force=args.force,
+                                                   smoke=not args.no_smoke),
+                            _recorder(config, args) if main_rank else None, progress=not args.no_progress and main_rank)
     if not main_rank:
         return EXIT_OK  # the main process wrote the output and says so
     print(summary(result))
     if result.checkpoint_dir:
         print(f"Checkpoints kept in {result.checkpoint_dir}.")
     return EXIT_OK
+
+
+def _recorder(config, args):
+    history = open_history()
+    if history is None:
+        return None
+
+    def record(result, status, seconds):
+        from fusion_gui.engine.distill import dump_config
+        from fusion_gui.session.run_records import record_distill
+
+        record_distill(history, dump_config(config), config.teacher, config.student, str(args.out_dir), result,
+                       status, seconds)
+        history.close()
+    return record
 
 
 def summary(result) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fusion_gui.cli.drive import EXIT_OK, drive
+from fusion_gui.cli.drive import EXIT_OK
+from fusion_gui.cli.recording import drive_recorded, open_history
 from fusion_gui.formatting import format_bytes
 
 
@@ -16,6 +17,8 @@ def add_parser(sub) -> None:
     m.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     m.add_argument("--dry-run", action="store_true", help="check everything and print the plan; write nothing")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.add_argument("--no-smoke", action="store_true",
+                   help="skip the smoke check of the output (tokenizer, config, finite tensors, perplexity)")
 
 
 def run(args) -> int:
@@ -24,7 +27,7 @@ def run(args) -> int:
 
     recipe = load_recipe(args.config)
     options = MergeOptions(device=args.device, out_shard_size=args.out_shard_size, seed=args.seed,
-                           force=args.force)
+                           force=args.force, smoke=not args.no_smoke)
     if args.dry_run:
         plan = plan_merge(recipe, args.out_dir, options)
         try:
@@ -32,11 +35,26 @@ def run(args) -> int:
         finally:
             plan.close()
         return EXIT_OK
-    result = drive(lambda cancel: merge(recipe, args.out_dir, options, cancel=cancel),
-                   progress=not args.no_progress)
+    result = drive_recorded(lambda cancel: merge(recipe, args.out_dir, options, cancel=cancel),
+                            _recorder(recipe, args), progress=not args.no_progress)
     print(f"Wrote {result.out_dir}: {result.tensors} tensors, {format_bytes(result.bytes_written, 2)} in "
           f"{result.shards} shard(s), {result.seconds:.1f} s, peak memory {format_bytes(result.peak_rss_bytes, 2)}.")
     return EXIT_OK
+
+
+def _recorder(recipe, args):
+    history = open_history()
+    if history is None:
+        return None
+
+    def record(result, status, seconds):
+        from fusion_gui.engine.merge.recipe import dump_recipe
+        from fusion_gui.session.run_records import record_merge
+
+        record_merge(history, dump_recipe(recipe), recipe.referenced_models(), recipe.base_model,
+                     str(args.out_dir), result, status, seconds)
+        history.close()
+    return record
 
 
 def describe_plan(plan) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -42,6 +43,11 @@ def run_gui(argv: list[str]) -> int:
     if recipes:
         window.open_recipe(recipes[0])
     window.show()
+    if os.environ.get("FUSION_GUI_SMOKE"):  # the installed app's test: a scripted walk (ui/smoke.py)
+        from fusion_gui.ui.smoke import SmokeWalk
+
+        walk = SmokeWalk(window, Path(os.environ["FUSION_GUI_SMOKE"]))
+        walk.start()
     # Ctrl-C in the terminal closes the window properly (a running job is cancelled, settings
     # saved); the idle timer lets Python run its signal handler while Qt's loop is in C++.
     previous = signal.signal(signal.SIGINT, lambda *_: window.close())

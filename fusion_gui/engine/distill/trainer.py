@@ -27,6 +27,7 @@ from fusion_gui.engine.distill import losses as L
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
 from fusion_gui.engine.errors import Cancelled, InputError
+from fusion_gui.engine.evaluate.smoke import check_output
 from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
 from fusion_gui.engine.io.resolve import is_local_path
 from fusion_gui.engine.io.writer import disk_error
@@ -180,11 +181,12 @@ def _training_args(config: DistillConfig, output_dir: Path, on_gpu: bool) -> Tra
 
 def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | None = None,
             pause: threading.Event | None = None, force: bool = False,
-            save_now: threading.Event | None = None) -> Generator[Event, None, DistillResult]:
+            save_now: threading.Event | None = None, smoke: bool = True) -> Generator[Event, None, DistillResult]:
     """Distill config.teacher into config.student; the student appears at OUT_DIR only when done.
 
     pause: while set, training waits between steps. save_now: when set, a checkpoint is saved
-    after the current step (into the checkpoint folder) and the event is cleared.
+    after the current step (into the checkpoint folder) and the event is cleared. smoke: smoke-check
+    the student (against the teacher and the starting student) before it appears.
     Yields Log, TrainStep, EvalStep.
     """
     out_dir, o, started = Path(out_dir), config.training, time.monotonic()
@@ -243,6 +245,8 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
         if "error" in outcome:
             raise outcome["error"]
         steps, final_eval, writer = outcome["result"]
+        verdict = (yield from check_output(temp, [config.teacher, config.student], o.device, cancel)
+                   ) if writer and smoke else None
         if writer:  # under accelerate launch only the main process publishes; the others' temp goes below
             publish(temp, out_dir, force)
     finally:
@@ -253,7 +257,7 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
         if not ckpt_existed and ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
             ckpt_dir.rmdir()  # Trainer makes its folder up front; no checkpoint was saved in it
     kept = str(ckpt_dir) if ckpt_dir.exists() and any(ckpt_dir.glob("checkpoint-*")) else None
-    return DistillResult(str(out_dir), steps, time.monotonic() - started, final_eval, kept)
+    return DistillResult(str(out_dir), steps, time.monotonic() - started, final_eval, kept, verdict)
 
 
 def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, taid, emit, cancel, stop,

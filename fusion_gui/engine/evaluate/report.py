@@ -16,15 +16,22 @@ def table(rows: tuple[EvalRow, ...]) -> tuple[list[str], list[str], dict[tuple[s
     return models, metrics, {(r.model, r.metric): r for r in rows}
 
 
+def is_perplexity(metric: str) -> bool:
+    return metric == "perplexity" or metric.endswith("/perplexity")
+
+
 def format_value(row: EvalRow | None) -> str:
     if row is None:
         return "-"
-    return f"{row.value:.2f}" if row.metric == "perplexity" else f"{100 * row.value:.0f}%"
+    if is_perplexity(row.metric):
+        return f"{row.value:.2f}"
+    return f"{100 * row.value:.1f}%" if "/" in row.metric else f"{100 * row.value:.0f}%"
 
 
 def format_table(rows: tuple[EvalRow, ...]) -> str:
     models, metrics, cells = table(rows)
-    header = ["model"] + [m if m == "perplexity" else f"{m} (exact match)" for m in metrics]
+    # a demo skill's name alone means its exact match; task metrics are named "<task>/<metric>"
+    header = ["model"] + [m if is_perplexity(m) or "/" in m else f"{m} (exact match)" for m in metrics]
     body = [[m] + [format_value(cells.get((m, k))) for k in metrics] for m in models]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -46,3 +53,14 @@ def write_csv(rows: tuple[EvalRow, ...], path: str | Path) -> None:
 
 def format_generations(gens: tuple[Generation, ...]) -> str:
     return "\n".join(f"[{g.model}, {g.mode}] {g.prompt}{g.text}" for g in gens)
+
+
+def confidence_interval(row: EvalRow, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95% Wilson interval of an accuracy from its number of examples (None for a perplexity,
+    whose spread the example count does not give)."""
+    if is_perplexity(row.metric) or row.n <= 0:
+        return None
+    p, n = min(max(row.value, 0.0), 1.0), row.n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

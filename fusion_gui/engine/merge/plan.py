@@ -41,6 +41,7 @@ class MergeOptions:
     seed: int | None = None  # overrides the recipe's random_seed
     force: bool = False  # replace an existing OUT_DIR
     async_io: bool = True  # overlap reading, computing and writing
+    smoke: bool = True  # smoke-check the output before it appears (evaluate/smoke.py)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError, OutputError
+from fusion_gui.engine.evaluate.smoke import check_output
 from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
 from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter, disk_error
 from fusion_gui.engine.merge.output import copy_side_files, loader_class, write_config, write_model_card
@@ -158,11 +159,14 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         yield Log("Finishing shards and writing config, tokenizer and model card.")
         shard_files = writer.finish()
         _write_side_files(plan, temp)
+        peak = peak_rss_bytes()  # the merge's own, before the smoke check loads the model
+        smoke = (yield from check_output(temp, [r.path for r in plan.readers.values()], options.device, cancel)
+                 ) if options.smoke else None
         publish(temp, plan.out_dir, options.force)
         seconds = time.perf_counter() - start
         yield Log(f"Done in {seconds:.1f} s: {plan.out_dir}")
         return MergeResult(str(plan.out_dir), len(tasks), bytes_done, len(shard_files), seconds,
-                           peak_rss_bytes(), tuple(accumulator.all_layers()) if accumulator else ())
+                           peak, tuple(accumulator.all_layers()) if accumulator else (), smoke)
     except OSError as err:
         raise (disk_error(plan.out_dir.parent, err, plan.summary.output_bytes) or OutputError(
             f"Writing the output failed: {err.strerror or err} ({err.filename or temp}).")) from err
