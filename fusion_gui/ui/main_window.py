@@ -144,11 +144,17 @@ class MainWindow(QMainWindow):
             from fusion_gui.ui.dialogs.extract_lora_dialog import ExtractLoraDialog
 
             self._extract_lora_dialog = ExtractLoraDialog(
-                lambda: [*self.document.state.model_refs(), *self.settings.recent_models], self)
+                lambda: [*self.document.state.model_refs(), *self.settings.recent_models], self,
+                merge_target=self._merge_target)
             self._extract_lora_dialog.adapter_ready.connect(self._add_adapter)
         self._extract_lora_dialog.show()
         self._extract_lora_dialog.raise_()
         return self._extract_lora_dialog
+
+    def _merge_target(self) -> tuple[str | None, bool]:
+        """What an adapter must fit to join the merge: its base (else its first model), vocabularies merged."""
+        state = self.document.state
+        return state.base_model or next(iter(state.model_refs()), None), state.tokenizer_choice()[0] is not None
 
     def _add_adapter(self, folder: str) -> None:
         self.tabs.setCurrentIndex(0)

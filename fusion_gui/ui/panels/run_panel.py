@@ -306,7 +306,7 @@ class RunPanel(QWidget):
         self.summary_label.setText(
             f"Done in {format_duration(result.seconds)}: {format_bytes(result.bytes_written)} in "
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
-            f"{format_bytes(result.peak_rss_bytes)}.\n{result.out_dir}")
+            f"{format_bytes(result.peak_bytes)} (this merge's own).\n{result.out_dir}")
         self.open_button.setVisible(True)
         self.settings.add_recent_output_dir(result.out_dir)
         self.message.emit(f"Merged into {result.out_dir}")
