@@ -165,8 +165,10 @@ def _summary(plan: MergePlan, estimate: PrepareEstimate) -> PlanSummary:
         partial_folders=find_partials(out_dir.parent))
 
 
-def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions()) -> MergePlan:
-    """Check everything a merge needs and describe its output; reads no tensor data."""
+def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions(),
+               preview: bool = False) -> MergePlan:
+    """Check everything a merge needs and describe its output; reads no tensor data.
+    preview: only the description is wanted (the app's pre-flight): an unchanged vocabulary is reused."""
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and not options.force:
         raise InputError(f"Output folder '{out_dir}' already exists; choose another or pass --force.")
@@ -189,7 +191,7 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         if tok_donor not in readers:
             readers[tok_donor] = open_model(tok_donor)
         refuse_input_overlap(out_dir, {r.label: r.path for r in readers.values()})
-        vocabulary = plan_vocabulary(recipe, readers)
+        vocabulary = plan_vocabulary(recipe, readers, preview)
         chat_template, warnings = resolve_chat_template(
             recipe.chat_template, [readers[m] for m in recipe.referenced_models()])
         if chat_template and vocabulary is None and tokenizer_folder(readers[tok_donor]) is None:

@@ -20,7 +20,7 @@ def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
     from fusion_gui.engine.merge import plan_merge
 
     yield from ()
-    plan = plan_merge(recipe, out_dir, dataclasses.replace(options, force=True))
+    plan = plan_merge(recipe, out_dir, dataclasses.replace(options, force=True), preview=True)
     try:
         text, warnings = describe_plan(plan.summary, output_chosen)
     finally:
