@@ -1,6 +1,7 @@
 """End to end: fixture models through `fusion-gui merge`, loaded back with transformers."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -197,3 +198,31 @@ def test_methods_command_lists_every_method(run_cli):
         assert f"{name} — " in out
         for p in method.params:
             assert f"- {p.name} (" in out
+
+
+def test_relative_model_paths_fall_back_to_the_recipe_folder_with_a_note(llama_family, tmp_path, run_cli):
+    """mergekit reads `./ft` from the folder it runs in; where nothing is there, the recipe's folder is tried."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    for name, src in zip(("base", "ft1", "ft2"), llama_family):
+        shutil.copytree(src, project / name)
+    recipe = project / "recipe.yml"
+    recipe.write_text("merge_method: linear\nmodels:\n  - model: ./ft1\n    parameters: {weight: 0.5}\n"
+                      "  - model: ./ft2\n    parameters: {weight: 0.5}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    here = os.getcwd()
+    os.chdir(elsewhere)  # not monkeypatch.chdir: run_cli undoes the fixture's patches after each call
+    try:
+        code, _, err = run_cli("merge", recipe, tmp_path / "out", "--no-progress", "--no-smoke")
+        assert code == 0, err
+        assert "read against its folder" in err and "./ft1" in err
+        assert (tmp_path / "out" / "config.json").is_file()
+
+        (elsewhere / "ft1").mkdir()  # a folder of that name where we run: mergekit's reading wins
+        code, _, err = run_cli("merge", recipe, tmp_path / "out2", "--no-progress", "--no-smoke", "--dry-run")
+        assert code == 2 and "ft1" in err, err  # ./ft1 here is empty: the error names the path as written
+    finally:
+        os.chdir(here)

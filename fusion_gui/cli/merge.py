@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from fusion_gui.cli.drive import EXIT_OK
 from fusion_gui.cli.recording import drive_recorded, open_history
 from fusion_gui.formatting import format_bytes
@@ -23,9 +26,16 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from fusion_gui.engine.merge import MergeOptions, merge, plan_merge
+    from fusion_gui.engine.merge.model_paths import describe_moves, resolve_model_paths
     from fusion_gui.engine.merge.recipe import load_recipe
 
     recipe = load_recipe(args.config)
+    # mergekit reads `model: ./ft_a` from the folder it runs in; where that finds nothing, the recipe's own
+    # folder is tried, and the user is told
+    folder = Path(args.config).expanduser().parent
+    recipe, moved = resolve_model_paths(recipe, folder, cwd_first=True)
+    if moved:
+        print(f"note: {describe_moves(moved, folder)}", file=sys.stderr)
     options = MergeOptions(device=args.device, out_shard_size=args.out_shard_size, seed=args.seed,
                            force=args.force, smoke=not args.no_smoke)
     if args.dry_run:

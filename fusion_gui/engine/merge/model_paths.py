@@ -21,8 +21,8 @@ def _resolve(ref: str, folder: Path, cwd_first: bool) -> str:
     if Path(ref).is_absolute():
         return ref
     beside = folder / ref
-    if cwd_first and Path(ref).exists():
-        return ref
+    if cwd_first and (Path(ref).exists() or not beside.exists()):
+        return ref  # found from here, or nowhere: the error then names the path as written
     # a bare name that is not there is most likely a Hub repo id ("org/name"): leave it
     if beside.exists() or _looks_relative(ref):
         return str(beside.resolve())
