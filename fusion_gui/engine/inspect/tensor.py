@@ -1,0 +1,181 @@
+"""Drill-down of one tensor across models: each model's change from the base as a histogram, an image,
+a singular value spectrum with the LoRA rank it would need, the models' sign agreement, and what
+TIES / DARE / breadcrumbs would keep at a density. Results are cached (LRU) per files, tensor and settings.
+
+Memory: the base tensor, one model's tensor and its float32 change at a time, plus one byte per element
+per model for the TIES sign election.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Generator
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from fusion_gui.engine.cancel import CancelToken
+from fusion_gui.engine.inspect import pictures
+from fusion_gui.engine.inspect.opening import check_tensor, files_identity, opened
+from fusion_gui.engine.methods.sparsify import keep_band, keep_largest
+from fusion_gui.events import Event, ModelChange, Progress, TensorDrillDown
+
+BREADCRUMBS_GAMMA = 0.01  # the outlier fraction breadcrumbs drops (mergekit's default)
+CACHE_SIZE = 16  # drill-downs kept; the results are small (a few hundred KB each)
+
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def _cached(key) -> TensorDrillDown | None:
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+        return hit
+
+
+def _remember(key, result: TensorDrillDown) -> None:
+    with _cache_lock:
+        _cache[key] = result
+        _cache.move_to_end(key)
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+
+
+def _change(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """model - base in float32, row chunk by row chunk (no float32 copy of either input)."""
+    m, b = pictures.as_matrix(model), pictures.as_matrix(base)
+    out = torch.empty(m.shape, dtype=torch.float32)
+    for start, stop in pictures._row_chunks(m.shape[0], m.shape[1], 1):
+        torch.sub(m[start:stop].float(), b[start:stop].float(), out=out[start:stop])
+    return out
+
+
+def _max_abs_change(model: torch.Tensor, base: torch.Tensor) -> float:
+    m, b = pictures.as_matrix(model), pictures.as_matrix(base)
+    return max((float((m[a:z].float() - b[a:z].float()).abs().max())
+                for a, z in pictures._row_chunks(m.shape[0], m.shape[1], 1)), default=0.0)
+
+
+def _norm_sq(t: torch.Tensor) -> float:
+    m = pictures.as_matrix(t)
+    return sum(float(m[a:z].double().square().sum()) for a, z in pictures._row_chunks(*m.shape, 1))
+
+
+class _Election:
+    """TIES's sign election over the models' trimmed changes: keeps each model's trimmed signs (int8)
+    and the running sum; after the last model, the elected sign decides what each model keeps."""
+
+    def __init__(self) -> None:
+        self.signs: list[torch.Tensor] = []
+        self.total: torch.Tensor | None = None
+
+    def add(self, change: torch.Tensor, trim: torch.Tensor) -> None:
+        kept = change * trim
+        self.total = kept if self.total is None else self.total.add_(kept)
+        self.signs.append(kept.sign().to(torch.int8))
+
+    def kept_masks(self):
+        elected = self.total.sign().to(torch.int8)
+        self.total = None
+        for signs in self.signs:
+            yield (signs != 0) & (signs == elected)
+
+
+def _masks(change: torch.Tensor, density: float, seed: int) -> dict[str, torch.Tensor]:
+    """Element masks of what each method keeps of this change (before TIES's election)."""
+    n = change.numel()
+    keep = max(1, int(density * n)) if density > 0 else 0
+    trim = keep_largest(change, keep) if 0 < density < 1 else torch.full_like(change, density > 0, dtype=torch.bool)
+    rng = torch.Generator().manual_seed(seed)
+    dare = torch.rand(change.shape, generator=rng) < density
+    band_keep = max(0, int(density * n))
+    skip = max(0, n - band_keep - int(BREADCRUMBS_GAMMA * n))
+    crumbs = keep_band(change, skip, skip + band_keep) if density < 1 else torch.ones_like(change, dtype=torch.bool)
+    return {"ties": trim, "dare": dare, "breadcrumbs": crumbs}
+
+
+def drill_down(tensor: str, models: list[str], base: str, density: float = 0.5, bins: int = 64,
+               image_size: int = 256, seed: int = 0, cancel: CancelToken | None = None,
+               ) -> Generator[Event, None, TensorDrillDown]:
+    """One tensor of `models`, each against `base`. Progress is yielded as each model is read."""
+    cancel = cancel or CancelToken()
+    start = time.perf_counter()
+    with opened([base] + list(models)) as readers:
+        shape = check_tensor(tensor, readers)
+        key = (tuple(files_identity(r) for r in readers), tensor, density, bins, image_size, seed)
+        hit = _cached(key)
+        if hit is not None:
+            return replace(hit, cached=True, seconds=time.perf_counter() - start)
+        ref, rest = readers[0], readers[1:]
+        nbytes = ref.tensors[tensor].nbytes
+        total = nbytes * (1 + 2 * len(rest))  # the base once, each model twice (range, then pictures)
+        done = nbytes
+
+        def progress(what: str) -> Progress:
+            return Progress(done // nbytes, 1 + 2 * len(rest), done, total, time.perf_counter() - start, what)
+
+        base_t = ref.get(tensor)
+        yield progress(f"{tensor} of {ref.label}")
+        # Shared bin edges need every change's range first: a cheap first pass.
+        reach = 0.0
+        for r in rest:
+            cancel.raise_if_cancelled()
+            reach = max(reach, _max_abs_change(r.get(tensor), base_t))
+            done += nbytes
+            yield progress(f"range of {r.label}")
+        edges = np.linspace(-(reach or 1.0), reach or 1.0, bins + 1)
+        base_norm = float(np.sqrt(_norm_sq(base_t))) or 1.0
+        rows, cols = pictures.as_matrix(base_t).shape
+        block = pictures.block_shape(rows, cols, image_size)
+        election = _Election()
+        any_pos = any_neg = None
+        parts, svd = [], "exact"
+        for r in rest:
+            cancel.raise_if_cancelled()
+            change = _change(r.get(tensor), base_t)
+            done += nbytes
+            energy = _norm_sq(change)
+            squares = pictures.block_squares(change, block)
+            values, svd = pictures.spectrum(change)
+            masks = _masks(change, density, seed)
+            election.add(change, masks["ties"])
+            pos, neg = change > 0, change < 0
+            any_pos = pos if any_pos is None else any_pos.logical_or_(pos)
+            any_neg = neg if any_neg is None else any_neg.logical_or_(neg)
+            counts = pictures.histogram(change, edges)
+            parts.append(dict(
+                model=r.label, relative_change=float(np.sqrt(energy)) / base_norm, counts=counts,
+                log_counts=np.log10(1 + counts.astype(np.float64)),
+                image=np.sqrt(squares).astype(np.float32),
+                row_norms=np.sqrt(squares.sum(1)).astype(np.float32),
+                col_norms=np.sqrt(squares.sum(0)).astype(np.float32),
+                spectrum=values, effective_rank=pictures.effective_rank(values),
+                rank_90=pictures.energy_rank(values, energy, 0.90),
+                rank_99=pictures.energy_rank(values, energy, 0.99),
+                masks={m: pictures.block_fraction(k, block) for m, k in masks.items() if m != "ties"},
+                kept={m: float(k.float().mean()) for m, k in masks.items() if m != "ties"}))
+            del change, masks, pos, neg
+            yield progress(f"{tensor} of {r.label}")
+        agreement = None
+        if len(rest) > 1:
+            agreement = float(1 - (any_pos & any_neg).float().mean())
+        del any_pos, any_neg, base_t
+        for part, ties in zip(parts, election.kept_masks()):
+            part["masks"]["ties"] = pictures.block_fraction(ties.reshape(rows, cols), block)
+            part["kept"]["ties"] = float(ties.float().mean())
+        result = TensorDrillDown(
+            name=tensor, shape=shape, base_model=ref.label, models=tuple(r.label for r in rest),
+            bin_edges=edges, changes=tuple(ModelChange(**p) for p in parts), svd=svd, density=density,
+            sign_agreement=agreement, block=block, seconds=time.perf_counter() - start)
+        _remember(key, result)
+        return result
