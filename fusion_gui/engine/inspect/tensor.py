@@ -92,15 +92,18 @@ class _Election:
 
 
 def _masks(change: torch.Tensor, density: float, seed: int) -> dict[str, torch.Tensor]:
-    """Element masks of what each method keeps of this change (before TIES's election)."""
+    """Element masks of what each method keeps of this change (before TIES's election). Ties at a cut
+    are kept evenly spread ("spread"): the same counts as a merge, without its sort of the whole tensor."""
     n = change.numel()
     keep = max(1, int(density * n)) if density > 0 else 0
-    trim = keep_largest(change, keep) if 0 < density < 1 else torch.full_like(change, density > 0, dtype=torch.bool)
+    trim = keep_largest(change, keep, "spread") if 0 < density < 1 else torch.full_like(change, density > 0, dtype=torch.bool)
     rng = torch.Generator().manual_seed(seed)
-    dare = torch.rand(change.shape, generator=rng) < density
+    dare = torch.empty(change.shape, dtype=torch.bool)
+    for a, z in pictures._row_chunks(*change.shape, 1):  # no float32 tensor of draws for the whole change
+        torch.lt(torch.rand(change[a:z].shape, generator=rng), density, out=dare[a:z])
     band_keep = max(0, int(density * n))
     skip = max(0, n - band_keep - int(BREADCRUMBS_GAMMA * n))
-    crumbs = keep_band(change, skip, skip + band_keep) if density < 1 else torch.ones_like(change, dtype=torch.bool)
+    crumbs = keep_band(change, skip, skip + band_keep, "spread") if density < 1 else torch.ones_like(change, dtype=torch.bool)
     return {"ties": trim, "dare": dare, "breadcrumbs": crumbs}
 
 
