@@ -64,7 +64,8 @@ def test_drill_down_ranks_spectrum_and_pictures_match_torch(low_rank):
         assert c.relative_change == pytest.approx(float(change.norm() / base[W].norm()), rel=1e-5)
         np.testing.assert_array_equal(c.counts, np.histogram(change.numpy(), bins=result.bin_edges)[0])
         assert c.image.shape == (32, 27)  # 96 / 3 rows, ceil(80 / 3) columns
-        assert float((c.image.astype(np.float64) ** 2).sum()) == pytest.approx(float(change.double().square().sum()), rel=1e-5)
+        energy = float(change.double().square().sum())
+        assert float((c.image.astype(np.float64) ** 2).sum()) == pytest.approx(energy, rel=1e-5)
         rows = change.double().square().reshape(32, 3, 80).sum((1, 2)).sqrt().numpy()
         np.testing.assert_allclose(c.row_norms, rows, rtol=1e-5)
     assert result.changes[0].rank_99 == 5 and result.changes[1].rank_99 == 3
@@ -87,7 +88,8 @@ def test_sign_agreement_and_ties_keep_by_hand(tmp_path):
     base = torch.zeros(2, 4)
     a = torch.tensor([[1.0, -2.0, 3.0, 0.0], [0.5, 1.0, -1.0, 4.0]])
     b = torch.tensor([[2.0, 1.0, 0.0, 0.0], [-3.0, 1.0, -1.0, 0.1]])
-    paths = [save(tmp_path / n, {W: t}) for n, t in (("b.safetensors", base), ("a.safetensors", a), ("c.safetensors", b))]
+    paths = [save(tmp_path / n, {W: t})
+             for n, t in (("b.safetensors", base), ("a.safetensors", a), ("c.safetensors", b))]
     result, _ = finish(drill_down(W, paths[1:], paths[0], density=0.5))
     # opposite non-zero signs at (0,1) and (1,0): 2 of 8 elements
     assert result.sign_agreement == pytest.approx(6 / 8)
@@ -107,7 +109,8 @@ def test_drill_down_is_cached_until_a_file_changes(low_rank):
     np.testing.assert_array_equal(again.changes[0].spectrum, first.changes[0].spectrum)
     other, _ = finish(drill_down(W, paths[1:], paths[0], density=0.2))  # other settings: computed
     assert not other.cached
-    save(paths[1], {W: base[W] + 2 * changes[0], "model.layers.0.mlp.up_proj.bias": base["model.layers.0.mlp.up_proj.bias"]})
+    bias = "model.layers.0.mlp.up_proj.bias"
+    save(paths[1], {W: base[W] + 2 * changes[0], bias: base[bias]})
     os.utime(paths[1], ns=(1, 1))  # a different modification time even within the clock's resolution
     rewritten, _ = finish(drill_down(W, paths[1:], paths[0]))
     assert not rewritten.cached

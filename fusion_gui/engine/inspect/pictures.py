@@ -30,7 +30,7 @@ def block_shape(rows: int, cols: int, size: int) -> tuple[int, int]:
     return max(1, math.ceil(rows / size)), max(1, math.ceil(cols / size))
 
 
-def _row_chunks(rows: int, cols: int, block_rows: int):
+def row_chunks(rows: int, cols: int, block_rows: int):
     """Row ranges of about CHUNK_ELEMENTS elements, aligned to whole blocks of rows."""
     step = max(block_rows, (CHUNK_ELEMENTS // max(1, cols)) // block_rows * block_rows)
     for start in range(0, rows, step):
@@ -44,7 +44,7 @@ def block_squares(change: torch.Tensor, block: tuple[int, int]) -> np.ndarray:
     out_rows, out_cols = math.ceil(rows / br), math.ceil(cols / bc)
     sums = torch.zeros(out_rows, out_cols, dtype=torch.float64)
     pad_cols = out_cols * bc - cols
-    for start, stop in _row_chunks(rows, cols, br):
+    for start, stop in row_chunks(rows, cols, br):
         chunk = change[start:stop].float().square()
         pad_rows = math.ceil((stop - start) / br) * br - (stop - start)
         if pad_rows or pad_cols:

@@ -55,7 +55,7 @@ def _change(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """model - base in float32, row chunk by row chunk (no float32 copy of either input)."""
     m, b = pictures.as_matrix(model), pictures.as_matrix(base)
     out = torch.empty(m.shape, dtype=torch.float32)
-    for start, stop in pictures._row_chunks(m.shape[0], m.shape[1], 1):
+    for start, stop in pictures.row_chunks(m.shape[0], m.shape[1], 1):
         torch.sub(m[start:stop].float(), b[start:stop].float(), out=out[start:stop])
     return out
 
@@ -63,12 +63,12 @@ def _change(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
 def _max_abs_change(model: torch.Tensor, base: torch.Tensor) -> float:
     m, b = pictures.as_matrix(model), pictures.as_matrix(base)
     return max((float((m[a:z].float() - b[a:z].float()).abs().max())
-                for a, z in pictures._row_chunks(m.shape[0], m.shape[1], 1)), default=0.0)
+                for a, z in pictures.row_chunks(m.shape[0], m.shape[1], 1)), default=0.0)
 
 
 def _norm_sq(t: torch.Tensor) -> float:
     m = pictures.as_matrix(t)
-    return sum(float(m[a:z].double().square().sum()) for a, z in pictures._row_chunks(*m.shape, 1))
+    return sum(float(m[a:z].double().square().sum()) for a, z in pictures.row_chunks(*m.shape, 1))
 
 
 class _Election:
@@ -96,14 +96,20 @@ def _masks(change: torch.Tensor, density: float, seed: int) -> dict[str, torch.T
     are kept evenly spread ("spread"): the same counts as a merge, without its sort of the whole tensor."""
     n = change.numel()
     keep = max(1, int(density * n)) if density > 0 else 0
-    trim = keep_largest(change, keep, "spread") if 0 < density < 1 else torch.full_like(change, density > 0, dtype=torch.bool)
+    if 0 < density < 1:
+        trim = keep_largest(change, keep, "spread")
+    else:
+        trim = torch.full_like(change, density > 0, dtype=torch.bool)
     rng = torch.Generator().manual_seed(seed)
     dare = torch.empty(change.shape, dtype=torch.bool)
-    for a, z in pictures._row_chunks(*change.shape, 1):  # no float32 tensor of draws for the whole change
+    for a, z in pictures.row_chunks(*change.shape, 1):  # no float32 tensor of draws for the whole change
         torch.lt(torch.rand(change[a:z].shape, generator=rng), density, out=dare[a:z])
     band_keep = max(0, int(density * n))
     skip = max(0, n - band_keep - int(BREADCRUMBS_GAMMA * n))
-    crumbs = keep_band(change, skip, skip + band_keep, "spread") if density < 1 else torch.ones_like(change, dtype=torch.bool)
+    if density < 1:
+        crumbs = keep_band(change, skip, skip + band_keep, "spread")
+    else:
+        crumbs = torch.ones_like(change, dtype=torch.bool)
     return {"ties": trim, "dare": dare, "breadcrumbs": crumbs}
 
 
