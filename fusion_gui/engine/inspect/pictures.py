@@ -37,29 +37,43 @@ def row_chunks(rows: int, cols: int, block_rows: int):
         yield start, min(rows, start + step)
 
 
-def block_squares(change: torch.Tensor, block: tuple[int, int]) -> np.ndarray:
-    """Sum of squares of `change` (2-D) over each block (the last row/column of blocks may be partial)."""
-    rows, cols = change.shape
+def _block_sums(x: torch.Tensor, block: tuple[int, int], square: bool) -> np.ndarray:
+    """Sum (of squares, with `square`) of a 2-D tensor over each block; the last row/column of blocks
+    may be partial. Row chunks keep the float32 temporaries small; blocks accumulate in float64."""
+    rows, cols = x.shape
     br, bc = block
     out_rows, out_cols = math.ceil(rows / br), math.ceil(cols / bc)
     sums = torch.zeros(out_rows, out_cols, dtype=torch.float64)
     pad_cols = out_cols * bc - cols
     for start, stop in row_chunks(rows, cols, br):
-        chunk = change[start:stop].float().square()
+        chunk = x[start:stop].float()  # the tensor itself when it is float32: never modified in place
+        if square:
+            chunk = chunk.square()
         pad_rows = math.ceil((stop - start) / br) * br - (stop - start)
         if pad_rows or pad_cols:
             chunk = torch.nn.functional.pad(chunk, (0, pad_cols, 0, pad_rows))
         r = chunk.shape[0] // br
-        sums[start // br:start // br + r] += chunk.reshape(r, br, out_cols, bc).sum((1, 3), dtype=torch.float64)
+        sums[start // br:start // br + r] += chunk.reshape(r, br, out_cols, bc).sum((1, 3)).double()
     return sums.numpy()
 
 
+def block_squares(change: torch.Tensor, block: tuple[int, int]) -> np.ndarray:
+    """Sum of squares of `change` (2-D) over each block."""
+    return _block_sums(change, block, square=True)
+
+
+def block_sizes(shape: tuple[int, int], block: tuple[int, int]) -> np.ndarray:
+    """Elements in each block (the last row and column of blocks may be partial)."""
+    (rows, cols), (br, bc) = shape, block
+    r = np.full(math.ceil(rows / br), br)
+    c = np.full(math.ceil(cols / bc), bc)
+    r[-1], c[-1] = rows - br * (len(r) - 1), cols - bc * (len(c) - 1)
+    return np.outer(r, c)
+
+
 def block_fraction(mask: torch.Tensor, block: tuple[int, int]) -> np.ndarray:
-    """Fraction of each block's elements a bool mask keeps (partial blocks count their real elements)."""
-    ones = torch.ones(mask.shape, dtype=torch.bool)
-    kept = block_squares(mask, block)  # squares of 0/1 are the counts
-    total = block_squares(ones, block)
-    return (kept / np.maximum(total, 1)).astype(np.float32)
+    """Fraction of each block's elements a bool mask keeps."""
+    return (_block_sums(mask, block, square=False) / block_sizes(tuple(mask.shape), block)).astype(np.float32)
 
 
 def histogram(change: torch.Tensor, edges: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 a singular value spectrum with the LoRA rank it would need, the models' sign agreement, and what
 TIES / DARE / breadcrumbs would keep at a density. Results are cached (LRU) per files, tensor and settings.
 
-Memory: the base tensor, one model's tensor and its float32 change at a time, plus one byte per element
-per model for the TIES sign election.
+Memory: the base tensor, one model's tensor and its float32 change at a time, one mask at a time, the
+TIES election's float32 sum and one byte per element per model (and two in all for sign agreement).
 """
 
 from __future__ import annotations
@@ -80,37 +80,54 @@ class _Election:
         self.total: torch.Tensor | None = None
 
     def add(self, change: torch.Tensor, trim: torch.Tensor) -> None:
-        kept = change * trim
-        self.total = kept if self.total is None else self.total.add_(kept)
-        self.signs.append(kept.sign().to(torch.int8))
+        if self.total is None:
+            self.total = torch.zeros(change.shape, dtype=torch.float32)
+        signs = torch.empty(change.shape, dtype=torch.int8)
+        for a, z in pictures.row_chunks(*change.shape, 1):  # no float32 copy of the trimmed change
+            kept = change[a:z] * trim[a:z]
+            self.total[a:z] += kept
+            signs[a:z] = kept.sign_()
+        self.signs.append(signs)
 
     def kept_masks(self):
-        elected = self.total.sign().to(torch.int8)
+        elected = self.total.sign_().to(torch.int8)
         self.total = None
         for signs in self.signs:
             yield (signs != 0) & (signs == elected)
 
 
-def _masks(change: torch.Tensor, density: float, seed: int) -> dict[str, torch.Tensor]:
-    """Element masks of what each method keeps of this change (before TIES's election). Ties at a cut
-    are kept evenly spread ("spread"): the same counts as a merge, without its sort of the whole tensor."""
+def _masks(change: torch.Tensor, density: float, seed: int):
+    """(method, element mask) of what each method keeps of this change, one mask at a time (TIES before
+    its election). Ties at a cut are kept evenly spread ("spread"): the same counts as a merge, without
+    its sort of the whole tensor."""
     n = change.numel()
-    keep = max(1, int(density * n)) if density > 0 else 0
     if 0 < density < 1:
-        trim = keep_largest(change, keep, "spread")
+        yield "ties", keep_largest(change, max(1, int(density * n)), "spread")
     else:
-        trim = torch.full_like(change, density > 0, dtype=torch.bool)
+        yield "ties", torch.full_like(change, density > 0, dtype=torch.bool)
     rng = torch.Generator().manual_seed(seed)
     dare = torch.empty(change.shape, dtype=torch.bool)
     for a, z in pictures.row_chunks(*change.shape, 1):  # no float32 tensor of draws for the whole change
         torch.lt(torch.rand(change[a:z].shape, generator=rng), density, out=dare[a:z])
+    yield "dare", dare
+    del dare
     band_keep = max(0, int(density * n))
     skip = max(0, n - band_keep - int(BREADCRUMBS_GAMMA * n))
     if density < 1:
-        crumbs = keep_band(change, skip, skip + band_keep, "spread")
+        yield "breadcrumbs", keep_band(change, skip, skip + band_keep, "spread")
     else:
-        crumbs = torch.ones_like(change, dtype=torch.bool)
-    return {"ties": trim, "dare": dare, "breadcrumbs": crumbs}
+        yield "breadcrumbs", torch.ones_like(change, dtype=torch.bool)
+
+
+def _any_signs(change: torch.Tensor, any_pos: torch.Tensor | None, any_neg: torch.Tensor | None):
+    """Running 'some model changed this element up / down' masks, formed a row chunk at a time."""
+    if any_pos is None:
+        any_pos = torch.zeros(change.shape, dtype=torch.bool)
+        any_neg = torch.zeros(change.shape, dtype=torch.bool)
+    for a, z in pictures.row_chunks(*change.shape, 1):
+        any_pos[a:z] |= change[a:z] > 0
+        any_neg[a:z] |= change[a:z] < 0
+    return any_pos, any_neg
 
 
 def drill_down(tensor: str, models: list[str], base: str, density: float = 0.5, bins: int = 64,
@@ -156,11 +173,16 @@ def drill_down(tensor: str, models: list[str], base: str, density: float = 0.5, 
             energy = _norm_sq(change)
             squares = pictures.block_squares(change, block)
             values, svd = pictures.spectrum(change)
-            masks = _masks(change, density, seed)
-            election.add(change, masks["ties"])
-            pos, neg = change > 0, change < 0
-            any_pos = pos if any_pos is None else any_pos.logical_or_(pos)
-            any_neg = neg if any_neg is None else any_neg.logical_or_(neg)
+            pictures_of, kept = {}, {}
+            for method, mask in _masks(change, density, seed):
+                if method == "ties":
+                    election.add(change, mask)
+                else:
+                    pictures_of[method] = pictures.block_fraction(mask, block)
+                    kept[method] = float(mask.sum()) / mask.numel()
+                del mask
+            if len(rest) > 1:  # sign agreement needs two models
+                any_pos, any_neg = _any_signs(change, any_pos, any_neg)
             counts = pictures.histogram(change, edges)
             parts.append(dict(
                 model=r.label, relative_change=float(np.sqrt(energy)) / base_norm, counts=counts,
@@ -171,9 +193,8 @@ def drill_down(tensor: str, models: list[str], base: str, density: float = 0.5, 
                 spectrum=values, effective_rank=pictures.effective_rank(values),
                 rank_90=pictures.energy_rank(values, energy, 0.90),
                 rank_99=pictures.energy_rank(values, energy, 0.99),
-                masks={m: pictures.block_fraction(k, block) for m, k in masks.items() if m != "ties"},
-                kept={m: float(k.float().mean()) for m, k in masks.items() if m != "ties"}))
-            del change, masks, pos, neg
+                masks=pictures_of, kept=kept))
+            del change
             yield progress(f"{tensor} of {r.label}")
         agreement = None
         if len(rest) > 1:
@@ -181,7 +202,7 @@ def drill_down(tensor: str, models: list[str], base: str, density: float = 0.5, 
         del any_pos, any_neg, base_t
         for part, ties in zip(parts, election.kept_masks()):
             part["masks"]["ties"] = pictures.block_fraction(ties.reshape(rows, cols), block)
-            part["kept"]["ties"] = float(ties.float().mean())
+            part["kept"]["ties"] = float(ties.sum()) / ties.numel()
         result = TensorDrillDown(
             name=tensor, shape=shape, base_model=ref.label, models=tuple(r.label for r in rest),
             bin_edges=edges, changes=tuple(ModelChange(**p) for p in parts), svd=svd, density=density,
