@@ -75,11 +75,15 @@ class _Election:
     """TIES's sign election over the models' trimmed changes: keeps each model's trimmed signs (int8)
     and the running sum; after the last model, the elected sign decides what each model keeps."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: int) -> None:
+        self.models = models
         self.signs: list[torch.Tensor] = []
         self.total: torch.Tensor | None = None
 
     def add(self, change: torch.Tensor, trim: torch.Tensor) -> None:
+        if self.models == 1:  # one model elects its own signs: TIES keeps the trim's non-zero changes
+            self.signs.append(trim.logical_and_(change != 0))
+            return
         if self.total is None:
             self.total = torch.zeros(change.shape, dtype=torch.float32)
         signs = torch.empty(change.shape, dtype=torch.int8)
@@ -90,6 +94,9 @@ class _Election:
         self.signs.append(signs)
 
     def kept_masks(self):
+        if self.models == 1:
+            yield self.signs.pop()
+            return
         elected = self.total.sign_().to(torch.int8)
         self.total = None
         for signs in self.signs:
@@ -163,7 +170,7 @@ def drill_down(tensor: str, models: list[str], base: str, density: float = 0.5, 
         base_norm = float(np.sqrt(_norm_sq(base_t))) or 1.0
         rows, cols = pictures.as_matrix(base_t).shape
         block = pictures.block_shape(rows, cols, image_size)
-        election = _Election()
+        election = _Election(len(rest))
         any_pos = any_neg = None
         parts, svd = [], "exact"
         for r in rest:
