@@ -108,11 +108,8 @@ def _masks(change: torch.Tensor, density: float, seed: int):
     its election). Ties at a cut are kept evenly spread ("spread"): the same counts as a merge, without
     its sort of the whole tensor."""
     n = change.numel()
-    # Ranked in bfloat16: half the memory of the float32 change and one radix pass; the kept counts are
-    # exact, only which of the elements equal after rounding are kept may differ from a merge.
-    ranked = change.to(torch.bfloat16)
     if 0 < density < 1:
-        yield "ties", keep_largest(ranked, max(1, int(density * n)), "spread")
+        yield "ties", keep_largest(change, max(1, int(density * n)), "spread")
     else:
         yield "ties", torch.full_like(change, density > 0, dtype=torch.bool)
     rng = torch.Generator().manual_seed(seed)
@@ -124,7 +121,7 @@ def _masks(change: torch.Tensor, density: float, seed: int):
     band_keep = max(0, int(density * n))
     skip = max(0, n - band_keep - int(BREADCRUMBS_GAMMA * n))
     if density < 1:
-        yield "breadcrumbs", keep_band(ranked, skip, skip + band_keep, "spread")
+        yield "breadcrumbs", keep_band(change, skip, skip + band_keep, "spread")
     else:
         yield "breadcrumbs", torch.ones_like(change, dtype=torch.bool)
 
