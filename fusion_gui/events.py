@@ -272,4 +272,90 @@ class LoraResult:
         return max((m.rel_error for m in self.modules), default=0.0)
 
 
+@dataclass(frozen=True)
+class ModelChange:
+    """One model's change (model - base) of one tensor, as the drill-down draws it.
+
+    histogram: counts (log10(1 + count) in log_counts) over the drill-down's shared bin edges;
+    image: |change| block norms (at most the drill-down's image size per side) with the block
+    rows' and columns' norms; spectrum: singular values of the change, largest first.
+    """
+
+    model: str
+    relative_change: float  # ||change|| / ||base||
+    counts: np.ndarray
+    log_counts: np.ndarray
+    image: np.ndarray
+    row_norms: np.ndarray
+    col_norms: np.ndarray
+    spectrum: np.ndarray
+    effective_rank: float  # Roy & Vetterli: exp of the entropy of the normalised singular values
+    rank_90: int | None  # singular values for 90% of the energy (sum of squares): the LoRA rank; None:
+    # more than the randomized SVD found
+    rank_99: int | None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # method -> kept fraction per block
+    kept: dict[str, float] = field(default_factory=dict)  # method -> fraction of elements kept
+
+
+@dataclass(frozen=True)
+class TensorDrillDown:
+    """Everything the drill-down of one tensor shows, across models (each against the base)."""
+
+    name: str
+    shape: tuple[int, ...]
+    base_model: str
+    models: tuple[str, ...]
+    bin_edges: np.ndarray  # shared by every model's histogram
+    changes: tuple[ModelChange, ...]
+    svd: str  # "exact" or "randomized (q=N)": how the spectrum was found
+    density: float
+    sign_agreement: float | None  # fraction of elements where every non-zero change has one sign
+    block: tuple[int, int]  # elements per image pixel (rows, columns)
+    seconds: float = 0.0
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class SimilarityGroup:
+    """Pairwise numbers of the models' changes over one group of tensors (a layer, or the whole model)."""
+
+    group: str  # "model", "layer 3", "outside layers"
+    cosine: np.ndarray  # N x N
+    sign_conflict: np.ndarray  # N x N: fraction of elements both changed with opposite signs
+    change_norm: np.ndarray  # N: ||change|| over the group
+    tensors: int
+
+
+@dataclass(frozen=True)
+class SimilarityResult:
+    """N models' changes from one base compared: whole model, per layer group, and a clustering."""
+
+    models: tuple[str, ...]
+    base_model: str
+    whole: SimilarityGroup
+    groups: tuple[SimilarityGroup, ...] = field(repr=False)
+    order: tuple[int, ...] = ()  # the models in dendrogram leaf order
+    linkage: np.ndarray | None = None  # scipy linkage matrix (average linkage on 1 - cosine)
+    clustering_note: str = ""  # why there is no clustering, when there is none
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DepthMatch:
+    """Two models of different depths compared layer by layer at the same relative depth.
+
+    mapping[i] is the layer of B matched with layer i of A; cosine[i] and relative_diff[i] compare
+    the matched layers' weights directly (B - A over tensors of the same role and shape).
+    """
+
+    model_a: str
+    model_b: str
+    layers_a: int
+    layers_b: int
+    mapping: tuple[int, ...]
+    cosine: np.ndarray
+    relative_diff: np.ndarray
+    seconds: float = 0.0
+
+
 Event = Log | Progress | TensorMetrics | LayerMetrics | PlanSummary | StepProgress | EvalRow | Generation | TrainStep | EvalStep | LoraModuleError | SmokeCheck

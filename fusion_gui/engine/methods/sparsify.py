@@ -92,22 +92,24 @@ def _add_ties(mask: torch.Tensor, w: torch.Tensor, value: torch.Tensor, count: i
         mask[ties[step]] = True
 
 
-def _exact_by_sort(x: torch.Tensor) -> bool:
+def _exact_by_sort(x: torch.Tensor, tie_order: str) -> bool:
     # On a GPU the sort itself is cheaper than deciding whether it is needed.
-    return TIE_ORDER == "torch" and x.device.type != "cpu"
+    return tie_order == "torch" and x.device.type != "cpu"
 
 
-def keep_largest(x: torch.Tensor, k: int) -> torch.Tensor:
+def keep_largest(x: torch.Tensor, k: int, tie_order: str | None = None) -> torch.Tensor:
     """Bool mask (shape of x) of the k largest |x|, as torch.argsort(|x|, descending)[:k].
 
     Where the cut falls among zeros, zeros may be marked either way: they stay zero.
+    tie_order overrides TIE_ORDER for this call (a preview takes "spread": no sort).
     """
-    if _exact_by_sort(x):
+    tie_order = tie_order or TIE_ORDER
+    if _exact_by_sort(x, tie_order):
         return _by_torch_order(x, True, 0, k)
     w, n = _key(x), x.numel()
     [(value, below, equal)] = _at_ranks(w, n - k)
     ties = k - (n - below - equal)  # how many of the tied elements are kept
-    if ties < equal and value != 0 and TIE_ORDER == "torch":
+    if ties < equal and value != 0 and tie_order == "torch":
         del w  # the sort makes its own keys; free these first
         return _by_torch_order(x, True, 0, k)
     if ties == equal or value == 0:  # zeros stay zero whether kept or not
@@ -118,18 +120,19 @@ def keep_largest(x: torch.Tensor, k: int) -> torch.Tensor:
     return mask.reshape(x.shape)
 
 
-def keep_band(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+def keep_band(x: torch.Tensor, start: int, stop: int, tie_order: str | None = None) -> torch.Tensor:
     """Bool mask of the elements ranked start..stop-1 by ascending |x| (torch.sort order);
     zeros at a cut may be marked either way, as in keep_largest."""
+    tie_order = tie_order or TIE_ORDER
     if stop <= start:
         return torch.zeros_like(x, dtype=torch.bool)
-    if _exact_by_sort(x):
+    if _exact_by_sort(x, tie_order):
         return _by_torch_order(x, False, start, stop)
     w = _key(x)
     (lo, lo_below, lo_equal), (hi, hi_below, hi_equal) = _at_ranks(w, start, stop - 1)
     cut_lo = start > lo_below and lo != 0
     cut_hi = stop < hi_below + hi_equal and hi != 0
-    if (cut_lo or cut_hi) and TIE_ORDER == "torch":
+    if (cut_lo or cut_hi) and tie_order == "torch":
         del w  # the sort makes its own keys; free these first
         return _by_torch_order(x, False, start, stop)
     if not (cut_lo or cut_hi):
