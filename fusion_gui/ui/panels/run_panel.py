@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
+from fusion_gui.ui.widgets.verdict import VerdictView
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.merge import MergeSession
@@ -169,14 +170,17 @@ class RunPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_label)
         layout.addLayout(result_row)
+        self.verdict_view = VerdictView()  # the smoke check's verdict of the last merge
+        layout.addWidget(self.verdict_view)
 
         self.runner = JobRunner(
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.progress_label, every_event=self.event_received.emit,
             handlers={Progress: self._on_progress, StepProgress: self._on_step, Log: self._on_log,
-                      PlanSummary: self._on_plan},
+                      PlanSummary: self._on_plan, **self.verdict_view.handlers()},
             on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
             on_done=self.schedule_preflight, failure_title="Merge failed")
+        self.runner.started.connect(lambda _: self.verdict_view.clear())
         self.preflight_runner = LatestJob(self, delay_ms=PREFLIGHT_DELAY_MS)
         self.preflight_runner.result.connect(self._show_plan)
         self.preflight_runner.failed.connect(self._show_plan_error)
@@ -308,6 +312,7 @@ class RunPanel(QWidget):
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
             f"{format_bytes(result.peak_rss_bytes)}.\n{result.out_dir}")
         self.open_button.setVisible(True)
+        self.verdict_view.show_verdict(result.smoke)
         self.settings.add_recent_output_dir(result.out_dir)
         self.message.emit(f"Merged into {result.out_dir}")
         self.merged.emit(result)
