@@ -13,11 +13,13 @@ from PySide6.QtWidgets import (
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import dump_recipe, load_recipe
 from fusion_gui.session import Session
+from fusion_gui.session.run_records import open_history
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.jobs import JobList
 from fusion_gui.ui.panels.compare_panel import ComparePanel
 from fusion_gui.ui.panels.distill_panel import DistillPanel
 from fusion_gui.ui.panels.eval_panel import EvalPanel
+from fusion_gui.ui.panels.history_panel import HistoryPanel
 from fusion_gui.ui.panels.models_panel import WEIGHT_SUFFIXES, ModelsPanel
 from fusion_gui.ui.panels.plot_tabs import PlotTabs
 from fusion_gui.ui.panels.recipe_panel import RecipePanel, save_recipe_file
@@ -60,6 +62,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings or AppSettings.load()
         self.session = Session()
+        self.session.history = open_history()  # a damaged file is moved aside: never a reason not to start
         self.document = self.session.merge  # what the Merge tab's panels share
         self.job_list = JobList(self)  # every job a panel or dialog of this window runs
 
@@ -101,11 +104,15 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.eval_panel, "Evaluate")
         self.tabs.addTab(self.distill_panel, "Distill")
+        self.history_panel = HistoryPanel(self.document, self.session.history)
+        self.tabs.addTab(self.history_panel, "History")
+        self.history_panel.merge_requested.connect(self._show_merge)
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
         self.setCentralWidget(self.tabs)
 
         for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel,
-                      self.eval_panel, self.start_panel, self.distill_panel, self.tokenizer_panel):
+                      self.eval_panel, self.start_panel, self.distill_panel, self.tokenizer_panel,
+                      self.history_panel):
             panel.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.document.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.models_panel.models_added.connect(self._remember_models)
@@ -205,8 +212,16 @@ class MainWindow(QMainWindow):
         self.merge_plots.reset(())
         self.merge_plots.setCurrentIndex(0)
 
+    def _show_merge(self, rerun: bool) -> None:
+        self.tabs.setCurrentIndex(0)
+        if rerun:  # a re-run writes somewhere new: never over the run it repeats
+            self.run_panel.output_combo.setCurrentText("")
+
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
+        state = self.document.state
+        self.history_panel.record_merge(result, dump_recipe(self.document.recipe()), state.model_refs(),
+                                        state.base_model)
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
         self.statusBar().showMessage(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
 
