@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.eval_panel, "Evaluate")
         self.tabs.addTab(self.distill_panel, "Distill")
         self.history_panel = HistoryPanel(self.document, self.session.history)
+        self.eval_panel.tasks_panel.history = self.session.history
         self.tabs.addTab(self.history_panel, "History")
         self.history_panel.merge_requested.connect(self._show_merge)
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
