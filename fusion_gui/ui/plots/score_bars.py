@@ -24,7 +24,7 @@ class ScoreBars(pg.PlotWidget):
         self.setMouseEnabled(x=False, y=False)
         self.bars: list[pg.BarGraphItem] = []
         self.error_bars: list[pg.ErrorBarItem] = []
-        self.legend = self.getPlotItem().addLegend(offset=(-10, 10))
+        self.legend = self.getPlotItem().addLegend(offset=(10, 2), labelTextColor="#222222")
 
     def set_comparison(self, comparison: Comparison) -> None:
         self.clear()
@@ -44,8 +44,7 @@ class ScoreBars(pg.PlotWidget):
                 continue
             x, y = xs[have], np.array([values[j] for j in have])
             bar = pg.BarGraphItem(x=x, height=y, width=width * 0.9, brush=model_colour(i), pen=None, name=model)
-            self.addItem(bar)
-            self.legend.addItem(bar, model)
+            self.addItem(bar)  # named: the legend lists it
             self.bars.append(bar)
             spans = [comparison.interval(model, metrics[j]) for j in have]
             with_ci = [k for k, s in enumerate(spans) if s is not None]
@@ -58,4 +57,5 @@ class ScoreBars(pg.PlotWidget):
                 self.error_bars.append(errors)
         self.getPlotItem().getAxis("bottom").setTicks([list(zip(centres, metrics))])
         self.setXRange(-0.6, len(metrics) - 0.4, padding=0)
-        self.setYRange(0, 1.05, padding=0)
+        self.legend.setColumnCount(min(len(comparison.models), 4))  # one row above the bars
+        self.setYRange(0, 1.18, padding=0)  # headroom for the legend

@@ -27,7 +27,7 @@ class ScoreRadar(pg.PlotWidget):
         self.hideAxis("bottom")
         self.setMouseEnabled(x=False, y=False)
         self.polygons: dict[str, pg.PlotDataItem] = {}
-        self.legend = self.getPlotItem().addLegend(offset=(5, 5))
+        self.legend = self.getPlotItem().addLegend(offset=(2, 2), labelTextColor="#222222")
 
     def set_comparison(self, comparison: Comparison) -> bool:
         """Draw; False (and hidden) when there are fewer than three scores to put on spokes."""
@@ -55,6 +55,6 @@ class ScoreRadar(pg.PlotWidget):
             ys = [v * math.sin(a) for v, a in zip(values, angles)]
             self.polygons[model] = self.plot(xs + xs[:1], ys + ys[:1], pen=pg.mkPen(model_colour(i), width=2),
                                              symbol="o", symbolSize=5, symbolBrush=model_colour(i), name=model)
-        self.setRange(xRange=(-1.45, 1.45), yRange=(-1.3, 1.3), padding=0)
+        self.setRange(xRange=(-2.3, 2.3), yRange=(-1.25, 1.25), padding=0)  # room for the labels
         self.setVisible(True)
         return True
