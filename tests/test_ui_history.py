@@ -84,7 +84,8 @@ def test_open_rerun_and_diff(qtbot, history, tmp_path):
     dialog.close()
 
 
-def test_damaged_history_file_the_app_still_starts(qtbot, tmp_path, monkeypatch, config_dir, close_questions):  # noqa: F811
+def test_damaged_history_file_the_app_still_starts(qtbot, tmp_path, monkeypatch, config_dir,  # noqa: F811
+                                                  close_questions):  # noqa: F811
     monkeypatch.setenv("FUSION_GUI_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "history.sqlite").write_bytes(b"this is not a database" * 100)
@@ -97,3 +98,21 @@ def test_damaged_history_file_the_app_still_starts(qtbot, tmp_path, monkeypatch,
     assert win.tabs.tabText(win.tabs.indexOf(win.history_panel)) == "History"
     win.history_panel.merge_requested.emit(True)
     assert win.tabs.currentIndex() == 0 and win.run_panel.output_combo.currentText() == ""
+
+
+def test_a_finished_merge_is_recorded_and_listed(qtbot, tmp_path):
+    from fusion_gui.events import MergeResult, SmokeVerdict
+
+    history = History(tmp_path / "h.sqlite")
+    panel = HistoryPanel(MergeSession(), history)
+    qtbot.addWidget(panel)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "model.safetensors").write_bytes(b"x" * 10)
+    result = MergeResult(str(tmp_path / "out"), 3, 10, 1, 2.0, 5 << 20, (), SmokeVerdict("suspicious", ("why",)))
+    panel.record_merge(result, recipe(0.5, models=(str(inp),)), [str(inp)], None).join(30)
+    panel.refresh()
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 4).text() == "suspicious"
+    run = panel.runs[0]
+    assert run.inputs[0].content_hash and run.peak_bytes == 5 << 20
+    history.close()

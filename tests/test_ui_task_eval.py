@@ -72,6 +72,11 @@ def test_chooser_names_a_bad_line_and_adds_nothing(qtbot, tmp_path, error_dialog
     good = write_generation_task(tmp_path / "gen.jsonl", [("2+2=", "4")])
     assert chooser.add(str(good)) and chooser.add_lm_eval("arc_easy")
     assert state.task_specs == (str(good), "lm-eval:arc_easy") and chooser.list.count() == 2
+    text = tmp_path / "wiki.txt"
+    text.write_text("Some plain text to score perplexity on.\n")
+    assert chooser.add(str(text))  # a text file: perplexity
+    tasks = chooser.tasks()
+    assert tasks[0].kind == "generation" and tasks[2].kind == "perplexity" and tasks[1].name == "arc_easy"
     chooser.chat_box.setChecked(True)
     assert state.chat_template and chooser.settings().chat_template
 

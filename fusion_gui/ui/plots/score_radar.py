@@ -46,7 +46,8 @@ class ScoreRadar(pg.PlotWidget):
             self.plot(xs, ys, pen=grid)
         for angle, metric in zip(angles, metrics):
             self.plot([0, math.cos(angle)], [0, math.sin(angle)], pen=grid)
-            label = pg.TextItem(metric, color="#333333", anchor=(0.5 - 0.5 * math.cos(angle), 0.5 + 0.5 * math.sin(angle)))
+            anchor = (0.5 - 0.5 * math.cos(angle), 0.5 + 0.5 * math.sin(angle))  # text grows away from the centre
+            label = pg.TextItem(metric, color="#333333", anchor=anchor)
             label.setPos(1.08 * math.cos(angle), 1.08 * math.sin(angle))
             self.addItem(label)
         for i, model in enumerate(comparison.models):
