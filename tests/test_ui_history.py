@@ -55,6 +55,8 @@ def test_table_search_and_sort_by_score(qtbot, history):
     panel.search_edit.setText("second")
     assert [r.title for r in panel.runs] == ["second"]
     assert not panel.notice_label.text()
+    panel.search_edit.setText("nothing like this")
+    assert panel.table.rowCount() == 0 and "No runs match" in panel.notice_label.text()
 
 
 def test_open_rerun_and_diff(qtbot, history, tmp_path):
@@ -115,4 +117,21 @@ def test_a_finished_merge_is_recorded_and_listed(qtbot, tmp_path):
     assert panel.table.rowCount() == 1 and panel.table.item(0, 4).text() == "suspicious"
     run = panel.runs[0]
     assert run.inputs[0].content_hash and run.peak_bytes == 5 << 20
+    history.close()
+
+
+def test_a_finished_distillation_is_recorded(qtbot, tmp_path):
+    from fusion_gui.events import DistillResult
+
+    history = History(tmp_path / "h.sqlite")
+    panel = HistoryPanel(MergeSession(), history)
+    qtbot.addWidget(panel)
+    assert "No runs yet" in panel.notice_label.text()
+    config = {"teacher": "org/teacher", "student": "org/student", "data": {"path": "t.txt"}}
+    panel.record_distill(DistillResult(str(tmp_path / "s"), 5, 1.0), config).join(30)
+    panel.refresh()
+    run = panel.runs[0]
+    assert run.kind == "distill" and "teacher: org/teacher" in run.recipe
+    assert [(i.role, i.path) for i in run.inputs] == [("teacher", "org/teacher"), ("student", "org/student")]
+    assert not panel.notice_label.text()
     history.close()

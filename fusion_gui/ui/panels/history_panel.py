@@ -90,13 +90,16 @@ class HistoryPanel(QWidget):
     # ---- reading ------------------------------------------------------------------------------
     def refresh(self) -> None:
         notice = self.history.notice if self.history is not None else "Recording runs is turned off."
-        self.notice_label.setText(notice or "")
-        self.notice_label.setVisible(bool(notice))
         if self.history is None:
             self.runs = []
         else:
             self.runs = self.history.runs(self.kind_combo.currentData(), self.search_edit.text().strip() or None,
                                           self.sort_combo.currentData())
+        if not notice and not self.runs:
+            notice = ("No runs match the search." if self.search_edit.text().strip() else
+                      "No runs yet: every merge, distillation and task evaluation appears here when it ends.")
+        self.notice_label.setText(notice or "")
+        self.notice_label.setVisible(bool(notice))
         self._fill_sort_choices()
         self._fill_table()
 
@@ -171,11 +174,22 @@ class HistoryPanel(QWidget):
 
     def record_merge(self, result, recipe_text: str, models, base: str | None) -> threading.Thread | None:
         """Record a finished merge off the GUI thread (hashing the inputs reads them once)."""
-        if self.history is None:
-            return None
         from fusion_gui.session.run_records import record_merge
 
-        worker = threading.Thread(target=record_merge, name="record-merge",
-                                  args=(self.history, recipe_text, list(models), base, result.out_dir, result))
+        return self._record(record_merge, recipe_text, list(models), base, result.out_dir, result)
+
+    def record_distill(self, result, config: dict) -> threading.Thread | None:
+        """Record a finished distillation (its config as YAML) off the GUI thread."""
+        import yaml
+
+        from fusion_gui.session.run_records import record_distill
+
+        return self._record(record_distill, yaml.safe_dump(config, sort_keys=False), str(config.get("teacher", "")),
+                            str(config.get("student", "")), result.out_dir, result)
+
+    def _record(self, record, *args) -> threading.Thread | None:
+        if self.history is None:
+            return None
+        worker = threading.Thread(target=record, args=(self.history, *args), name="record-run")
         worker.start()
         return worker

@@ -80,7 +80,8 @@ class TaskEvalPanel(QWidget):
         results = QSplitter(Qt.Orientation.Vertical)
         results.addWidget(self.table)
         results.addWidget(self.charts)
-        results.setSizes([120, 260])
+        self.table.setMinimumHeight(130)  # the models, the delta row
+        results.setSizes([160, 260])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.chooser)
