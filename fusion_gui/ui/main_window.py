@@ -108,7 +108,8 @@ class MainWindow(QMainWindow):
         self.eval_panel.tasks_panel.history = self.session.history
         self.tabs.addTab(self.history_panel, "History")
         self.history_panel.merge_requested.connect(self._show_merge)
-        self.distill_panel.distilled.connect(lambda r: self.history_panel.record_distill(r, self.session.distill.config))
+        self.distill_panel.distilled.connect(
+            lambda result: self.history_panel.record_distill(result, self.session.distill.config))
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
         self.setCentralWidget(self.tabs)
 
