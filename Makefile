@@ -23,6 +23,7 @@ test-fast: $(STAMP)  ## tests that need neither Qt nor the slow marker: engine, 
 
 screenshots: $(STAMP)  ## refresh docs/screenshots (the README's pictures); plain test runs write to build/screenshots
 	FUSION_GUI_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m screenshot
+	$(PY) docs/make_screenshots.py --out $(CURDIR)/docs/screenshots  # then the README's app views from real runs
 
 demo: $(STAMP)  ## headless demo merge of tiny models
 	$(VENV)/bin/fusion-gui demo

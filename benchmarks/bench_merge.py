@@ -40,10 +40,11 @@ def layer_shapes(hidden: int, inter: int) -> dict[str, tuple[int, ...]]:
     }
 
 
-def build_checkpoints(layers: int, hidden: int, vocab: int) -> list[Path]:
+def build_checkpoints(layers: int, hidden: int, vocab: int, count: int = 3) -> list[Path]:
+    """A base and count-1 fine-tunes of it."""
     inter = hidden * 4
     tag = f"l{layers}-h{hidden}-v{vocab}"
-    paths = [WORK / f"{tag}-{name}" for name in ("base", "ft1", "ft2")]
+    paths = [WORK / f"{tag}-{name}" for name in ("base", *(f"ft{k}" for k in range(1, count)))]
     if all((p / "model.safetensors.index.json").exists() for p in paths):
         return paths
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,

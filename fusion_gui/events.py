@@ -107,6 +107,8 @@ class PlanSummary:
     out_dtype: str
     device: str
     num_layers: int
+    # The job's own memory at its highest, beyond what the process holds when it starts (the app, or
+    # Python and torch themselves): the same for the same recipe, whatever else the process holds.
     estimated_peak_bytes: int
     largest_tensor: str
     warnings: tuple[str, ...] = ()
@@ -147,7 +149,9 @@ class MergeResult:
     bytes_written: int
     shards: int
     seconds: float
-    peak_rss_bytes: int
+    # The job's own peak memory: the highest resident memory while it ran, less the process's when it
+    # started (so models loaded elsewhere in the app are not counted), sampled every few milliseconds.
+    peak_bytes: int
     layer_metrics: tuple[LayerMetrics, ...] = field(default=(), repr=False)
     smoke: SmokeVerdict | None = None  # None when the smoke check was skipped
 
@@ -255,6 +259,9 @@ class LoraResult:
     skipped: tuple[str, ...] = field(default=(), repr=False)  # changed tensors a LoRA cannot hold
     bytes_written: int = 0
     seconds: float = 0.0
+    # the one rank for every module that keeps 90% of the change's energy (sum of ‖ΔW‖²), from the
+    # singular values the extraction computed; None when those do not reach 90% (a randomized SVD)
+    rank_for_90: int | None = None
 
     @property
     def mean_rel_error(self) -> float:

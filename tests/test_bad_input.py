@@ -170,3 +170,14 @@ def test_engine_and_merge_command_import_no_qt(llama_family, tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "no qt" in run.stdout
+
+
+def test_plan_merge_with_no_models_says_so_in_a_sentence(tmp_path):
+    """The app's first screen plans an empty recipe: that was 'list index out of range'."""
+    from fusion_gui.engine.errors import InputError
+    from fusion_gui.engine.merge import plan_merge
+    from fusion_gui.engine.merge.recipe import Recipe
+
+    with pytest.raises(InputError, match="names no models"):
+        plan_merge(Recipe(merge_method="linear", models=[]), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

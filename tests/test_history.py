@@ -133,4 +133,4 @@ def test_a_merge_is_recorded_with_input_hashes_and_layer_metrics(history, llama_
                                                               ("input", history.model_hash(ft1))]
     assert len(run.details["layer_metrics"]) == len(result.layer_metrics) > 0
     assert run.details["layer_metrics"][0]["result_change"] == pytest.approx(result.layer_metrics[0].result_change)
-    assert run.peak_bytes == result.peak_rss_bytes and run.recipe == text
+    assert run.peak_bytes == result.peak_bytes and run.recipe == text

@@ -155,7 +155,8 @@ def demo_models(user) -> Path:
 @pytest.fixture(scope="module")
 def window_walk(user, demo_models) -> tuple[subprocess.CompletedProcess, Path]:
     """The window, offscreen, clicked through by its scripted walk (fusion_gui/ui/smoke.py): "Try the demo"
-    trains the demo models in the new user's data folder, then merge, evaluate, compare, recipe, LoRA."""
+    trains the demo models in the new user's data folder, merges them and scores the merge and its inputs
+    (the one-click story), then a merge into a folder of ours, compare, recipe, LoRA."""
     assert not demo_models.exists()  # the button builds them: the path a first-time user takes
     out = Path(user["HOME"]) / "walk"
     proc = fusion(user, timeout=1500, QT_QPA_PLATFORM="offscreen", FUSION_GUI_SMOKE=str(out))
@@ -178,13 +179,13 @@ def test_installed_window_try_the_demo_merge_evaluate_compare_recipe_lora(window
     proc, out = window_walk
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     steps = [line for line in proc.stdout.splitlines() if line.startswith("smoke: ")]
-    assert [line.split()[1] for line in steps] == ["demo", "merge", "evaluate", "compare", "recipe", "extract-lora",
+    assert [line.split()[1] for line in steps] == ["demo", "evaluate", "merge", "compare", "recipe", "extract-lora",
                                                    "all"], proc.stdout
     assert all(" ok" in line for line in steps), proc.stdout
     assert "Demo models built in" in steps[0] and str(demo_models) in steps[0]
     assert (demo_models / "demo.json").is_file() and (out / "merged" / "model.safetensors").is_file()
     scores = {row["model"]: row for row in csv.DictReader(open(out / "eval.csv"))}
-    assert set(scores) == {"merged", "base", "count", "reverse"}
+    assert set(scores) == {"demo-merge", "base", "count", "reverse"}  # the demo's own merge and its inputs
     assert float(scores["count"]["count"]) >= 0.8 and float(scores["reverse"]["reverse"]) >= 0.8
     assert "the form holds the saved recipe: True" in steps[4]
     assert (out / "lora" / "adapter_config.json").is_file()

@@ -191,3 +191,24 @@ def test_other_tabs_state_emits_per_field():
     assert outs == ["/o"]
     assert isinstance(session.compare, CompareState) and isinstance(session.evaluate, EvalState)
     assert isinstance(session.distill, DistillState)
+
+
+def test_a_locked_session_changes_nothing_and_says_why(session, tmp_path, messages):
+    """While a merge runs, no intent (a stray slider, an adapter from Extract LoRA, a recipe) changes it."""
+    session.add_models(["a", "b"])
+    session.set_method("ties")
+    before = dump_recipe(session.recipe())
+    session.locked = True
+    assert session.add_models(["c"]) == []
+    session.set_global("density", 0.1)
+    session.set_method("linear")
+    session.reset()
+    path = tmp_path / "r.yml"
+    path.write_text("merge_method: linear\nmodels: [x, y]\n")
+    with pytest.raises(InputError, match="merge is running"):
+        session.open_recipe(path)
+    assert dump_recipe(session.recipe()) == before
+    assert messages and all("merge is running" in m for m in messages[-4:])
+    session.locked = False
+    session.set_global("density", 0.1)
+    assert dump_recipe(session.recipe()) != before

@@ -29,7 +29,7 @@ def test_eval_panel_fills_its_table_and_saves_csv(qtbot, demo_models, tmp_path):
     cells = {(r.model, r.metric): r.value for r in result.rows}
     assert panel.cell_text("count", "count") == f"{100 * cells[('count', 'count')]:.0f}%"
     assert cells[("count", "count")] > cells[("reverse", "count")]
-    assert "[reverse · greedy]\nabc<cba" in panel.generations.toPlainText()
+    assert "greedy:\nabc<cba" in panel.generations.text_of("reverse")
     qtbot.waitUntil(panel.run_button.isEnabled, timeout=TIMEOUT_MS)
     assert panel.save_button.isEnabled()
     panel.save_csv(str(tmp_path / "e.csv"))
@@ -63,19 +63,27 @@ def test_start_panel_builds_the_demo_and_hands_over_three_folders(qtbot, tmp_pat
     assert "already built" in panel.status_label.text()
 
 
-def test_window_demo_then_merge_then_evaluate(qtbot, window, demo_models, tmp_path, error_dialogs):  # noqa: F811
+def test_window_demo_runs_on_through_the_merge_to_the_scores(qtbot, window, demo_models, tmp_path,  # noqa: F811
+                                                             error_dialogs, monkeypatch):
+    """Issue 11, item 15: one click path from the demo models to their scores, nothing to find by hand."""
+    monkeypatch.setenv("FUSION_GUI_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data" / "demo-merge").mkdir(parents=True)  # an earlier demo's merge is never replaced
+    window.run_panel.overwrite_box.setChecked(True)  # left ticked from an earlier run
     assert window.start_panel.isVisible()  # the empty start screen
-    window.start_panel.demo_ready.emit([str(p) for p in demo_models.paths])  # as "Try the demo" does
-    state = window.document.state
-    assert state.method == "task_arithmetic" and state.base_model == str(demo_models.base)
-    assert set(state.model_refs()) == {str(p) for p in demo_models.paths}
-    assert not window.start_panel.isVisible()  # models are loaded: the start screen steps aside
-    worker = run_merge(qtbot, window, tmp_path / "merged")
-    assert not error_dialogs and worker.token is not None
-    assert window.eval_panel.models[0] == str(tmp_path / "merged")  # the result first, then its inputs
-    assert set(window.eval_panel.models[1:]) == {str(p) for p in demo_models.paths}
-    window.eval_panel.task_boxes["reverse"].setChecked(False)
     with qtbot.waitSignal(window.eval_panel.evaluated, timeout=TIMEOUT_MS) as blocker:
-        window.eval_panel.start()
+        window.start_panel.demo_ready.emit([str(p) for p in demo_models.paths])  # as "Try the demo" does
+        state = window.document.state
+        assert state.method == "task_arithmetic" and state.base_model == str(demo_models.base)
+        assert set(state.model_refs()) == {str(p) for p in demo_models.paths}
+        assert not window.start_panel.isVisible()  # models are loaded: the start screen steps aside
+        assert window.run_panel.runner.running  # the merge started by itself
+    out = tmp_path / "data" / "demo-merge-2"
+    assert not error_dialogs
+    assert list((tmp_path / "data" / "demo-merge").iterdir()) == []  # untouched
+    assert window.run_panel.last_result.out_dir == str(out)
+    assert window.tabs.currentWidget() is window.eval_panel
+    assert window.eval_panel.models[0] == str(out)  # the result first, then its inputs
+    assert set(window.eval_panel.models[1:]) == {str(p) for p in demo_models.paths}
     score = {(r.model, r.metric): r.value for r in blocker.args[0].rows}
-    assert score[("merged", "count")] >= 0.5 > score[("reverse", "count")]
+    assert score[("demo-merge-2", "count")] >= 0.5 > score[("reverse", "count")]
+    assert window.eval_panel.cell_text("demo-merge-2", "count") not in (None, "", "-")

@@ -71,9 +71,9 @@ def test_the_dialog_shows_one_row_per_module_with_the_engines_numbers(window, qt
     save_screenshot(dialog, "extract-lora.png")
 
     window.models_panel.add_models([str(base)])
-    assert dialog.add_button.isEnabled()
-    dialog.add_button.click()
-    assert str(tmp_path / "adapter") in window.document.state.model_refs()
+    qtbot.waitUntil(dialog.add_button.isEnabled, timeout=JOB_TIMEOUT_MS)  # checked against the (empty) merge
+    dialog.add_button.click()  # the merge changed since: checked again, then added
+    qtbot.waitUntil(lambda: str(tmp_path / "adapter") in window.document.state.model_refs(), timeout=JOB_TIMEOUT_MS)
     assert window.tabs.currentIndex() == 0
     assert window.models_panel.problems() == {}
     dialog.close()

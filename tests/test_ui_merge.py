@@ -170,7 +170,7 @@ def test_heartbeat_during_a_merge_and_a_screenshot(window, qtbot, tmp_path, monk
 
 def test_preflight_says_what_will_be_written_and_warns_about_memory(window, qtbot, llama_family, tmp_path,
                                                                     monkeypatch):
-    from fusion_gui.ui.panels import run_panel
+    from fusion_gui.ui.panels import preflight as run_panel  # where the pre-flight reads free memory
 
     window.models_panel.add_models([str(p) for p in llama_family])
     window.run_panel.set_output_dir(str(tmp_path / "out"))
@@ -184,10 +184,12 @@ def test_preflight_says_what_will_be_written_and_warns_about_memory(window, qtbo
     assert "free RAM" in text and "free GPU memory" in text
 
     (tmp_path / "out").mkdir()
-    assert preflight(qtbot, window) is None
+    assert preflight(qtbot, window) is not None  # the plan is still shown; the app asks before replacing
     assert "already exists" in window.run_panel.preflight_label.text()
+    assert "choose a new one" in window.run_panel.preflight_label.text()
     window.run_panel.overwrite_box.setChecked(True)
     assert preflight(qtbot, window) is not None
+    assert "Run asks before replacing it" in window.run_panel.preflight_label.text()
 
 
 def test_run_without_an_output_folder_says_so(window, llama_family, error_dialogs):

@@ -87,8 +87,10 @@ def test_panel_evaluates_then_answers_from_the_cache(qtbot, llama_family, tmp_pa
     history = History(tmp_path / "h.sqlite")
     panel = TaskEvalPanel(state, history)
     qtbot.addWidget(panel)
+    assert panel.body.isHidden()  # folded until a task is chosen
     for name in ("a", "b", "c"):
         assert panel.chooser.add(str(write_choice_task(tmp_path / f"{name}.jsonl", n=6, seed=ord(name))))
+    assert not panel.body.isHidden() and panel.toggle.isChecked()
     with qtbot.waitSignal(panel.evaluated, timeout=JOB_TIMEOUT_MS):
         panel.start()
     models = panel.comparison.models

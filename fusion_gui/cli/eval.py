@@ -51,7 +51,10 @@ def run(args) -> int:
     quiet_transformers()
     from fusion_gui.session.evaluation import EvalOptions
 
+    from fusion_gui.engine.merge.memory import JobMemory
+
     history, began, status = open_history(), time.perf_counter(), "failed"
+    memory = JobMemory().start()  # the evaluation's own peak, as a merge reports its own
     options = EvalOptions(device=args.device, batch_size=args.batch_size, allow_download=args.allow_download,
                           use_cache=not args.fresh)
     rows, generations = [], []
@@ -76,10 +79,8 @@ def run(args) -> int:
             from fusion_gui.session.run_records import record_eval
 
             names = list(skills) + ([args.text] if args.text else []) + [_name(t) for t in tasks]
-            from fusion_gui.engine.merge.run import peak_rss_bytes
-
             record_eval(history, args.models, names, rows, status, time.perf_counter() - began,
-                        peak_rss_bytes(), hashes=options.hashes)
+                        memory.stop(), hashes=options.hashes)
             history.close()
     report(EvalResult(tuple(rows), tuple(generations), time.perf_counter() - began), args.csv)
     if args.write_card:

@@ -38,7 +38,7 @@ def run(args) -> int:
     result = drive_recorded(lambda cancel: merge(recipe, args.out_dir, options, cancel=cancel),
                             _recorder(recipe, args), progress=not args.no_progress)
     print(f"Wrote {result.out_dir}: {result.tensors} tensors, {format_bytes(result.bytes_written, 2)} in "
-          f"{result.shards} shard(s), {result.seconds:.1f} s, peak memory {format_bytes(result.peak_rss_bytes, 2)}.")
+          f"{result.shards} shard(s), {result.seconds:.1f} s, peak memory {format_bytes(result.peak_bytes, 2)} (this merge's own).")
     return EXIT_OK
 
 
@@ -72,7 +72,7 @@ def describe_plan(plan) -> str:
         f"{format_bytes(plan.shard_bytes, 2)}, dtype {s.out_dtype}",
         f"  device:          {s.device}",
         f"  largest tensor:  {s.largest_tensor}",
-        f"  est. peak memory: {format_bytes(s.estimated_peak_bytes, 2)}",
+        f"  est. peak memory: {format_bytes(s.estimated_peak_bytes, 2)} (the merge's own, besides Python and torch)",
         "  files:           config.json, generation_config.json, tokenizer files, README.md, "
         "mergekit_config.yml, " + files,
     ]

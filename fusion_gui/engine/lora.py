@@ -7,7 +7,9 @@ saved in PEFT's layout with lora_alpha = r (scale 1), so `peft.PeftModel.from_pr
 out_dir)` loads it, and fusion-gui can use the folder as a model in any recipe.
 
 Modules are read and factored one at a time; only the small A and B factors are kept until the
-end, when they are written to a temp folder that is renamed into place.
+end, when they are written to a temp folder that is renamed into place. The singular values the
+SVDs give also say which rank would keep 90% of the change's energy (LoraResult.rank_for_90), so a
+rank far too low can be named.
 """
 
 from __future__ import annotations
@@ -34,11 +36,20 @@ from fusion_gui.events import Event, Log, LoraModuleError, LoraResult, Progress
 
 _FAN_IN_FAN_OUT = ("gpt2",)  # model types whose Linear layers are Conv1D, storing W as (in, out)
 LOWRANK_MIN_DIM = 1024  # from this size on, a randomized SVD (svd_lowrank) when the rank is small
+ENERGY_TO_KEEP = 0.9  # the share of ‖ΔW‖² a suggested rank keeps
 
 
 def low_rank_factors(delta: torch.Tensor, rank: int, threshold: float | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, A) with B @ A the best rank-`rank` approximation of delta (fewer with a threshold)."""
+    b, a, _ = factors_and_spectrum(delta, rank, threshold)
+    return b, a
+
+
+def factors_and_spectrum(delta: torch.Tensor, rank: int, threshold: float | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, A, singular values): the values are all of delta's, or its largest rank + 16 where a
+    randomized SVD ran."""
     delta = delta.float()
     small = min(delta.shape)
     rank = min(rank, small)
@@ -51,7 +62,27 @@ def low_rank_factors(delta: torch.Tensor, rank: int, threshold: float | None = N
         rank = min(rank, int((s >= threshold * s[0]).sum()))
     rank = max(1, rank)
     root = s[:rank].sqrt()
-    return (u[:, :rank] * root).contiguous(), (root[:, None] * vh[:rank]).contiguous()
+    return (u[:, :rank] * root).contiguous(), (root[:, None] * vh[:rank]).contiguous(), s
+
+
+def rank_for_energy(spectra: list[tuple[torch.Tensor, float]], fraction: float = ENERGY_TO_KEEP) -> int | None:
+    """The smallest rank that, given to every module, keeps `fraction` of the modules' summed energy.
+
+    `spectra` holds each module's singular values and its ‖ΔW‖². Where only the largest values are
+    known (a randomized SVD), the rest count as lost, so the answer errs high; None when the known
+    values do not reach the fraction at any rank."""
+    total = sum(energy for _, energy in spectra)
+    if not spectra or total <= 0:
+        return None
+    longest = max(s.numel() for s, _ in spectra)
+    kept = torch.zeros(longest, dtype=torch.float64)
+    for s, _ in spectra:
+        if s.numel():
+            cumulative = (s.double() ** 2).cumsum(0)
+            kept[: s.numel()] += cumulative
+            kept[s.numel():] += cumulative[-1]  # a module with fewer values keeps all it has
+    reached = torch.nonzero(kept >= fraction * total)
+    return int(reached[0]) + 1 if reached.numel() else None
 
 
 def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, threshold: float | None = None,
@@ -104,6 +135,7 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
                   f"{len(candidates)} candidate modules, on {compute}.")
         modules: list[LoraModuleError] = []
         ranks: dict[str, int] = {}
+        spectra: list[tuple[torch.Tensor, float]] = []
         done_bytes = 0
         for i, name in enumerate(candidates):
             cancel.raise_if_cancelled()
@@ -115,7 +147,8 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
             if norm > 0 and math.isfinite(norm):
                 if fan_in_fan_out:
                     delta = delta.T  # Conv1D: the update in (out, in) form
-                b, a = low_rank_factors(delta, rank, threshold)
+                b, a, singular = factors_and_spectrum(delta, rank, threshold)
+                spectra.append((singular.to("cpu"), norm * norm))
                 error = torch.linalg.matrix_norm(delta - b @ a).item() / norm
                 module = module_of(name)
                 key = f"base_model.model.{module}"
@@ -152,7 +185,8 @@ def extract_lora(finetune: str, base: str, out_dir: str | Path, rank: int, thres
         yield from sweep_partials(out_dir.parent)  # a killed job's leftovers, never a running one's
         written = _write(temp, factors, config, ft)
         publish(temp, out_dir, force)
-        result = LoraResult(str(out_dir), tuple(modules), tuple(skipped), written, time.perf_counter() - start)
+        result = LoraResult(str(out_dir), tuple(modules), tuple(skipped), written, time.perf_counter() - start,
+                            rank_for_energy(spectra))
         yield Log(f"Wrote {out_dir}: {len(modules)} modules, mean relative error "
                   f"{result.mean_rel_error:.3g}, max {result.max_rel_error:.3g}.")
         return result

@@ -4,6 +4,7 @@ Views call an intent (add_models, set_method, set_global, ...) and redraw on `ch
 `origin` is the view that asked, so it can skip rebuilding the widget the user is still dragging.
 No view writes the state itself. An intent that changes nothing emits nothing. Opening a recipe
 is all or nothing: it is checked first, and one that does not load leaves the state as it was.
+While a merge runs (`locked`), no intent changes the recipe: its plots and result describe it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from fusion_gui.engine.merge.recipe import Recipe, dump_recipe, load_recipe
 from fusion_gui.engine.merge.settings import Setting
 from fusion_gui.session.merge_state import DEFAULT_METHOD, MergeState
 
+LOCKED = "A merge is running: the recipe stays as it is until the merge ends or is cancelled."
+
 
 def find_method(name: str | None):
     """The registered merge method called `name`, or None."""
@@ -35,6 +38,7 @@ class MergeSession:
     def __init__(self) -> None:
         self.state = MergeState()
         self.recipe_folder: Path | None = None  # the folder of the recipe file last opened
+        self.locked = False  # a merge of this recipe is running
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -59,13 +63,19 @@ class MergeSession:
     def _change(self, origin: object) -> Iterator[MergeState]:
         before = copy.deepcopy(self.state)
         yield self.state
-        if self.state != before:
+        if self.state != before and self.locked:
+            self.state = before
+            self.message.emit(LOCKED)
+            self.changed.emit(None)  # every view redraws the recipe that runs, the asking one too
+        elif self.state != before:
             self.changed.emit(origin)
 
     # --- recipes ---------------------------------------------------------------------------
 
     def load_recipe(self, recipe: Recipe, origin: object = None) -> None:
         """Replace the state with `recipe`; InputError (state untouched) when the app cannot hold it."""
+        if self.locked:
+            raise InputError(LOCKED)
         if find_method(recipe.merge_method) is None:
             from fusion_gui.engine.methods import get_method
 
@@ -80,6 +90,8 @@ class MergeSession:
         to show (paths resolved, unknown parameters); InputError leaves everything as it was."""
         from fusion_gui.engine.merge.model_paths import describe_moves, resolve_model_paths
 
+        if self.locked:
+            raise InputError(LOCKED)
         path = Path(path)
         recipe = load_recipe(str(path))
         recipe, moved = resolve_model_paths(recipe, path.parent)
@@ -101,6 +113,9 @@ class MergeSession:
         """Append models; the first one added to an empty merge whose method takes a base is the base.
         Returns the references added (ones already there are skipped)."""
         added: list[str] = []
+        if self.locked:
+            self.message.emit(LOCKED)
+            return added
         if self.state.uses_slices:
             self.message.emit("This recipe uses slices: edit its models in the YAML file.")
             return added

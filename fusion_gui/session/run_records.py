@@ -53,7 +53,7 @@ def record_merge(history: History, recipe_text: str, models: Iterable[str], base
             details["layer_metrics"] = [asdict(m) for m in result.layer_metrics]
         return history.record(
             "merge", title=Path(out_dir).name, recipe=recipe_text, inputs=_inputs(history, roles), output=out_dir,
-            seconds=result.seconds if result else seconds, peak_bytes=result.peak_rss_bytes if result else None,
+            seconds=result.seconds if result else seconds, peak_bytes=result.peak_bytes if result else None,
             verdict=result.smoke.verdict if result and result.smoke else None, status=status, details=details)
     return _safely(run)
 

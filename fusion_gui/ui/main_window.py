@@ -1,18 +1,24 @@
-"""The main window: composes the panels of the Merge and Compare tabs; holds no logic of its own."""
+"""The main window: composes the panels of the tabs; holds no logic of its own beyond wiring.
+
+"Try the demo" is one click path: the demo models in, a merge into a new folder in the user data
+folder, then the Evaluate tab scoring the merge and its inputs. While a merge runs, the form it uses
+is locked (the session refuses changes too), so its plots always describe what is shown.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QGroupBox, QMainWindow, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+    QGroupBox, QMainWindow, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import dump_recipe, load_recipe
 from fusion_gui.session import Session
+from fusion_gui.session.merge import LOCKED
 from fusion_gui.session.run_records import open_history
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.jobs import JobList
@@ -28,9 +34,12 @@ from fusion_gui.ui.panels.start_panel import StartPanel
 from fusion_gui.ui.panels.strategy_panel import StrategyPanel
 from fusion_gui.ui.panels.tokenizer_panel import TokenizerPanel
 from fusion_gui.ui.settings import AppSettings
+from fusion_gui.ui.tab_status import TabStatus
+from fusion_gui.ui.widgets.file_dialogs import ask_open_file, ask_save_file
 from fusion_gui.ui.widgets.wheel_guard import install_wheel_guard
 
 RECIPE_SUFFIXES = (".yml", ".yaml")
+DEMO_PLOTS_SHOWN_MS = 2000  # the demo's merge plots stay in view this long before its scores
 RECIPE_FILTER = "Merge recipes (*.yml *.yaml)"
 
 
@@ -83,9 +92,10 @@ class MainWindow(QMainWindow):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.start_panel)
-        left_layout.addWidget(_group("Models", self.models_panel))
-        left_layout.addWidget(_group("Strategy", self.strategy_panel), 1)
-        left_layout.addWidget(_group("Tokenizer", self.tokenizer_panel))
+        self.form_groups = (_group("Models", self.models_panel), _group("Strategy", self.strategy_panel),
+                            _group("Tokenizer", self.tokenizer_panel))  # locked while a merge runs
+        for group, stretch in zip(self.form_groups, (0, 1, 0)):
+            left_layout.addWidget(group, stretch)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
@@ -112,25 +122,34 @@ class MainWindow(QMainWindow):
             lambda result: self.history_panel.record_distill(result, self.session.distill.config))
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
         self.setCentralWidget(self.tabs)
+        self.tab_status = TabStatus(self.tabs, self.statusBar())
 
-        for panel in (self.models_panel, self.strategy_panel, self.run_panel, self.compare_panel,
-                      self.eval_panel, self.start_panel, self.distill_panel, self.tokenizer_panel,
-                      self.history_panel):
-            panel.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self.document.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        for panels, page in (((self.models_panel, self.strategy_panel, self.run_panel, self.start_panel,
+                               self.tokenizer_panel, self.document), self.merge_splitter),
+                             ((self.compare_panel,), self.compare_panel), ((self.eval_panel,), self.eval_panel),
+                             ((self.distill_panel,), self.distill_panel), ((self.history_panel,), self.history_panel)):
+            for panel in panels:
+                panel.message.connect(lambda text, page=page: self.tab_status.show(page, text))
         self.models_panel.models_added.connect(self._remember_models)
         self.run_panel.run_started.connect(self._on_run_started)
         self.run_panel.merged.connect(self._on_merged)
+        self.run_panel.busy_changed.connect(self._lock_form)
+        self.eval_panel.evaluated.connect(self._on_evaluated)
+        self._demo_story = False  # the demo's merge runs on into its evaluation
         self.run_panel.event_received.connect(self.merge_plots.handle_event)
         self.start_panel.demo_ready.connect(self._load_demo)
         self.document.changed.connect(lambda _: self.start_panel.setVisible(not self.document.state.model_refs()))
         self._extract_lora_dialog = None
         self._build_menu()
         self._restore()
-        self.statusBar().showMessage("Add models, pick a method, choose an output folder, then Run.")
+        self.say("Add models (or press “Try the demo”), pick a method, choose an output folder, then Run.")
         install_wheel_guard()  # also for windows made without create_app (tests, embedding)
 
     # --- menu and recipe files -------------------------------------------------------------
+
+    def say(self, text: str, page: QWidget | None = None) -> None:
+        """A status message for one tab (the Merge tab unless `page` says otherwise)."""
+        self.tab_status.show(page if page is not None else self.merge_splitter, text)
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -145,6 +164,8 @@ class MainWindow(QMainWindow):
             action.setShortcut(shortcut)
             action.triggered.connect(slot)
             menu.addAction(action)
+            if slot == self.ask_open_recipe:
+                self.open_recipe_action = action  # off while a merge runs
         tools = self.menuBar().addMenu("&Tools")
         tools.addAction("Extract LoRA from a fine-tune…", self.open_extract_lora)
 
@@ -154,24 +175,30 @@ class MainWindow(QMainWindow):
             from fusion_gui.ui.dialogs.extract_lora_dialog import ExtractLoraDialog
 
             self._extract_lora_dialog = ExtractLoraDialog(
-                lambda: [*self.document.state.model_refs(), *self.settings.recent_models], self)
+                lambda: [*self.document.state.model_refs(), *self.settings.recent_models], self,
+                merge_target=self._merge_target)
             self._extract_lora_dialog.adapter_ready.connect(self._add_adapter)
         self._extract_lora_dialog.show()
         self._extract_lora_dialog.raise_()
         return self._extract_lora_dialog
 
+    def _merge_target(self) -> tuple[str | None, bool]:
+        """What an adapter must fit to join the merge: its base (else its first model), vocabularies merged."""
+        state = self.document.state
+        return state.base_model or next(iter(state.model_refs()), None), state.tokenizer_choice()[0] is not None
+
     def _add_adapter(self, folder: str) -> None:
         self.tabs.setCurrentIndex(0)
         if self.models_panel.add_models([folder]):
-            self.statusBar().showMessage(f"Added the adapter {folder} to the merge's models.", 8000)
+            self.say(f"Added the adapter {folder} to the merge's models.")
 
     def ask_open_recipe(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", "", RECIPE_FILTER)
+        path = ask_open_file(self, "Open recipe", "", RECIPE_FILTER)
         if path:
             self.open_recipe(path)
 
     def ask_save_recipe(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save recipe", "recipe.yml", RECIPE_FILTER)
+        path = ask_save_file(self, "Save recipe", "recipe.yml", RECIPE_FILTER)
         if path:
             self.save_recipe(path)
 
@@ -182,7 +209,7 @@ class MainWindow(QMainWindow):
         except InputError as err:
             show_error(self, str(err), title="Cannot open the recipe")
             return False
-        self.statusBar().showMessage(" ".join([f"Opened {path}.", *notes]), 15000)
+        self.say(" ".join([f"Opened {path}.", *notes]))
         return True
 
     def save_recipe(self, path: str | Path) -> Path | None:
@@ -191,7 +218,7 @@ class MainWindow(QMainWindow):
         except OSError as err:
             show_error(self, f"Cannot write '{path}': {err.strerror or err}.", title="Cannot save the recipe")
             return None
-        self.statusBar().showMessage(f"Saved {saved}", 8000)
+        self.say(f"Saved {saved}")
         return saved
 
     # --- drag and drop ---------------------------------------------------------------------------
@@ -203,6 +230,10 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event: QDropEvent) -> None:
         models, recipes = dropped_paths(event.mimeData().urls())
+        if self.document.locked:  # a merge is running: its recipe stays as it is
+            self.say(LOCKED)
+            event.ignore()
+            return
         if recipes:
             self.open_recipe(recipes[0])
         if models:
@@ -215,6 +246,15 @@ class MainWindow(QMainWindow):
         self.merge_plots.reset(())
         self.merge_plots.setCurrentIndex(0)
 
+    def _lock_form(self, busy: bool) -> None:
+        """What the running merge uses cannot change under it; Cancel is one click away."""
+        self.document.locked = busy
+        for group in self.form_groups:
+            group.setEnabled(not busy)
+        self.open_recipe_action.setEnabled(not busy)
+        if not busy:
+            self._demo_story = False  # it ended (merged, failed or cancelled): the story stops here
+
     def _show_merge(self, rerun: bool) -> None:
         self.tabs.setCurrentIndex(0)
         if rerun:  # a re-run writes somewhere new: never over the run it repeats
@@ -226,13 +266,33 @@ class MainWindow(QMainWindow):
         self.history_panel.record_merge(result, dump_recipe(self.document.recipe()), state.model_refs(),
                                         state.base_model)
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
-        self.statusBar().showMessage(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
+        self.say(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
+        if self._demo_story:  # the demo's last step, once the filled plots have been seen a moment
+            self._demo_story = False
+            QTimer.singleShot(DEMO_PLOTS_SHOWN_MS, self._score_the_demo)
+
+    def _score_the_demo(self) -> None:
+        self.tabs.setCurrentWidget(self.eval_panel)
+        if self.eval_panel.start() is not None:
+            self.say("Scoring the demo merge and its inputs on the demo skills…", self.eval_panel)
+
+    def _on_evaluated(self, result) -> None:
+        self.say(f"Scored {len(self.eval_panel.models)} model(s) in {result.seconds:.0f} s: the table shows "
+                 f"each one's scores.", self.eval_panel)
 
     def _load_demo(self, refs: list[str]) -> None:
+        """The demo models in, a merge into a new folder chosen for the user, then its scores."""
         from fusion_gui.engine.evaluate.demo_merge import demo_recipe
+        from fusion_gui.engine.evaluate.demo import data_root
 
+        if self.run_panel.runner.running:
+            return
         self.document.load_recipe(demo_recipe(refs[0], refs[1:]))
         self.session.evaluate.set_models(refs)
+        out_dir = self.run_panel.choose_fresh_output(data_root() / "demo-merge")
+        self._demo_story = self.run_panel.start_merge() is not None
+        if self._demo_story:
+            self.say(f"Demo models ready: merging them into {out_dir}; the Evaluate tab scores the result next.")
 
     def _remember_models(self, refs: list[str]) -> None:
         for ref in refs:

@@ -1,8 +1,9 @@
 """A scripted walk through the window, for testing the installed app where no Python can drive it.
 
 `FUSION_GUI_SMOKE=FOLDER fusion-gui` opens the window as usual, then clicks through what a new user does:
-"Try the demo", Run merge into FOLDER/merged, Evaluate (the table saved to FOLDER/eval.csv), Compare, save
-and reopen the recipe, Extract LoRA. Only the buttons and public methods a user's clicks reach are used.
+"Try the demo" (which builds the demo models, merges them into a new folder and scores the merge and its
+inputs: the scores are saved to FOLDER/eval.csv), Run merge into FOLDER/merged, Compare, save and reopen the
+recipe, Extract LoRA. Only the buttons and public methods a user's clicks reach are used.
 Each step prints one line ("smoke: <step> ok: ...") to stdout; the app then quits with 0, or with 1 at the
 first step that fails (an error dialog, or no result within its time limit), printing what went wrong.
 """
@@ -22,9 +23,9 @@ class SmokeWalk:
     def __init__(self, window, folder: Path):
         self.window, self.folder = window, Path(folder)
         self.steps = [  # (name, action, done?, what to print, seconds allowed)
-            ("demo", self._click_demo, self._demo_loaded, self._demo_report, 900),
+            ("demo", self._click_demo, self._demo_scored, self._demo_report, 1200),
+            ("evaluate", lambda: None, lambda: True, self._save_eval, 10),
             ("merge", self._click_merge, self._merged, lambda: self.window.run_panel.summary_label.text(), 300),
-            ("evaluate", self._click_evaluate, self._evaluated, self._save_eval, 300),
             ("compare", self._click_compare, self._compared, lambda: self.window.compare_panel.status_label.text(),
              300),
             ("recipe", self._save_and_open_recipe, lambda: self.opened, self._recipe_report, 10),
@@ -71,26 +72,24 @@ class SmokeWalk:
     def _click_demo(self) -> None:
         self.window.start_panel.demo_button.click()
 
-    def _demo_loaded(self) -> bool:
+    def _demo_scored(self) -> bool:
+        """The one click's whole story: models in, merged, and the merge and its inputs scored."""
         self.refs = self.window.document.state.refs_base_first()
-        return len(self.refs) == 3
+        panel = self.window.eval_panel
+        return len(self.refs) == 3 and panel.save_button.isEnabled() and not panel.runner.running \
+            and len(panel.models) == 4
 
     def _demo_report(self) -> str:
-        return f"{self.window.start_panel.status_label.text()} models: {', '.join(self.refs)}"
+        return f"{self.window.start_panel.status_label.text()} models: {', '.join(self.refs)}; " \
+               f"scored: {', '.join(self.window.eval_panel.models)}"
 
     def _click_merge(self) -> None:
+        self.window.tabs.setCurrentIndex(0)
         self.window.run_panel.set_output_dir(str(self.folder / "merged"))
         self.window.run_panel.run_button.click()
 
     def _merged(self) -> bool:
         return (self.folder / "merged" / "config.json").is_file() and self.window.run_panel.run_button.isEnabled()
-
-    def _click_evaluate(self) -> None:
-        self.window.tabs.setCurrentWidget(self.window.eval_panel)
-        self.window.eval_panel.run_button.click()
-
-    def _evaluated(self) -> bool:
-        return self.window.eval_panel.save_button.isEnabled()
 
     def _save_eval(self) -> str:
         self.window.eval_panel.save_csv(str(self.folder / "eval.csv"))

@@ -8,17 +8,31 @@ Python code by then and a slot that calls `wait()` cannot deadlock on a queued `
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import traceback
 from typing import Any, Callable, Generator
 
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from fusion_gui.engine.cancel import CancelToken
-from fusion_gui.engine.errors import Cancelled, InputError, OutputError
+from fusion_gui.engine.errors import Cancelled, InputError, OutputError, out_of_memory_sentence
 from fusion_gui.engine.imports import import_engine_dependencies
 from fusion_gui.ui.gc_guard import collect_on_gui_thread
 
 JobFactory = Callable[[CancelToken], Generator[Any, None, Any]]
+JOB_NICENESS = 10  # below the GUI thread: on a busy CPU its 5 ms timers otherwise waited 100s of ms
+
+
+def _yield_cpu_to_the_gui() -> None:
+    """Lower this job thread's priority. On Linux a thread has its own nice value, and the threads a job
+    starts (readers, the writer, training) inherit it; elsewhere this does nothing."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICENESS)
+        except OSError:  # a sandbox may refuse: the job runs at normal priority
+            pass
 
 
 class _JobThread(QThread):
@@ -34,6 +48,7 @@ class _JobThread(QThread):
 
     def run(self) -> None:  # runs on the worker thread
         try:
+            _yield_cpu_to_the_gui()
             import_engine_dependencies()  # once, one thread at a time: lazy imports must not race
             job = self._make_job(self._token)  # built here: even setup work stays off the GUI
             try:
@@ -50,8 +65,8 @@ class _JobThread(QThread):
             self.outcome = ("cancelled", None)
         except (InputError, OutputError) as err:
             self.outcome = ("failed", (str(err), f"{type(err).__name__}: {err}"))
-        except BaseException as err:  # a bug: say so, and keep the traceback for the report
-            summary = f"Unexpected error: {type(err).__name__}: {err}"
+        except BaseException as err:  # a bug (say so, keep the traceback for the report), or no memory left
+            summary = out_of_memory_sentence(err) or f"Unexpected error: {type(err).__name__}: {err}"
             self.outcome = ("failed", (summary, traceback.format_exc()))
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from fusion_gui.engine.errors import OutputError
+from fusion_gui.engine.io.writer import disk_error
 from fusion_gui.events import Log, StepProgress
 
 DEMO_VERSION = 2  # bump when the training code changes what a build writes (the cache's version)
@@ -252,6 +254,9 @@ def build_demo(root: Path | None = None, spec: DemoSpec = DemoSpec(), force: boo
         shutil.rmtree(root, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(root)
+    except OSError as err:  # a full disk, a folder the user may not write
+        raise disk_error(root.parent, err, _bytes_on_disk(spec), what="the demo models") or OutputError(
+            f"Writing the demo models failed: {err.strerror or err} ({err.filename or tmp}).") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         torch.set_num_threads(threads)
@@ -259,6 +264,12 @@ def build_demo(root: Path | None = None, spec: DemoSpec = DemoSpec(), force: boo
     seconds = time.perf_counter() - start
     yield Log(f"Built the demo models in {seconds:.1f} s.")
     return DemoModels(*(root / n for n in ("base", *SKILLS)), built=True, seconds=seconds)
+
+
+def _bytes_on_disk(spec: DemoSpec) -> int:
+    """The three models' float32 weights: embeddings and head, then 4 h^2 of attention and 12 h^2 of MLP a layer."""
+    h = spec.hidden
+    return 3 * 4 * (2 * VOCAB * h + spec.layers * 16 * h * h)
 
 
 @torch.no_grad()

@@ -199,7 +199,7 @@ def generate(ref: str | Path, prompt: str, *, max_new_tokens: int = 40, seed: in
 def evaluate(refs: list[str | Path], *, text_file: str | Path | None = None, tasks: tuple[str, ...] = (),
              prompt: str | None = None, n: int = 60, device: str = "cpu", seed: int = 0, cancel=None):
     """Generator: every asked-for score of every model (each model loaded once); returns EvalResult.
-    Completions of `prompt` come from the first three models only: more do not read side by side."""
+    Every model completes `prompt` (greedy and sampled): how many fit side by side is the view's concern."""
     if not refs:
         raise InputError("Name at least one model to evaluate.")
     from fusion_gui.engine.evaluate.demo import SKILLS
@@ -214,16 +214,14 @@ def evaluate(refs: list[str | Path], *, text_file: str | Path | None = None, tas
         resolve_model_path(str(ref))  # a missing model fails now, not after the others were scored
     start = time.perf_counter()
     rows, generations = [], []
-    if prompt is not None and len(refs) > 3:
-        yield Log("Side-by-side completions: the first three models only.", "warning")
-    for index, (ref, label) in enumerate(zip(refs, model_labels([str(r) for r in refs]))):
+    for ref, label in zip(refs, model_labels([str(r) for r in refs])):
         yield Log(f"Evaluating {label} ...")
         loaded = load_causal_lm(ref, device)
         jobs = []
         if text_file is not None:
             jobs.append(perplexity(ref, text_file, device=device, label=label, cancel=cancel, loaded=loaded))
         jobs += [skill_score(ref, t, n=n, device=device, label=label, cancel=cancel, loaded=loaded) for t in tasks]
-        if prompt is not None and index < 3:
+        if prompt is not None:
             jobs.append(generate(ref, prompt, seed=seed, device=device, label=label, loaded=loaded))
         for job in jobs:
             for event in job:

@@ -56,16 +56,19 @@ def where(path: Path) -> str:
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """Parse the 8-byte length + JSON header ourselves: cheap, and catches truncation up front."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise InputError(f"{where(path)} is not a safetensors file: it is only {size} bytes.")
-        n = struct.unpack("<Q", head)[0]
-        if n > min(size - 8, MAX_HEADER_BYTES):
-            raise InputError(f"{where(path)} has a corrupt header: its length field says "
-                             f"{n} bytes, the file has {size} bytes.")
-        raw = f.read(n)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise InputError(f"{where(path)} is not a safetensors file: it is only {size} bytes.")
+            n = struct.unpack("<Q", head)[0]
+            if n > min(size - 8, MAX_HEADER_BYTES):
+                raise InputError(f"{where(path)} has a corrupt header: its length field says "
+                                 f"{n} bytes, the file has {size} bytes.")
+            raw = f.read(n)
+    except OSError as e:  # permissions, a disk error, a file removed since the folder was listed
+        raise InputError(f"Cannot read {where(path)}: {e.strerror or e}.") from None
     header = load_json(raw, f"{where(path)} has a corrupt header: it")
     if not isinstance(header, dict):
         raise InputError(f"{where(path)} has a corrupt header: it is not a JSON object.")

@@ -1,5 +1,6 @@
 """The merge pipeline, in the order it runs: recipe (settings: a parameter's value per tensor) ->
-plan (check everything first; tasks lists every output tensor) -> run (the method's prepare step,
+plan (check everything first; tasks lists every output tensor; memory estimates what the job holds
+and measures it) -> run (the method's prepare step,
 then stream tensors) -> output (config, tokenizer, model card, atomic publish); vocab (with
 model_tokenizer and vocab_compare) and chat_template build the output tokenizer.
 

@@ -8,11 +8,11 @@ listing is merge/tasks.py.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import torch
 
 from fusion_gui.engine.errors import InputError
@@ -23,15 +23,17 @@ from fusion_gui.engine.io.writer import parse_size, plan_shards
 from fusion_gui.engine.merge.chat_template import BUILTIN as BUILTIN_TEMPLATES
 from fusion_gui.engine.merge.chat_template import resolve_chat_template
 from fusion_gui.engine.merge.recipe import Recipe
+from fusion_gui.engine.merge.memory import peak_with, side_by_side_widths, task_memory
 from fusion_gui.engine.merge.tasks import TaskPlanner, TensorTask
 from fusion_gui.engine.merge.model_tokenizer import tokenizer_folder
 from fusion_gui.engine.merge.vocab import Vocabulary, plan_vocabulary, tokenizer_settings
 from fusion_gui.engine.methods import get_method
-from fusion_gui.engine.methods.base import SORT_BUDGET, SORT_BYTES, MergeMethod, PrepareEstimate, Prepared
+from fusion_gui.engine.methods.base import MergeMethod, PrepareEstimate, Prepared
 from fusion_gui.engine.merge.output import refuse_input_overlap
 from fusion_gui.events import PlanSummary
 
 PREFETCH = 2  # tensors read ahead of the one being computed
+_POOL_WORKERS = max(2, os.cpu_count() or 2)  # threads a method may run models' work on (task_arithmetic's)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class MergeOptions:
     force: bool = False  # replace an existing OUT_DIR
     async_io: bool = True  # overlap reading, computing and writing
     smoke: bool = True  # smoke-check the output before it appears (evaluate/smoke.py)
+    # Memory the merge may use, in bytes; more lets TIES-like methods sort several models' changes side
+    # by side on big tensors too. None: what the merge needs with one at a time (the estimate).
+    memory_budget: int | None = None
 
 
 @dataclass
@@ -63,6 +68,7 @@ class MergePlan:
     vocabulary: Vocabulary | None = None  # set when the recipe asks for a tokenizer source
     chat_template: str | None = None  # the Jinja template the output tokenizer gets, from the recipe
     prepared: Prepared | None = None  # what the method's prepare step returned, once the merge ran it
+    side_by_side: list[int] | None = None  # per task: models' work run at once, within the memory budget
 
     def close(self) -> None:
         if self.prepared is not None:
@@ -117,23 +123,26 @@ def _tokenizer_notes(recipe: Recipe, vocabulary: Vocabulary | None, tasks: list[
     return tuple(notes)
 
 
-def _peak_bytes(plan: MergePlan, estimate: PrepareEstimate) -> int:
-    """The process's memory at its highest: the inputs in flight (prefetch + current), the
-    method's scratch, the write queue, and the prepare step's own peak before the loop."""
-    tasks = plan.tasks
-    rss = psutil.Process().memory_info().rss
-    largest = max(tasks, key=lambda t: t.out_bytes)
-    n_inputs = max(len(t.sources) for t in tasks)
-    big = largest.out_bytes // largest.out_dtype.itemsize * 4  # float32 working copies
-    per_input = 1 + estimate.copies_per_input  # the weight and what the prepare step gives with it
-    peak = rss + big * (n_inputs * (PREFETCH + 1) * per_input + 4) + largest.out_bytes * 3
-    if plan.method.sign_election:  # every model's delta in one buffer for the vote; its masks and sums
-        peak += big * (n_inputs + 2)
-    if plan.method.ranks_by_magnitude:  # sorts side by side within one sort of the largest tensor
-        peak += (sort_budget := big // 4 * SORT_BYTES)
-        for task in (t for t in tasks if t.floating):
-            task.params[SORT_BUDGET] = sort_budget
-    return max(peak, rss + estimate.peak_bytes)
+def _cast_bytes(plan: MergePlan) -> list[int]:
+    """Per task: an input read in a dtype other than the compute dtype, held while it is cast."""
+    sizes = []
+    for task in plan.tasks:
+        infos = [plan.readers[s.model].tensors[s.tensor] for s in task.sources]
+        sizes.append(max((i.nbytes for i in infos if i.dtype != task.compute_dtype), default=0))
+    return sizes
+
+
+def _plan_memory(plan: MergePlan, estimate: PrepareEstimate) -> int:
+    """The job's own peak memory, from what the loop holds per tensor (merge/memory.py), and how many
+    models' work each tensor runs side by side (plan.side_by_side). Side by side only within the budget:
+    by default the peak the loop reaches anyway with one at a time, so running side by side never
+    raises it."""
+    held = task_memory(plan.method, plan.tasks, _cast_bytes(plan), PREFETCH, plan.options.async_io,
+                       estimate.copies_per_input)
+    one_at_a_time = max(held)
+    budget = max(one_at_a_time, plan.options.memory_budget or 0)
+    plan.side_by_side = side_by_side_widths(plan.method, plan.tasks, held, budget, _POOL_WORKERS)
+    return max(peak_with(plan.method, plan.tasks, held, plan.side_by_side), estimate.peak_bytes)
 
 
 def _summary(plan: MergePlan, estimate: PrepareEstimate) -> PlanSummary:
@@ -150,14 +159,16 @@ def _summary(plan: MergePlan, estimate: PrepareEstimate) -> PlanSummary:
         base_model=plan.readers[recipe.base_model].label if recipe.base_model else None,
         out_dir=str(out_dir), tensors=len(tasks), output_bytes=output_bytes, shards=len(shards),
         out_dtype="/".join(out_dtypes) or "-", device=str(plan.device), num_layers=plan.out_layers,
-        estimated_peak_bytes=int(_peak_bytes(plan, estimate)),
+        estimated_peak_bytes=_plan_memory(plan, estimate),
         largest_tensor=max(tasks, key=lambda t: t.out_bytes).name, warnings=tuple(plan.warnings),
         notes=_tokenizer_notes(recipe, plan.vocabulary, tasks, plan.chat_template) + estimate.notes,
         partial_folders=find_partials(out_dir.parent))
 
 
-def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions()) -> MergePlan:
-    """Check everything a merge needs and describe its output; reads no tensor data."""
+def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions(),
+               preview: bool = False) -> MergePlan:
+    """Check everything a merge needs and describe its output; reads no tensor data.
+    preview: only the description is wanted (the app's pre-flight): an unchanged vocabulary is reused."""
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and not options.force:
         raise InputError(f"Output folder '{out_dir}' already exists; choose another or pass --force.")
@@ -169,6 +180,8 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         raise InputError(f"Bad --out-shard-size: {err}") from None
     device = pick_device(options.device)
     method = get_method(recipe.merge_method)
+    if not recipe.referenced_models():
+        raise InputError("The recipe names no models to merge; add two or more.")
     donor = recipe.base_model or recipe.referenced_models()[0]
     tok = recipe.tokenizer_source or (recipe.tokenizer or {}).get("source")
     tok_donor = donor if tok in (None, "base", "union") else tok
@@ -178,7 +191,7 @@ def plan_merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = Merg
         if tok_donor not in readers:
             readers[tok_donor] = open_model(tok_donor)
         refuse_input_overlap(out_dir, {r.label: r.path for r in readers.values()})
-        vocabulary = plan_vocabulary(recipe, readers)
+        vocabulary = plan_vocabulary(recipe, readers, preview)
         chat_template, warnings = resolve_chat_template(
             recipe.chat_template, [readers[m] for m in recipe.referenced_models()])
         if chat_template and vocabulary is None and tokenizer_folder(readers[tok_donor]) is None:

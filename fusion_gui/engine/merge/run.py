@@ -8,13 +8,11 @@ the write queue, whatever the model size. The output appears at OUT_DIR only whe
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
 import torch
 
 from fusion_gui.engine.inspect.analysis import LayerAccumulator, measure_tensor
@@ -23,26 +21,16 @@ from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.evaluate.smoke import check_output
 from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
 from fusion_gui.engine.io.writer import AsyncShardedWriter, ShardedWriter, disk_error
+from fusion_gui.engine.merge.memory import JobMemory
 from fusion_gui.engine.merge.output import copy_side_files, loader_class, write_config, write_model_card
 from fusion_gui.engine.merge.plan import PREFETCH, MergeOptions, MergePlan, plan_merge
 from fusion_gui.engine.merge.recipe import Recipe
 from fusion_gui.engine.merge.tasks import TensorTask
 from fusion_gui.engine.merge.model_tokenizer import load_tokenizer, tokenizer_folder
+from fusion_gui.engine.methods.base import side_by_side
 from fusion_gui.events import Event, Log, MergeResult, Progress
 
-__all__ = ["MergeOptions", "merge", "plan_merge", "peak_rss_bytes"]
-
-
-def peak_rss_bytes() -> int:
-    """The process's peak resident memory so far (current RSS where the OS keeps no peak)."""
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if sys.platform == "darwin" else peak * 1024)
-    except ImportError:  # Windows
-        info = psutil.Process().memory_info()
-        return int(getattr(info, "peak_wset", info.rss))
+__all__ = ["MergeOptions", "merge", "plan_merge"]
 
 
 def _load(plan: MergePlan, task: TensorTask) -> list[torch.Tensor]:
@@ -71,7 +59,7 @@ def _prepared_tensors(plan: MergePlan, task: TensorTask, models: list[str]) -> l
     return [t for group in groups for t in group]
 
 
-def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor]):
+def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor], width: int | None = None):
     if not task.floating:  # integer buffers (position ids, masks) must agree; copy them
         for source, tensor in zip(task.sources[1:], tensors[1:]):
             if not torch.equal(tensor, tensors[0]):
@@ -84,7 +72,7 @@ def _compute(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor]):
     per_model = [s.params for s in task.sources]
     if plan.prepared is not None:
         per_model = [{**s.params, **plan.prepared.model_params(s.model)} for s in task.sources]
-    with torch.no_grad():
+    with torch.no_grad(), side_by_side(width):  # as many models' work at once as the plan's budget allows
         result = plan.method.fn(tensors, task.base_index, task.params, per_model, generator)
     return result.tensor, result
 
@@ -102,12 +90,15 @@ def _measure(plan: MergePlan, task: TensorTask, tensors: list[torch.Tensor], mer
 def merge(recipe: Recipe, out_dir: str | Path, options: MergeOptions = MergeOptions(),
           cancel: CancelToken | None = None) -> Generator[Event, None, MergeResult]:
     """Merge as the recipe says into OUT_DIR, yielding progress and metrics as tensors finish."""
-    return (yield from _merge(recipe, out_dir, options, cancel))
+    memory = JobMemory().start()  # the job's own peak: growth above what the process holds now
+    try:
+        return (yield from _merge(recipe, out_dir, options, cancel or CancelToken(), memory))
+    finally:
+        memory.stop()
 
 
-def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
-           cancel: CancelToken | None) -> Generator[Event, None, MergeResult]:
-    cancel = cancel or CancelToken()
+def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions, cancel: CancelToken,
+           memory: JobMemory) -> Generator[Event, None, MergeResult]:
     start = time.perf_counter()
     plan = plan_merge(recipe, out_dir, options)
     temp = temp_dir_for(plan.out_dir)
@@ -136,7 +127,7 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
             tensors = queue.pop(0).result()
             if i + PREFETCH < len(tasks):
                 queue.append(pool.submit(_load, plan, tasks[i + PREFETCH]))
-            merged, stats = _compute(plan, task, tensors)
+            merged, stats = _compute(plan, task, tensors, plan.side_by_side[i])
             if task.floating:
                 (event, sums), labels = _measure(plan, task, tensors[:len(task.sources)], merged, stats)
                 accumulator = accumulator or LayerAccumulator(labels)
@@ -159,7 +150,7 @@ def _merge(recipe: Recipe, out_dir: Path | str, options: MergeOptions,
         yield Log("Finishing shards and writing config, tokenizer and model card.")
         shard_files = writer.finish()
         _write_side_files(plan, temp)
-        peak = peak_rss_bytes()  # the merge's own, before the smoke check loads the model
+        peak = memory.stop()  # the merge's own, before the smoke check loads the model
         smoke = (yield from check_output(temp, [r.path for r in plan.readers.values()], options.device, cancel)
                  ) if options.smoke else None
         publish(temp, plan.out_dir, options.force)

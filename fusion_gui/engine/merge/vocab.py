@@ -16,8 +16,10 @@ model's tokenizer is model_tokenizer.py; comparing vocabularies for the GUI is v
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,7 @@ import torch
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.reader import ModelReader
-from fusion_gui.engine.merge.model_tokenizer import hidden_size, load_tokenizer, vocab_rows
+from fusion_gui.engine.merge.model_tokenizer import hidden_size, load_tokenizer, tokenizer_folder, vocab_rows
 from fusion_gui.engine.naming import layer_of
 
 # --- building the output vocabulary ------------------------------------------------------------
@@ -73,13 +75,15 @@ def _copy_tokenizer(tokenizer):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _union_tokenizer(base_tokenizer, tokenizers: dict[str, Any], rows: dict[str, int]):
+def _union_tokenizer(base_tokenizer, tokenizers: dict[str, Any], rows: dict[str, int],
+                     vocabs: dict[str, dict[str, int]]):
     """mergekit's build_union_tokenizer: the base's tokens, then every other model's plain tokens
-    it lacks (as added tokens), then every model's added tokens it lacks, with their settings."""
+    it lacks (as added tokens), then every model's added tokens it lacks, with their settings.
+    `vocabs` holds each tokenizer's get_vocab(), read once: for 128k tokens it holds the GIL ~0.1 s."""
     plain: dict[str, None] = {}
     added: dict[str, Any] = {}
     for ref, tokenizer in tokenizers.items():
-        vocab = tokenizer.get_vocab()
+        vocab = vocabs[ref]
         for tok in sorted(vocab, key=vocab.__getitem__):  # id order, so the result is deterministic
             if vocab[tok] < rows[ref]:
                 plain.setdefault(tok)
@@ -87,12 +91,11 @@ def _union_tokenizer(base_tokenizer, tokenizers: dict[str, Any], rows: dict[str,
             if i < rows[ref]:
                 added.setdefault(info.content, info)  # the first model's settings win, as in mergekit
     out = _copy_tokenizer(base_tokenizer)
-    base_vocab = base_tokenizer.get_vocab()
-    for tok in plain:
-        if tok not in added and tok not in base_vocab:
-            out.add_tokens(tok)
-    for info in added.values():
-        out.add_tokens(info)
+    base_vocab = vocabs[next(iter(tokenizers))]  # the base comes first
+    # one call each: the tokenizers library rebuilds its added-token matcher on every call (holding
+    # the GIL), so adding 4,000 tokens one by one took minutes; a list gets the same ids in the same order
+    out.add_tokens([tok for tok in plain if tok not in added and tok not in base_vocab])
+    out.add_tokens(list(added.values()))
     return out
 
 
@@ -271,14 +274,47 @@ def tokenizer_settings(recipe) -> tuple[str | None, dict[str, dict], int | None]
     return recipe.tokenizer_source, {}, None
 
 
-def plan_vocabulary(recipe, readers: dict[str, ModelReader]) -> Vocabulary | None:
+_PREVIEWS: dict[tuple, Vocabulary] = {}  # the newest pre-flight's vocabulary, by what it was built from
+_PREVIEWS_LOCK = threading.Lock()
+
+
+def _fingerprint(recipe, readers: dict[str, ModelReader]) -> tuple:
+    """What a vocabulary depends on: the tokenizer settings, the models in order, and the name, size
+    and time of every file in their folders (tokenizer files, config.json)."""
+    folders = []
+    for ref in [recipe.base_model, *recipe.referenced_models(), recipe.tokenizer_source]:
+        reader = readers.get(ref) if ref is not None else None
+        for folder in {reader.path, tokenizer_folder(reader)} if reader is not None else ():
+            if folder is not None and folder.is_dir():
+                folders.append((ref, str(folder), tuple(sorted(
+                    (e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file()))))
+    return repr(tokenizer_settings(recipe)), recipe.base_model, tuple(recipe.referenced_models()), tuple(folders)
+
+
+def plan_vocabulary(recipe, readers: dict[str, ModelReader], preview: bool = False) -> Vocabulary | None:
     """The output vocabulary the recipe asks for, or None to keep the base's tokenizer files as they are.
 
     `readers` holds every referenced model, and the tokenizer source model when it is another one.
+    preview: a pre-flight that only describes the output reuses the previous pre-flight's vocabulary
+    when nothing it depends on changed (a parameter edit must not reload every tokenizer); a merge
+    always builds its own, since it writes the tokenizer.
     """
     source, tokens, pad = tokenizer_settings(recipe)
     if source is None:
         return None
+    key = _fingerprint(recipe, readers) if preview else None
+    with _PREVIEWS_LOCK:
+        if key is not None and key in _PREVIEWS:
+            return _PREVIEWS[key]
+    vocabulary = _build_vocabulary(recipe, readers, source, tokens, pad)
+    if key is not None:
+        with _PREVIEWS_LOCK:
+            _PREVIEWS.clear()
+            _PREVIEWS[key] = vocabulary
+    return vocabulary
+
+
+def _build_vocabulary(recipe, readers: dict[str, ModelReader], source: str, tokens: dict, pad) -> Vocabulary:
     refs = recipe.referenced_models()
     base = recipe.base_model or refs[0]
     labels = {ref: reader.label for ref, reader in readers.items()}
@@ -287,10 +323,11 @@ def plan_vocabulary(recipe, readers: dict[str, ModelReader]) -> Vocabulary | Non
         tokenizers[ref] = load_tokenizer(readers[ref])
         rows[ref] = vocab_rows(readers[ref], tokenizers[ref])
     tokenizers[base] = _strip_tokenizer(tokenizers[base], rows[base], labels[base])
+    vocabs = {ref: tokenizer.get_vocab() for ref, tokenizer in tokenizers.items()}
     if source == "base":
         out = _copy_tokenizer(tokenizers[base])
     elif source == "union":
-        out = _union_tokenizer(tokenizers[base], tokenizers, rows)
+        out = _union_tokenizer(tokenizers[base], tokenizers, rows, vocabs)
     else:
         out = load_tokenizer(readers[source])
     existing = set(out.get_vocab())
@@ -302,12 +339,12 @@ def plan_vocabulary(recipe, readers: dict[str, ModelReader]) -> Vocabulary | Non
     size = max(len(out_vocab), max(out_vocab.values(), default=-1) + 1)
     permutations = {}
     for ref in refs:
-        model_vocab = tokenizers[ref].get_vocab()
-        p = torch.full((size,), -1, dtype=torch.long)
+        model_vocab = vocabs[ref]
+        p = [-1] * size  # a list, then one tensor: setting 128k tensor elements one by one took seconds
         for tok, out_id in out_vocab.items():
             model_id = model_vocab.get(tok, -1)
             if model_id < rows[ref]:  # a token beyond the embedding rows is padding: missing
                 p[out_id] = model_id
-        permutations[ref] = p
+        permutations[ref] = torch.tensor(p, dtype=torch.long)
     return Vocabulary(out, permutations, rows, {ref: hidden_size(readers[ref]) for ref in refs},
-                      {ref: t.get_vocab() for ref, t in tokenizers.items()}, tokens, pad, labels)
+                      vocabs, tokens, pad, labels)

@@ -61,6 +61,7 @@ def arcee_fusion(tensors: Sequence[torch.Tensor], base_index: int | None,
 
 register(MergeMethod(
     name="arcee_fusion",
+    scratch=lambda n, c: 28 + 2 * c,  # measured: bench_memory.py --scratch
     pretty_name="Arcee Fusion",
     description="Takes the other model's changes only where an importance score is an "
                 "outlier (above median + 1.5 IQR).",

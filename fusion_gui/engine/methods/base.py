@@ -8,7 +8,9 @@ the method what it needs per tensor; the merge loop itself knows nothing of any 
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import contextvars
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
@@ -89,14 +91,6 @@ MethodFn = Callable[
 ]
 
 
-# A magnitude ranking's scratch per element: |delta| and its sorted copy as float32 keys, the int64
-# sort indices, the bool mask and the kept delta (float32). The plan hands a
-# method that ranks by magnitude a budget (under this key in its global parameters) of bytes for the
-# rankings it runs side by side: one ranking of the merge's largest tensor, which it pays anyway.
-SORT_BYTES = 21
-SORT_BUDGET = "sort_budget_bytes"
-
-
 @dataclass(frozen=True)
 class PrepareEstimate:
     """What a prepare step will do, said at plan time without reading tensor data."""
@@ -152,6 +146,13 @@ class MergeMethod:
     sign_election: bool = False  # reports sign_conflict / kept_fraction
     ranks_by_magnitude: bool = False  # sorts |delta| (float32 keys + int64 indices of scratch)
     prepare: Preparation | None = None  # data-driven methods only
+    # Memory the method holds besides its input tensors, in bytes per element of the tensor, given the
+    # number of inputs and the compute dtype's item size; the output tensor included (measured; see
+    # benchmarks/bench_memory.py). The plan's memory estimate is built from it.
+    scratch: Callable[[int, int], float] = lambda n, itemsize: 4 * (n + 2)
+    # Bytes per element each model's work adds when it runs beside another's (TIES's sorts), or
+    # None for a method that does nothing side by side. The plan allows it within its memory budget.
+    side_by_side_scratch: Callable[[int], float] | None = None
 
     @property
     def global_params(self) -> tuple[ParamSpec, ...]:
@@ -178,3 +179,23 @@ def register(method: MergeMethod) -> MergeMethod:
 def registry() -> Mapping[str, MergeMethod]:
     return _REGISTRY
 
+
+
+# How many models' work a method may run side by side for the tensor being merged; the merge loop
+# sets it per tensor from the plan's memory budget. None (outside a merge): the method's own rule.
+_SIDE_BY_SIDE: contextvars.ContextVar[int | None] = contextvars.ContextVar("side_by_side", default=None)
+
+
+@contextmanager
+def side_by_side(models: int | None) -> Iterator[None]:
+    """Within this block, methods run at most `models` models' work at once."""
+    token = _SIDE_BY_SIDE.set(models)
+    try:
+        yield
+    finally:
+        _SIDE_BY_SIDE.reset(token)
+
+
+def side_by_side_limit() -> int | None:
+    """The limit set by side_by_side(), or None outside one."""
+    return _SIDE_BY_SIDE.get()

@@ -62,6 +62,7 @@ def linear(tensors: Sequence[torch.Tensor], base_index: int | None, params: Mapp
 
 register(MergeMethod(
     name="linear",
+    scratch=lambda n, c: 1.2 * c + 1,  # the output, and float32 rows that stay in cache
     pretty_name="Linear",
     description="Weighted average of all models' weights.",
     reference="https://arxiv.org/abs/2203.05482",

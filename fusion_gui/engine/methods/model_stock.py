@@ -57,6 +57,7 @@ def model_stock(tensors: Sequence[torch.Tensor], base_index: int | None,
 
 register(MergeMethod(
     name="model_stock",
+    scratch=lambda n, c: (2 * n + 3) * c,  # measured: bench_memory.py --scratch
     pretty_name="Model Stock",
     description="Moves from the base towards the fine-tunes' average by a ratio set by the "
                 "angle between their changes.",

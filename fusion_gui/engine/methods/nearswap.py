@@ -30,6 +30,7 @@ def nearswap(tensors: Sequence[torch.Tensor], base_index: int | None, params: Ma
 
 register(MergeMethod(
     name="nearswap",
+    scratch=lambda n, c: 10 * c,  # measured: bench_memory.py --scratch
     pretty_name="NearSwap",
     description="Takes the other model's weights where they are within t of the base's, "
                 "blending towards the base beyond.",

@@ -56,6 +56,7 @@ _EPSILON = ParamSpec("epsilon", "global", float, 1e-5, minimum=0.0,
 
 register(MergeMethod(
     name="ram",
+    scratch=lambda n, c: 22 + 4 * c + 3 * (n - 1) * c,  # measured: bench_memory.py --scratch
     pretty_name="Reinforced Agent Merging",
     description="Adds the models' changes, averaging each weight only over the models that "
                 "changed it.",
@@ -68,6 +69,7 @@ register(MergeMethod(
 
 register(MergeMethod(
     name="ramplus_tl",
+    scratch=lambda n, c: 22 + 4 * c + 3 * (n - 1) * c,  # measured: bench_memory.py --scratch
     pretty_name="Reinforced Agent Merging Plus (Tensor-Local)",
     description="RAM, with each model's unique changes scaled up by how much of its change "
                 "it shares with others.",

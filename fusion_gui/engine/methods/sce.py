@@ -68,6 +68,7 @@ def sce(tensors: Sequence[torch.Tensor], base_index: int | None, params: Mapping
 
 register(MergeMethod(
     name="sce",
+    scratch=lambda n, c: 10 * c + 2 * (n - 1) * c,  # measured: bench_memory.py --scratch
     pretty_name="SCE",
     description="Keeps the most varying changes, weights models by change size, drops "
                 "sign conflicts, averages the rest.",

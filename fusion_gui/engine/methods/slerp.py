@@ -64,6 +64,7 @@ def slerp(tensors: Sequence[torch.Tensor], base_index: int | None, params: Mappi
 
 register(MergeMethod(
     name="slerp",
+    scratch=lambda n, c: 2 * c + 4,  # measured: bench_memory.py --scratch
     pretty_name="SLERP",
     description="Spherical interpolation between the base and one other model.",
     reference="https://en.wikipedia.org/wiki/Slerp",

@@ -73,8 +73,13 @@ def _by_torch_order(x: torch.Tensor, descending: bool, start: int, stop: int) ->
     w = x.abs().reshape(-1)
     if w.device.type == "cpu":
         w = w.float()
-    mask = torch.zeros(w.numel(), dtype=torch.bool, device=x.device)
-    mask[torch.sort(w, descending=descending).indices[start:stop]] = True
+    # Sorted in place (w is a fresh copy): the same kernel on the same keys, so the same order,
+    # without a second buffer of sorted values.
+    order = torch.empty(w.numel(), dtype=torch.int64, device=x.device)
+    torch.sort(w, descending=descending, out=(w, order))
+    del w
+    mask = torch.zeros(order.numel(), dtype=torch.bool, device=x.device)
+    mask[order[start:stop]] = True
     return mask.reshape(x.shape)
 
 
@@ -103,6 +108,7 @@ def keep_largest(x: torch.Tensor, k: int) -> torch.Tensor:
     [(value, below, equal)] = _at_ranks(w, n - k)
     ties = k - (n - below - equal)  # how many of the tied elements are kept
     if ties < equal and value != 0 and TIE_ORDER == "torch":
+        del w  # the sort makes its own keys; free these first
         return _by_torch_order(x, True, 0, k)
     if ties == equal or value == 0:  # zeros stay zero whether kept or not
         mask = w >= value
@@ -124,6 +130,7 @@ def keep_band(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     cut_lo = start > lo_below and lo != 0
     cut_hi = stop < hi_below + hi_equal and hi != 0
     if (cut_lo or cut_hi) and TIE_ORDER == "torch":
+        del w  # the sort makes its own keys; free these first
         return _by_torch_order(x, False, start, stop)
     if not (cut_lo or cut_hi):
         mask = (w >= lo) & (w <= hi)

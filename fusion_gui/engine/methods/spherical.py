@@ -75,6 +75,7 @@ def nuslerp(tensors: Sequence[torch.Tensor], base_index: int | None, params: Map
 
 register(MergeMethod(
     name="nuslerp",
+    scratch=lambda n, c: 4 * (n + 4),  # measured: bench_memory.py --scratch
     pretty_name="NuSLERP",
     description="Spherical interpolation of two models (or of their changes from a base), "
                 "by relative weight.",
@@ -139,6 +140,7 @@ def multislerp(tensors: Sequence[torch.Tensor], base_index: int | None,
 
 register(MergeMethod(
     name="multislerp",
+    scratch=lambda n, c: 8 + 14 * n,  # measured: bench_memory.py --scratch
     pretty_name="Multi-SLERP",
     description="Weighted spherical average of any number of models (or of their changes "
                 "from a base).",
@@ -214,6 +216,7 @@ def karcher(tensors: Sequence[torch.Tensor], base_index: int | None, params: Map
 
 register(MergeMethod(
     name="karcher",
+    scratch=lambda n, c: 24 + 4 * n,  # measured: bench_memory.py --scratch
     pretty_name="Karcher Mean",
     description="Riemannian mean of all models' weight directions on the sphere, equal "
                 "weights (a base model counts as one more input).",

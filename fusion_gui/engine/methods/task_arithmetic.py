@@ -10,20 +10,76 @@ so results are bit-identical to mergekit's for the deterministic methods.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from ..errors import InputError
 from . import sparsify
-from .base import SORT_BUDGET, SORT_BYTES, MergeMethod, MethodResult, ParamSpec, register
+from .base import MergeMethod, MethodResult, ParamSpec, register, side_by_side_limit
 
 
-# Below this size a tensor's sorts are too quick to be worth a thread each.
-_PARALLEL_NUMEL = 1 << 16
+# Run the sorts side by side for tensors between these sizes; above, one sort's scratch is already
+# large, so one at a time. Inside a merge the plan's memory budget sets the limit instead (below).
+_PARALLEL_NUMEL, _PARALLEL_MAX_NUMEL = 1 << 16, 1 << 26
+# What one model's magnitude sparsification holds while it runs, per element, besides its delta:
+# float32 keys, int64 order, the sort's own scratch, the mask and the masked delta (measured on
+# CPU, bf16 and float32 alike; benchmarks/bench_memory.py).
+SORT_BYTES = 20
 _POOL: ThreadPoolExecutor | None = None
+
+
+def sort_scratch(itemsize: int) -> float:
+    """Bytes per element one more model's sort adds when it runs beside the others."""
+    return SORT_BYTES + itemsize  # + its delta
+
+
+def _scratch(sparsification: str | None, consensus: bool) -> Callable[[int, int], float]:
+    """Bytes per element a variant holds besides its inputs, with one model's sparsification at a
+    time, for n inputs in a dtype of `itemsize` bytes (the parts measured with bench_memory.py)."""
+    def scratch(n: int, itemsize: int) -> float:
+        held = itemsize  # the delta being made
+        if sparsification in ("magnitude", "magnitude_outliers"):
+            held += SORT_BYTES
+        elif sparsification == "random":  # float32 draws, the mask, its cast and the masked delta
+            held += 5 + 2 * itemsize
+        elif sparsification == "della_magprune":  # int64 order, float32 ranks and draws, the mask
+            held += 16 + 2 * itemsize
+        if consensus or n - 1 > 4:  # every delta in one buffer, with the sign masks
+            held += (n - 1) * (itemsize + 3)
+        else:  # a float32 running sum; a sparsifier's temporaries, made once per model, also leave
+            held += 6 + ((n - 1) * (itemsize + 3) if sparsification else 0)  # the allocator's gaps (measured)
+        return held + 2 * itemsize  # the mixed change and the result
+    return scratch
+
+
+def _width(numel: int, models: int, on_cpu: bool, limit: int | None) -> int:
+    """How many models' sparsifications run at once for a tensor of `numel` elements."""
+    if not on_cpu or models < 2 or numel < _PARALLEL_NUMEL:
+        return 1
+    if limit is None:  # outside a merge: the size rule
+        return models if numel <= _PARALLEL_MAX_NUMEL else 1
+    return max(1, min(models, limit))
+
+
+def _in_order(fn: Callable, items: Sequence[int], width: int) -> Iterator:
+    """fn over items, results in order, at most `width` running or waiting at once; each result
+    is released once the caller has taken it."""
+    if width <= 1:
+        yield from (fn(i) for i in items)
+        return
+    pending: deque[Future] = deque(_pool().submit(fn, i) for i in items[:width])
+    rest = iter(items[width:])
+    while pending:
+        result = pending.popleft().result()
+        following = next(rest, None)
+        if following is not None:
+            pending.append(_pool().submit(fn, following))
+        yield result
+        del result
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -31,13 +87,6 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="fusion-topk")
     return _POOL
-
-
-def _side_by_side(numel: int, count: int, budget: int | None) -> int:
-    """How many magnitude sorts of `numel` elements may run at once within `budget` bytes."""
-    if not budget or numel < _PARALLEL_NUMEL:
-        return 1
-    return max(1, min(count, os.cpu_count() or 2, budget // (numel * SORT_BYTES)))
 
 
 def _sparsifier(kind: str | None) -> Callable[..., torch.Tensor] | None:
@@ -82,15 +131,11 @@ def generalized_task_arithmetic(
     # Magnitude top-k sorts every delta (mergekit's tie order needs the full sort), which
     # dominates a TIES merge on the CPU; the sorts are independent, so run them side by side.
     # Random sparsifiers stay sequential: they share one generator, whose order matters.
-    # As many at a time as the plan's memory budget holds (none given: one at a time).
-    side = 1
-    if sparsification in ("magnitude", "magnitude_outliers") and base.device.type == "cpu":
-        side = _side_by_side(base.numel(), len(others), params.get(SORT_BUDGET))
-    if side > 1:
-        computed = (done for start in range(0, len(others), side)
-                    for done in _pool().map(delta_of, others[start:start + side]))
-    else:
-        computed = (delta_of(i) for i in others)
+    # At most as many side by side as the plan's memory budget allows (side_by_side_limit).
+    width = 1
+    if sparsification in ("magnitude", "magnitude_outliers"):
+        width = _width(base.numel(), len(others), base.device.type == "cpu", side_by_side_limit())
+    computed = _in_order(delta_of, others, width)
     changed = torch.zeros((), dtype=torch.int64, device=base.device)  # non-zero raw deltas
 
     stats: dict[str, Any] = {}
@@ -210,4 +255,6 @@ for (_name, _pretty, _ref, _sparse, _ties, _norm, _resc, _desc) in _VARIANTS:
         params=_params(_norm, _resc, _extra), base="required", min_models=2,
         random=_sparse in ("random", "della_magprune"), sign_election=_ties,
         ranks_by_magnitude=_sparse in ("magnitude", "magnitude_outliers"),
+        scratch=_scratch(_sparse, _ties),
+        side_by_side_scratch=sort_scratch if _sparse in ("magnitude", "magnitude_outliers") else None,
     ))

@@ -2,7 +2,9 @@
 
 The dialog gathers the inputs and shows what engine.lora.extract_lora yields, run through a
 JobRunner. A cancelled or failed run leaves no output folder: the engine writes into a temp folder
-beside it and renames it only at the end.
+beside it and renames it only at the end. The adapter is offered to the merge only after a check
+(on a worker) that it fits the merge's base; a rank far too low for the change is named, with the
+rank that would keep 90% of it.
 """
 
 from __future__ import annotations
@@ -21,29 +23,14 @@ from superqt import QElidingLabel
 from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.formatting import format_bytes
-from fusion_gui.ui.jobs import JobRunner
+from fusion_gui.ui.dialogs.lora_summary import ERROR_COLOUR, fit_check_job, format_error, rank_advice, summary_text
+from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 from fusion_gui.ui.worker import JobWorker
 
 COLUMNS = ("Module", "Rank", "Relative error")
-ERROR_COLOUR = "#b3261e"
-
-
-def format_error(value: float) -> str:
-    """A relative error as people read it: 0.1234, 0.0005, 3.1e-07."""
-    return f"{value:.4g}"
-
-
-def summary_text(result: LoraResult, warnings: list[str]) -> str:
-    """What the extraction gave, in a sentence or two (the numbers the table sorts)."""
-    worst = max(result.modules, key=lambda m: m.rel_error)
-    ranks = sorted({m.rank for m in result.modules})
-    rank = str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]} to {ranks[-1]}"
-    lines = [f"{len(result.modules)} modules at rank {rank}. Relative error ‖ΔW − BA‖ / ‖ΔW‖: mean "
-             f"{format_error(result.mean_rel_error)}, max {format_error(result.max_rel_error)} "
-             f"({worst.name.removesuffix('.weight')})."]
-    return "\n".join(lines + warnings)
+MergeTarget = Callable[[], "tuple[str | None, bool]"]  # the merge's base (None: no models) and vocab merged
 
 
 def extract_job(finetune: str, base: str, out_dir: str, rank: int, threshold: float | None,
@@ -90,11 +77,15 @@ class ExtractLoraDialog(QDialog):
 
     adapter_ready = Signal(str)  # "Add adapter to models": the adapter folder
 
-    def __init__(self, known_models: Callable[[], list[str]] = lambda: [], parent: QWidget | None = None):
+    def __init__(self, known_models: Callable[[], list[str]] = lambda: [], parent: QWidget | None = None,
+                 merge_target: MergeTarget = lambda: (None, False)):
         super().__init__(parent)
         self.setWindowTitle("Extract LoRA from a fine-tune")
         self.resize(820, 680)
         self.known_models = known_models
+        self.merge_target = merge_target
+        self.checked_target: tuple | None = None  # the merge target the adapter was last checked against
+        self._add_when_it_fits = False
         self.result: LoraResult | None = None
         self.warnings: list[str] = []
 
@@ -142,6 +133,13 @@ class ExtractLoraDialog(QDialog):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.summary_label = QLabel(wordWrap=True)
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.rank_warning = QLabel(wordWrap=True)
+        self.rank_warning.setStyleSheet(f"color: {ERROR_COLOUR};")
+        self.rank_warning.hide()
+        self.fit_label = QLabel(wordWrap=True)  # why the adapter is not offered to the merge
+        self.fit_label.setStyleSheet(f"color: {ERROR_COLOUR};")
+        self.fit_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fit_label.hide()
         self.output_label = QElidingLabel()
         self.output_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.add_button = QPushButton("Add adapter to models", enabled=False)
@@ -183,6 +181,8 @@ class ExtractLoraDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.summary_label)
+        layout.addWidget(self.rank_warning)
+        layout.addWidget(self.fit_label)
         layout.addLayout(result_row)
         self._inputs = (self.finetune, self.base, self.output, browse, self.replace_box, self.rank,
                         self.threshold, self.device)
@@ -193,6 +193,9 @@ class ExtractLoraDialog(QDialog):
             on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
             on_done=lambda: self._set_running(False), error_dialog=False,
             cancelled_text="Cancelled; nothing was written.")
+        self.fit_check = LatestJob(self)
+        self.fit_check.result.connect(self._show_fit)
+        self.fit_check.failed.connect(lambda summary, _details: self._show_fit(summary))
 
     @property
     def worker(self) -> JobWorker | None:
@@ -204,6 +207,8 @@ class ExtractLoraDialog(QDialog):
         choices = list(dict.fromkeys(self.known_models()))
         self.finetune.set_choices(choices)
         self.base.set_choices(choices)
+        if self.result is not None and self.add_button.text() != "Added to models":
+            self.check_fit()  # the merge may have changed while the dialog was hidden
         super().showEvent(event)
 
     def set_inputs(self, finetune: str, base: str, out_dir: str) -> None:
@@ -236,11 +241,27 @@ class ExtractLoraDialog(QDialog):
     def cancel(self) -> None:
         self.runner.cancel()
 
+    def check_fit(self, add_when_it_fits: bool = False) -> None:
+        """Check on a worker whether the adapter fits the merge's base; Add is offered only if so."""
+        if self.result is None:
+            return
+        self._add_when_it_fits = add_when_it_fits
+        target = tuple(self.merge_target())
+        self.checked_target = target
+        self.add_button.setEnabled(False)
+        self.add_button.setText("Checking against the merge…")
+        adapter = self.result.out_dir
+        self.fit_check.request(lambda _token: fit_check_job(adapter, *target))
+
     def add_adapter(self) -> None:
-        if self.result is not None:
-            self.adapter_ready.emit(self.result.out_dir)
-            self.add_button.setEnabled(False)
-            self.add_button.setText("Added to models")
+        if self.result is None:
+            return
+        if tuple(self.merge_target()) != self.checked_target:  # the merge changed since the check
+            self.check_fit(add_when_it_fits=True)
+            return
+        self.adapter_ready.emit(self.result.out_dir)
+        self.add_button.setEnabled(False)
+        self.add_button.setText("Added to models")
 
     def pick_output(self) -> None:
         finetune = self.finetune.text()
@@ -298,10 +319,28 @@ class ExtractLoraDialog(QDialog):
         self.status_label.setText(f"Done in {result.seconds:.1f} s: {format_bytes(result.bytes_written)} "
                                   f"of adapter weights.")
         self.summary_label.setText(summary_text(result, self.warnings))
+        advice, far = rank_advice(result)
+        self.rank_warning.setText(("⚠ " if far else "") + advice)
+        self.rank_warning.setStyleSheet(f"color: {ERROR_COLOUR};" if far else "")
+        self.rank_warning.setVisible(bool(advice))
         self.output_label.setText(result.out_dir)
         self.output_label.setToolTip(result.out_dir)
-        self.add_button.setEnabled(True)
-        self.add_button.setFocus()  # the next step, most often
+        self.check_fit()
+
+    def _show_fit(self, reason: str | None) -> None:
+        base = self.checked_target[0] if self.checked_target else None
+        if reason:
+            self.fit_label.setText(f"Not offered to the merge: the adapter does not fit its base {base}. {reason}")
+            self.add_button.setText("Add adapter to models")
+            self.add_button.setEnabled(False)
+        else:
+            self.fit_label.clear()
+            self.add_button.setText("Add adapter to models")
+            self.add_button.setEnabled(True)
+            self.add_button.setFocus()  # the next step, most often
+            if self._add_when_it_fits:  # the user pressed Add: checked again, it still fits
+                self.add_adapter()
+        self.fit_label.setVisible(bool(reason))
 
     def _on_failed(self, summary: str, details: str) -> None:
         self.status_label.setText("Failed; nothing was written.")
@@ -316,6 +355,9 @@ class ExtractLoraDialog(QDialog):
     def _clear_results(self) -> None:
         self.table.setRowCount(0)
         self.summary_label.clear()
+        self.rank_warning.hide()
+        self.fit_label.hide()
+        self.fit_check.cancel_pending()
         self.output_label.setText("—")
         self.show_error("")
         self.add_button.setEnabled(False)

@@ -140,22 +140,30 @@ class DistillPanel(QWidget):
         for w in (self.start_button, self.pause_button, self.cancel_button, self.save_now_button, self.open_button):
             buttons.addWidget(w)
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
+        form = QWidget()
+        form_layout = QVBoxLayout(form)
         for title, layout in (("Models and data", inputs), ("Losses", grid), ("Training", training)):
             box = QGroupBox(title)
             box.setLayout(layout)
-            left_layout.addWidget(box)
-        run_box = QGroupBox("Run")
+            form_layout.addWidget(box)
+        form_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form)
+        # the form scrolls up and down only: the column is never narrower than the form needs
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(form.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+                               + 2 * scroll.frameWidth())
+        run_box = QGroupBox("Run")  # below the form, outside its scrolling: Start is always in view
         run_layout = QVBoxLayout(run_box)
         run_layout.addLayout(buttons)
         run_layout.addWidget(self.progress_bar)
         run_layout.addWidget(self.status_label)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(scroll, 1)
         left_layout.addWidget(run_box)
-        left_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
 
         # --- right: curves, the final comparison, the log
         self.plot = LossPlot()
@@ -165,6 +173,7 @@ class DistillPanel(QWidget):
         save_csv.clicked.connect(lambda: _ask_and_save(self, self.plot.save_csv, "distill-losses.csv", "csv"))
         self.result_label = QLabel("Held-out perplexity of the student and the teacher appears here at the end.")
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
+        self.result_label.setWordWrap(True)  # the hint is long; it must not widen the view
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setMaximumBlockCount(2000)
@@ -182,7 +191,8 @@ class DistillPanel(QWidget):
         right_layout.addWidget(self.log_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(scroll)
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 6)
@@ -199,7 +209,7 @@ class DistillPanel(QWidget):
             on_cancelled=self._on_cancelled, on_done=self._on_done, failure_title="Distillation failed",
             cancelled_text="Cancelled: nothing was written.")
         self.runner.started.connect(lambda _: self.verdict_view.clear())
-        self._bind_state(left)
+        self._bind_state(form)
 
     def _bind_state(self, form: QWidget) -> None:
         """Every edit of the form writes DistillState (the config mapping and the output folder)."""

@@ -1,13 +1,14 @@
-"""Evaluate: score up to a few models (perplexity, demo skills) in a table that saves as CSV, and
-compare their completions of one prompt side by side. The models live in the session's EvalState;
-the work runs through a JobRunner."""
+"""Evaluate: score models (perplexity, demo skills) in a table that saves as CSV, and compare their
+completions of one prompt side by side, one column per model. The models live in the session's
+EvalState; the work runs through a JobRunner. Scores shown are always for the models listed: a
+change of the list clears them."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-    QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QCheckBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QSizePolicy,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.engine.evaluate.report import format_value, table, write_csv
@@ -18,6 +19,7 @@ from fusion_gui.session.tabs import EvalState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.task_eval_panel import TaskEvalPanel
+from fusion_gui.ui.widgets.completions import CompletionsView
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_file, ask_save_file
 from fusion_gui.ui.worker import JobWorker
 
@@ -30,6 +32,7 @@ class EvalPanel(QWidget):
         super().__init__(parent)
         self.state = state if state is not None else EvalState()
         self.rows: list[EvalRow] = []
+        self.run_models: list[str] = []  # the models of the run shown (or running)
         self.models_label = QLabel("No models to evaluate yet.")
         self.models_label.setWordWrap(True)
         add_button = QPushButton("Add model folder…")
@@ -42,7 +45,7 @@ class EvalPanel(QWidget):
         self.text_edit = QLineEdit(placeholderText="Optional: a text file for perplexity")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse_text)
-        self.prompt_edit = QLineEdit(placeholderText="Optional: a prompt for side-by-side completions (≤ 3 models)")
+        self.prompt_edit = QLineEdit(placeholderText="Optional: a prompt every model completes, side by side")
         self.run_button = QPushButton("Evaluate")
         self.run_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel", enabled=False)
@@ -53,8 +56,10 @@ class EvalPanel(QWidget):
         self.table = QTableWidget(0, 0)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.generations = QPlainTextEdit(readOnly=True)
-        self.generations.setPlaceholderText("Completions appear here, one block per model.")
+        # as tall as its rows: the completions below get the rest of the view
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self._fit_table_height()
+        self.generations = CompletionsView()
 
         options = QHBoxLayout()
         for box in self.task_boxes.values():
@@ -75,10 +80,10 @@ class EvalPanel(QWidget):
         layout.addWidget(self.prompt_edit)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
-        layout.addWidget(self.table, 2)
+        layout.addWidget(self.table)
         layout.addWidget(self.generations, 1)
         self.tasks_panel = TaskEvalPanel(self.state)  # task files, lm-eval tasks, charts (task_eval_panel.py)
-        layout.addWidget(self.tasks_panel, 3)
+        layout.addWidget(self.tasks_panel)
         self.tasks_panel.message.connect(self.message)
         self.runner = JobRunner(
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
@@ -87,6 +92,7 @@ class EvalPanel(QWidget):
                       Generation: self._on_generation, Log: lambda event: self.message.emit(event.message)},
             on_finished=self._on_finished, failure_title="Evaluation failed")
         self.state.events.models.connect(self._show_models)
+        self.state.events.models.connect(self._models_changed)
         self._show_models(self.state.models)
         # the settings widgets write the state as the user edits; start() reads the state
         if not self.state.tasks:
@@ -124,12 +130,8 @@ class EvalPanel(QWidget):
         if not refs or not (tasks or text or prompt):
             show_error(self, "Add models and pick something to measure: a skill, a text file or a prompt.")
             return None
-        self.rows = []
-        self.table.clear()
-        self.table.setRowCount(0)
-        self.table.setColumnCount(0)
-        self.generations.clear()
-        self.save_button.setEnabled(False)
+        self._clear_results()
+        self.run_models = refs
         return self.runner.start(lambda token: evaluate(refs, text_file=text, tasks=tasks, prompt=prompt,
                                                         cancel=token), "Evaluating…")
 
@@ -153,7 +155,29 @@ class EvalPanel(QWidget):
         self._fill_table()
 
     def _on_generation(self, event: Generation) -> None:
-        self.generations.appendPlainText(f"[{event.model} · {event.mode}]\n{event.prompt}{event.text}\n")
+        self.generations.add(event)
+
+    def _clear_results(self) -> None:
+        self.rows, self.run_models = [], []
+        self.table.clear()
+        self.table.setRowCount(0)
+        self.table.setColumnCount(0)
+        self._fit_table_height()
+        self.generations.clear()
+        self.save_button.setEnabled(False)
+
+    def _models_changed(self, models: list[str]) -> None:
+        """Scores and completions of other models must not stand beside this list: clear them
+        (a run still going keeps its own; its end says they are for the earlier list)."""
+        if self.runner.running or not (self.rows or self.generations.columns):
+            return
+        self._clear_results()
+        self.status_label.setText("The models changed: press Evaluate to score them.")
+
+    def _fit_table_height(self) -> None:
+        rows = max(2, self.table.rowCount())
+        self.table.setMaximumHeight(self.table.horizontalHeader().sizeHint().height() + 2 * self.table.frameWidth()
+                                    + rows * self.table.verticalHeader().defaultSectionSize() + 4)
 
     def _fill_table(self) -> None:
         models, metrics, cells = table(tuple(self.rows))
@@ -164,11 +188,15 @@ class EvalPanel(QWidget):
         for i, model in enumerate(models):
             for j, metric in enumerate(metrics):
                 self.table.setItem(i, j, QTableWidgetItem(format_value(cells.get((model, metric)))))
+        self._fit_table_height()
 
     def _on_finished(self, result: EvalResult) -> str:
         self.save_button.setEnabled(bool(self.rows))
         self.evaluated.emit(result)
-        return f"Evaluated {len(self.models)} model(s) in {result.seconds:.1f} s."
+        done = f"Evaluated {len(self.run_models)} model(s) in {result.seconds:.1f} s."
+        if self.run_models != self.models:
+            return done + " The models changed meanwhile: these results are for the earlier list."
+        return done
 
     def _add_model_dialog(self) -> None:
         path = ask_folder(self, "A Hugging Face model folder to evaluate")

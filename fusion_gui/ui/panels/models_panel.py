@@ -22,6 +22,7 @@ from fusion_gui.engine.naming import count_layers, layer_of
 from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.formatting import format_bytes, format_count
+from fusion_gui.ui.labels import distinct_labels
 from fusion_gui.session.merge import MergeSession
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_files
 
@@ -44,6 +45,8 @@ class ModelInfo:
     error: str | None = None
     note: str = ""  # shown for the architecture when not a plain model: "LoRA adapter r=8 on <base>"
     adapter_base: str | None = None  # where the base an adapter applies to was found
+    adapter_rank: object = None  # an adapter's r, as its config says
+
 
 
 def adapter_folder_of(ref: str) -> str:
@@ -71,10 +74,11 @@ def describe_model(ref: str) -> ModelInfo:
             key = str(info.dtype).replace("torch.", "")
             dtypes[key] = dtypes.get(key, 0) + info.nbytes
         num_layers = config.get("num_hidden_layers") or config.get("n_layer") or count_layers(reader.tensors) or None
-        note, adapter_base, files = "", None, reader.files
+        note, adapter_base, adapter_rank, files = "", None, None, reader.files
         adapter_config = getattr(reader, "adapter_config", None)
         if adapter_config is not None:  # an AdapterReader: its base's tensors plus B @ A
-            note = f"LoRA adapter r={adapter_config.get('r', '?')} on {reader.base.label}"
+            adapter_rank = adapter_config.get("r", "?")
+            note = f"LoRA adapter r={adapter_rank} on {reader.base.label}"
             adapter_base, files = str(reader.base.path), reader.adapter.files  # its own size, not the base's
         size = 0
         for file in files:
@@ -88,7 +92,7 @@ def describe_model(ref: str) -> ModelInfo:
             dtype=max(dtypes, key=dtypes.get) if dtypes else "-", size_on_disk=size,
             shards=reader.num_shards, num_layers=num_layers,
             shapes={name: tuple(i.shape) for name, i in reader.tensors.items()},
-            note=note, adapter_base=adapter_base,
+            note=note, adapter_base=adapter_base, adapter_rank=adapter_rank,
         )
     finally:
         reader.close()
@@ -249,6 +253,16 @@ class ModelsPanel(QWidget):
                     out[ref] = reason
         return out
 
+    def labels(self) -> dict[str, str]:
+        """What the rows call each model and each adapter's base: never one name for two folders."""
+        names = {}
+        for ref in self.display_refs():
+            info = self.info(ref)
+            names[ref] = info.label or ref
+            if info.adapter_base:
+                names.setdefault(info.adapter_base, Path(info.adapter_base).name or info.adapter_base)
+        return distinct_labels(names)
+
     def layer_count(self) -> int | None:
         state = self.document.state
         for ref in ([state.base_model] if state.base_model else []) + state.model_refs():
@@ -326,6 +340,7 @@ class ModelsPanel(QWidget):
         takes_base = self._takes_base()
         if refs != self._shown_refs:  # rebuild the radio buttons only when the rows change
             self._build_base_buttons(refs)
+        labels = self.labels()
         for row, ref in enumerate(refs):
             info = self.info(ref)
             radio = self._base_buttons.button(row)
@@ -337,7 +352,9 @@ class ModelsPanel(QWidget):
                 status = "cannot read" if info.error else "incompatible"
             else:
                 status = "base" if ref == state.base_model else "ok"
-            cells = (info.label or ref, info.note or info.architecture, format_count(info.parameters), info.dtype,
+            note = (f"LoRA adapter r={info.adapter_rank} on {labels[info.adapter_base]}" if info.adapter_base
+                    else info.note)
+            cells = (labels[ref], note or info.architecture, format_count(info.parameters), info.dtype,
                      format_bytes(info.size_on_disk), "-" if info.shards is None else str(info.shards),
                      status)
             for column, text in enumerate(cells, start=1):
@@ -355,7 +372,7 @@ class ModelsPanel(QWidget):
         self.table.setFixedHeight(self.table.horizontalHeader().height() + 4 +
                                   rows_shown * self.table.verticalHeader().defaultSectionSize())
         self.problems_label.setText("\n".join(
-            f"⚠ {self.info(ref).label or ref}: {reason}" for ref, reason in problems.items()))
+            f"⚠ {labels[ref]}: {reason}" for ref, reason in problems.items()))
         self.problems_label.setVisible(bool(problems))
         self.hint.setVisible(not refs)
         self.remove_button.setEnabled(bool(refs) and not state.uses_slices)

@@ -4,14 +4,19 @@ Before Run, a pre-flight summary from plan_merge (headers only) says what will b
 how much memory it needs; it runs on a worker after the edits settle, and only the newest answer
 is shown. The merge runs through a JobRunner; this panel turns its events into a progress line and
 a log, and re-emits them for the plots.
+
+An existing output folder is never replaced without asking (naming it and its size), never when it
+is, holds or lies inside one of the inputs, and the pre-flight says so before Run is pressed. While
+a merge runs, the options it uses are locked (`busy_changed`): its plots and result always describe
+the form as it is shown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
-import psutil
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
@@ -25,6 +30,9 @@ from fusion_gui.ui.widgets.verdict import VerdictView
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.merge import MergeSession
+from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_overlap
+from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
+from fusion_gui.ui.dialogs.replace_dialog import ask_replace
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
@@ -41,52 +49,6 @@ def merge_job(recipe, out_dir: str, options, token):
     return merge(recipe, out_dir, options, cancel=token)
 
 
-def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
-    """Plan the merge (headers only) on the worker: (summary, text, warnings)."""
-    from fusion_gui.engine.merge import plan_merge
-
-    yield from ()
-    plan = plan_merge(recipe, out_dir, options)
-    try:
-        text, warnings = describe_plan(plan.summary, output_chosen)
-    finally:
-        plan.close()
-    return plan.summary, text, warnings
-
-
-def free_memory(device: str) -> tuple[int, int | None]:
-    """(free RAM, free GPU memory or None) in bytes."""
-    ram = psutil.virtual_memory().available
-    gpu = None
-    if device.startswith("cuda"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                gpu = torch.cuda.mem_get_info()[0]
-        except Exception:  # no usable CUDA: the RAM figure is what counts
-            gpu = None
-    return ram, gpu
-
-
-def describe_plan(summary: PlanSummary, output_chosen: bool = True) -> tuple[str, list[str]]:
-    """The pre-flight text and the warnings to show beside it."""
-    text = (f"Writes {summary.tensors} tensors ({format_bytes(summary.output_bytes)}, {summary.out_dtype}) "
-            f"in {summary.shards} shard{'s' if summary.shards != 1 else ''}, {summary.num_layers} layers, "
-            f"on {summary.device}. Estimated peak memory {format_bytes(summary.estimated_peak_bytes)}.")
-    for note in summary.notes:  # work before the merge proper, e.g. estimating Fishers
-        text += f"\n{note}"
-    warnings = list(summary.warnings)
-    ram, gpu = free_memory(summary.device)
-    if summary.estimated_peak_bytes > ram:
-        warnings.append(f"The estimated peak memory is more than the {format_bytes(ram)} of free RAM.")
-    if gpu is not None and summary.estimated_peak_bytes > gpu:
-        warnings.append(f"The estimated peak memory is more than the {format_bytes(gpu)} of free GPU memory.")
-    if not output_chosen:
-        warnings.append("Choose an output folder.")
-    return text, warnings
-
-
 NOTHING_TO_PLAN = "Add the models to merge (two or more), or press “Try the demo”; then choose an output folder."
 
 
@@ -95,6 +57,7 @@ class RunPanel(QWidget):
     run_started = Signal()
     merged = Signal(object)  # MergeResult
     preflight_shown = Signal(object)  # the PlanSummary shown, or None when the merge cannot run
+    busy_changed = Signal(bool)  # a merge started (True) or ended: the form it uses is locked meanwhile
     message = Signal(str)
 
     def __init__(self, document: MergeSession, settings: AppSettings, parent: QWidget | None = None):
@@ -127,6 +90,7 @@ class RunPanel(QWidget):
 
         self.preflight_label = QLabel()
         self.preflight_label.setWordWrap(True)
+        self.preflight_label.linkActivated.connect(self.set_output_dir)  # "choose a new one: <name>"
         self.run_button = QPushButton("Run merge")
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start_merge)
@@ -166,12 +130,15 @@ class RunPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
-        layout.addWidget(self.preflight_label)
-        layout.addLayout(buttons)
+        layout.addLayout(buttons)  # above the pre-flight text: its warnings come and go below Run
         layout.addWidget(self.progress_label)
         layout.addLayout(result_row)
         self.verdict_view = VerdictView()  # the smoke check's verdict of the last merge
         layout.addWidget(self.verdict_view)
+        layout.addWidget(self.preflight_label)
+        layout.addStretch(1)  # spare height goes below everything: nothing above Run ever grows
+        self._locked_while_running = (self.output_combo, browse, self.overwrite_box, self.out_dtype_combo,
+                                      self.shard_combo, self.device_combo)
 
         self.runner = JobRunner(
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
@@ -179,7 +146,7 @@ class RunPanel(QWidget):
             handlers={Progress: self._on_progress, StepProgress: self._on_step, Log: self._on_log,
                       PlanSummary: self._on_plan, **self.verdict_view.handlers()},
             on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
-            on_done=self.schedule_preflight, failure_title="Merge failed")
+            on_done=self._on_done, failure_title="Merge failed")
         self.runner.started.connect(lambda _: self.verdict_view.clear())
         self.preflight_runner = LatestJob(self, delay_ms=PREFLIGHT_DELAY_MS)
         self.preflight_runner.result.connect(self._show_plan)
@@ -200,7 +167,14 @@ class RunPanel(QWidget):
 
         return MergeOptions(device=self.device_combo.currentData(),
                             out_shard_size=self.shard_combo.currentText().strip() or "5GB",
-                            force=self.overwrite_box.isChecked())
+                            force=self.overwrite_box.isChecked())  # a wish: Run asks before it replaces
+
+    def choose_fresh_output(self, wanted: str | Path) -> str:
+        """Start a fresh output choice: `wanted`, or a new name beside it when it exists; never replace."""
+        folder = str(fresh_folder(wanted))
+        self.overwrite_box.setChecked(False)
+        self.set_output_dir(folder)
+        return folder
 
     def pick_output(self) -> None:
         folder = ask_save_file(self, "Output folder for the merged model", self.output_dir())
@@ -249,9 +223,11 @@ class RunPanel(QWidget):
         return lambda token: preflight_job(recipe, out_dir, options, chosen, token)
 
     def _show_plan(self, answer: tuple) -> None:
-        summary, text, warnings = answer
+        summary, text, warnings, fresh = answer
         lines = [_escape(line) for line in text.splitlines()]
         lines += [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
+        if fresh:  # one click takes the suggested new folder
+            lines[-1] += f" <a href='{_escape(fresh)}'>{_escape(fresh)}</a>"
         self.preflight_label.setText("<br>".join(lines))
         self.last_summary = summary
         self.preflight_shown.emit(summary)
@@ -276,13 +252,40 @@ class RunPanel(QWidget):
         if not out_dir:
             show_error(self, "Choose an output folder for the merged model first.")
             return None
-        recipe, options = self.document.recipe(), self.options()
+        replace = self._may_write(out_dir)
+        if replace is None:
+            return None  # refused or not confirmed: the last run's plots and result stay
+        recipe, options = self.document.recipe(), dataclasses.replace(self.options(), force=replace)
         self.last_result = None
         self.open_button.setVisible(False)
         self.summary_label.clear()
         self.log_view.clear()
+        self.preflight_runner.cancel_pending()  # the running merge's own plan replaces the pre-flight
+        self.preflight_label.setText("Planning the merge…")
         self.run_started.emit()
-        return self.runner.start(lambda token: merge_job(recipe, out_dir, options, token))
+        worker = self.runner.start(lambda token: merge_job(recipe, out_dir, options, token), f"Merging into {out_dir}…")
+        self._set_busy(True)
+        self.message.emit(f"Merging into {out_dir}…")
+        return worker
+
+    def _may_write(self, out_dir: str) -> bool | None:
+        """False: a new folder; True: replace the existing one (the user said yes); None: do not run."""
+        if not Path(out_dir).expanduser().exists():
+            return False
+        overlap = input_overlap(out_dir, self.document.state.model_refs())
+        if overlap:
+            show_error(self, overlap, title="Choose another output folder")
+            return None
+        if not self.overwrite_box.isChecked():
+            show_error(self, f"Output folder '{out_dir}' already exists; choose a new one, for example "
+                             f"'{fresh_folder(out_dir)}'.", title="Choose another output folder")
+            return None
+        return True if ask_replace(self, out_dir, folder_bytes(out_dir)) else None
+
+    def _set_busy(self, busy: bool) -> None:
+        for widget in self._locked_while_running:
+            widget.setEnabled(not busy)
+        self.busy_changed.emit(busy)
 
     def cancel(self) -> None:
         self.runner.cancel()
@@ -303,14 +306,16 @@ class RunPanel(QWidget):
         self.log(("⚠ " if event.level == "warning" else "") + event.message)
 
     def _on_plan(self, event: PlanSummary) -> None:
-        self.log(describe_plan(event)[0])
+        text = describe_plan(event)[0]
+        self.log(text)
+        self.preflight_label.setText(_escape(text).replace("\n", "<br>"))
 
     def _on_finished(self, result: MergeResult) -> None:
         self.last_result = result
         self.summary_label.setText(
             f"Done in {format_duration(result.seconds)}: {format_bytes(result.bytes_written)} in "
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
-            f"{format_bytes(result.peak_rss_bytes)}.\n{result.out_dir}")
+            f"{format_bytes(result.peak_bytes)} (this merge's own).\n{result.out_dir}")
         self.open_button.setVisible(True)
         self.verdict_view.show_verdict(result.smoke)
         self.settings.add_recent_output_dir(result.out_dir)
@@ -319,11 +324,17 @@ class RunPanel(QWidget):
 
     def _on_failed(self, summary: str, details: str) -> None:
         self.log(f"Error: {summary}")
+        self.message.emit(f"The merge failed: {summary}")
 
     def _on_cancelled(self) -> str:
         self.log("Cancelled by the user; the output folder was not created.")
         self.progress_bar.setValue(0)
+        self.message.emit("Merge cancelled; nothing was written.")
         return "Cancelled; nothing was written."
+
+    def _on_done(self) -> None:
+        self._set_busy(False)
+        self.schedule_preflight()
 
     def open_output(self) -> None:
         if self.last_result is not None:

@@ -1,5 +1,6 @@
 """The empty start screen: what the app does, and a "Try the demo" button that builds (or reuses)
-the tiny demo models on a worker thread and hands their folders over, ready to merge."""
+the tiny demo models on a worker thread and hands their folders over; the window merges and
+scores them from there."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ INTRO = ("<h2>Merge models on your own machine</h2>"
          "<p>Add two or more fine-tunes of one base model in the Models panel, pick a method, and watch "
          "every layer while the merge streams. No models at hand? The demo trains a tiny base model "
          "and two fine-tunes on this computer in about a minute: one adds one to each digit "
-         "(<i>count</i>), one reverses words (<i>reverse</i>). Merge them and evaluate the result.</p>")
+         "(<i>count</i>), one reverses words (<i>reverse</i>). One click builds them, merges them into "
+         "a new folder and scores the merge against its inputs.</p>")
 
 
 class StartPanel(QWidget):
@@ -66,4 +68,4 @@ class StartPanel(QWidget):
     def _on_finished(self, demo) -> str:
         self.demo_ready.emit([str(p) for p in demo.paths])
         how = f"built in {demo.seconds:.0f} s" if demo.built else "already built"
-        return f"Demo models {how}: {demo.base.parent}. They are in the Models panel."
+        return f"Demo models {how}: {demo.base.parent}. Merging them now…"

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
-    QVBoxLayout, QWidget,
+    QToolButton, QVBoxLayout, QWidget,
 )
 
 from fusion_gui.engine.evaluate.report import format_value, is_perplexity
@@ -82,18 +82,36 @@ class TaskEvalPanel(QWidget):
         results.addWidget(self.charts)
         self.table.setMinimumHeight(130)  # the models, the delta row
         results.setSizes([160, 260])
+        # folded until asked for (or a task is chosen): the skills and completions above keep their room
+        self.toggle = QToolButton(text="Tasks and benchmarks: task files, lm-eval, charts", checkable=True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.toggled.connect(self.set_expanded)
+        self.body = QWidget()
+        body = QVBoxLayout(self.body)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self.chooser)
+        body.addLayout(buttons)
+        body.addWidget(self.status_label)
+        body.addWidget(results, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.chooser)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status_label)
-        layout.addWidget(results, 1)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.body, 1)
+        self.set_expanded(bool(state.task_specs))
+        state.events.task_specs.connect(lambda specs: specs and self.set_expanded(True))
         self.runner = JobRunner(
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.status_label,
             handlers={StepProgress: lambda event: event.stage, EvalRow: self._on_row, Log: self._on_log},
             on_finished=self._on_finished, failure_title="Evaluation failed",
             cancelled_text="Cancelled: nothing from this run was cached.")
+
+    def set_expanded(self, on: bool) -> None:
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(on)
+        self.toggle.blockSignals(False)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.body.setVisible(on)
 
     @property
     def history(self):
