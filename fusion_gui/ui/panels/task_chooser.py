@@ -26,7 +26,7 @@ class TaskChooser(QWidget):
         super().__init__(parent)
         self.state = state
         self.list = QListWidget()
-        self.list.setMaximumHeight(70)
+        self.list.setMaximumHeight(56)
         add_file = QPushButton("Add task file…")
         add_file.setToolTip("JSONL multiple choice {query, choices, answer} or generation {prompt, answer}; "
                             "a text file scores perplexity.")

@@ -80,7 +80,7 @@ class TaskEvalPanel(QWidget):
         results = QSplitter(Qt.Orientation.Vertical)
         results.addWidget(self.table)
         results.addWidget(self.charts)
-        self.table.setMinimumHeight(130)  # the models, the delta row
+        self.table.setMinimumHeight(100)  # a few models and the delta row, scrolling beyond
         results.setSizes([160, 260])
         # folded until asked for (or a task is chosen): the skills and completions above keep their room
         self.toggle = QToolButton(text="Tasks and benchmarks: task files, lm-eval, charts", checkable=True)

@@ -18,7 +18,7 @@ def model_colour(index: int) -> str:
 class ScoreBars(pg.PlotWidget):
     def __init__(self, parent=None):
         super().__init__(parent, background="w")
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(150)
         self.getPlotItem().showGrid(y=True, alpha=0.3)
         self.setLabel("left", "score")
         self.setMouseEnabled(x=False, y=False)

@@ -21,7 +21,7 @@ def spoke_angles(count: int) -> list[float]:
 class ScoreRadar(pg.PlotWidget):
     def __init__(self, parent=None):
         super().__init__(parent, background="w")
-        self.setMinimumSize(220, 220)
+        self.setMinimumSize(180, 150)
         self.setAspectLocked(True)
         self.hideAxis("left")
         self.hideAxis("bottom")
