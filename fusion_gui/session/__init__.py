@@ -17,6 +17,7 @@ class Session:
         self.compare = CompareState()
         self.evaluate = EvalState()
         self.distill = DistillState()
+        self.history = None  # the run history (History), opened on first use: see open_history
 
 
 __all__ = ["CompareState", "DistillState", "EvalState", "MergeSession", "MergeState", "Session",

@@ -29,6 +29,8 @@ class EvalState:
     tasks: tuple[str, ...] = ()
     text_file: str = ""
     prompt: str = ""
+    task_specs: tuple[str, ...] = ()  # task files and "lm-eval:NAME", scored through evaluate_models
+    chat_template: bool = False  # wrap each task query in the tokenizer's chat template
     events = SignalGroupDescriptor()
 
     def set_models(self, refs: list[str]) -> None:

@@ -19,11 +19,13 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.merge.recipe import dump_recipe, load_recipe
 from fusion_gui.session import Session
 from fusion_gui.session.merge import LOCKED
+from fusion_gui.session.run_records import open_history
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.jobs import JobList
 from fusion_gui.ui.panels.compare_panel import ComparePanel
 from fusion_gui.ui.panels.distill_panel import DistillPanel
 from fusion_gui.ui.panels.eval_panel import EvalPanel
+from fusion_gui.ui.panels.history_panel import HistoryPanel
 from fusion_gui.ui.panels.models_panel import WEIGHT_SUFFIXES, ModelsPanel
 from fusion_gui.ui.panels.plot_tabs import PlotTabs
 from fusion_gui.ui.panels.recipe_panel import RecipePanel, save_recipe_file
@@ -69,6 +71,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings or AppSettings.load()
         self.session = Session()
+        self.session.history = open_history()  # a damaged file is moved aside: never a reason not to start
         self.document = self.session.merge  # what the Merge tab's panels share
         self.job_list = JobList(self)  # every job a panel or dialog of this window runs
 
@@ -111,6 +114,12 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.eval_panel, "Evaluate")
         self.tabs.addTab(self.distill_panel, "Distill")
+        self.history_panel = HistoryPanel(self.document, self.session.history)
+        self.eval_panel.tasks_panel.history = self.session.history
+        self.tabs.addTab(self.history_panel, "History")
+        self.history_panel.merge_requested.connect(self._show_merge)
+        self.distill_panel.distilled.connect(
+            lambda result: self.history_panel.record_distill(result, self.session.distill.config))
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
         self.setCentralWidget(self.tabs)
         self.tab_status = TabStatus(self.tabs, self.statusBar())
@@ -118,7 +127,7 @@ class MainWindow(QMainWindow):
         for panels, page in (((self.models_panel, self.strategy_panel, self.run_panel, self.start_panel,
                                self.tokenizer_panel, self.document), self.merge_splitter),
                              ((self.compare_panel,), self.compare_panel), ((self.eval_panel,), self.eval_panel),
-                             ((self.distill_panel,), self.distill_panel)):
+                             ((self.distill_panel,), self.distill_panel), ((self.history_panel,), self.history_panel)):
             for panel in panels:
                 panel.message.connect(lambda text, page=page: self.tab_status.show(page, text))
         self.models_panel.models_added.connect(self._remember_models)
@@ -246,8 +255,16 @@ class MainWindow(QMainWindow):
         if not busy:
             self._demo_story = False  # it ended (merged, failed or cancelled): the story stops here
 
+    def _show_merge(self, rerun: bool) -> None:
+        self.tabs.setCurrentIndex(0)
+        if rerun:  # a re-run writes somewhere new: never over the run it repeats
+            self.run_panel.output_combo.setCurrentText("")
+
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
+        state = self.document.state
+        self.history_panel.record_merge(result, dump_recipe(self.document.recipe()), state.model_refs(),
+                                        state.base_model)
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
         self.say(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
         if self._demo_story:  # the demo's last step, once the filled plots have been seen a moment

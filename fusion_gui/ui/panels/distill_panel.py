@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from fusion_gui.engine.distill.config import LOSS_SPECS, PRECISIONS, SCHEDULES, config_from_dict
 from fusion_gui.engine.errors import InputError
 from fusion_gui.events import DistillResult, EvalStep, Log, TrainStep
+from fusion_gui.ui.widgets.verdict import VerdictView
 from fusion_gui.session.tabs import DistillState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_duration
@@ -185,6 +186,8 @@ class DistillPanel(QWidget):
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.plot, 1)
         right_layout.addLayout(bottom)
+        self.verdict_view = VerdictView()  # the smoke check's verdict of the distilled student
+        right_layout.addWidget(self.verdict_view)
         right_layout.addWidget(self.log_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -200,10 +203,12 @@ class DistillPanel(QWidget):
         self.runner = JobRunner(
             self, start_button=self.start_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.status_label,
-            handlers={TrainStep: self._on_train_step, EvalStep: self._on_eval_step, Log: self._on_log},
+            handlers={TrainStep: self._on_train_step, EvalStep: self._on_eval_step, Log: self._on_log,
+                      **self.verdict_view.handlers()},
             on_finished=self._on_finished, on_failed=lambda *_: self.result_label.setText(""),
             on_cancelled=self._on_cancelled, on_done=self._on_done, failure_title="Distillation failed",
             cancelled_text="Cancelled: nothing was written.")
+        self.runner.started.connect(lambda _: self.verdict_view.clear())
         self._bind_state(form)
 
     def _bind_state(self, form: QWidget) -> None:
@@ -337,6 +342,7 @@ class DistillPanel(QWidget):
         self.plot.flush()
         self.result_label.setText(self.result_html(result.final_eval))
         self.open_button.setEnabled(True)
+        self.verdict_view.show_verdict(result.smoke)
         self.message.emit(f"Distilled into {result.out_dir}.")
         self.distilled.emit(result)
         return f"Distilled {result.steps} steps in {format_duration(result.seconds)} into {result.out_dir}."

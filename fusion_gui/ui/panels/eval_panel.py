@@ -18,6 +18,7 @@ from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
 from fusion_gui.session.tabs import EvalState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.jobs import JobRunner
+from fusion_gui.ui.panels.task_eval_panel import TaskEvalPanel
 from fusion_gui.ui.widgets.completions import CompletionsView
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_file, ask_save_file
 from fusion_gui.ui.worker import JobWorker
@@ -81,6 +82,9 @@ class EvalPanel(QWidget):
         layout.addWidget(self.status_label)
         layout.addWidget(self.table)
         layout.addWidget(self.generations, 1)
+        self.tasks_panel = TaskEvalPanel(self.state)  # task files, lm-eval tasks, charts (task_eval_panel.py)
+        layout.addWidget(self.tasks_panel)
+        self.tasks_panel.message.connect(self.message)
         self.runner = JobRunner(
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.status_label,

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.merge.recipe import DTYPES
 from fusion_gui.events import Log, MergeResult, PlanSummary, Progress, StepProgress
+from fusion_gui.ui.widgets.verdict import VerdictView
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.merge import MergeSession
@@ -132,6 +133,8 @@ class RunPanel(QWidget):
         layout.addLayout(buttons)  # above the pre-flight text: its warnings come and go below Run
         layout.addWidget(self.progress_label)
         layout.addLayout(result_row)
+        self.verdict_view = VerdictView()  # the smoke check's verdict of the last merge
+        layout.addWidget(self.verdict_view)
         layout.addWidget(self.preflight_label)
         layout.addStretch(1)  # spare height goes below everything: nothing above Run ever grows
         self._locked_while_running = (self.output_combo, browse, self.overwrite_box, self.out_dtype_combo,
@@ -141,9 +144,10 @@ class RunPanel(QWidget):
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.progress_label, every_event=self.event_received.emit,
             handlers={Progress: self._on_progress, StepProgress: self._on_step, Log: self._on_log,
-                      PlanSummary: self._on_plan},
+                      PlanSummary: self._on_plan, **self.verdict_view.handlers()},
             on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
             on_done=self._on_done, failure_title="Merge failed")
+        self.runner.started.connect(lambda _: self.verdict_view.clear())
         self.preflight_runner = LatestJob(self, delay_ms=PREFLIGHT_DELAY_MS)
         self.preflight_runner.result.connect(self._show_plan)
         self.preflight_runner.failed.connect(self._show_plan_error)
@@ -313,6 +317,7 @@ class RunPanel(QWidget):
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
             f"{format_bytes(result.peak_bytes)} (this merge's own).\n{result.out_dir}")
         self.open_button.setVisible(True)
+        self.verdict_view.show_verdict(result.smoke)
         self.settings.add_recent_output_dir(result.out_dir)
         self.message.emit(f"Merged into {result.out_dir}")
         self.merged.emit(result)
