@@ -4,7 +4,8 @@ Creates its own virtualenv for mergekit (default .bench/mergekit-venv, reused wh
 first (any other torch requirement would pull a CUDA build of several GB), then mergekit 0.1.5. Builds a
 Llama-shaped base and three seeded fine-tunes (4 layers, hidden 256, grouped-query attention, sharded
 safetensors, a tokenizer) in bf16 and fp32, runs every recipe through `mergekit-yaml RECIPE OUT
---copy-tokenizer` and `fusion-gui merge RECIPE OUT --no-smoke`, each a fresh process, and prints per
+--copy-tokenizer` and `fusion-gui merge RECIPE OUT --no-smoke` (each engine's command-line entry point,
+called once per recipe in one interpreter per engine and dtype), and prints per
 recipe and dtype the largest absolute tensor difference and how many tensors were compared. Tensor names
 (and dtypes) must match; a missing tensor is a failure. Exits 1 when any recipe differs (the bar is
 bit-identical: --tol 0).
@@ -177,17 +178,54 @@ def recipes(paths: list[Path], dtype: str) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------- running and comparing
 
-def run_mergekit(py: Path, recipe: Path, out: Path) -> subprocess.CompletedProcess:
-    shutil.rmtree(out, ignore_errors=True)
-    return subprocess.run([str(py.parent / "mergekit-yaml"), str(recipe), str(out), "--copy-tokenizer",
-                           "--quiet"], capture_output=True, text=True)
+# One interpreter per engine and dtype runs each recipe through that engine's own command-line entry
+# point (mergekit-yaml's click command, fusion-gui's main) in turn: the same code as a fresh
+# `mergekit-yaml RECIPE OUT` / `fusion-gui merge RECIPE OUT`, without paying ~15 s of imports per recipe.
+MERGEKIT_BATCH = """
+import sys, traceback
+from mergekit.scripts.run_yaml import main
+for recipe, out in zip(sys.argv[1::2], sys.argv[2::2]):
+    try:
+        main.main([recipe, out, "--copy-tokenizer", "--quiet"], standalone_mode=False)
+        print("@@ok", out, flush=True)
+    except BaseException as e:
+        print("@@fail", out, repr(e)[-300:].replace(chr(10), " "), flush=True)
+"""
+FUSION_BATCH = """
+import sys
+from fusion_gui import cli
+for recipe, out in zip(sys.argv[1::2], sys.argv[2::2]):
+    try:
+        code = cli.main(["merge", recipe, out, "--no-smoke", "--no-progress"])
+        print("@@ok" if code == 0 else "@@fail", out, "" if code == 0 else f"exit {code}", flush=True)
+    except BaseException as e:
+        print("@@fail", out, repr(e)[-300:].replace(chr(10), " "), flush=True)
+"""
+
+
+def run_batch(python: str, script: str, jobs: list[tuple[Path, Path]], env: dict | None = None) -> dict[str, str]:
+    """{output folder: "" when the merge succeeded, else why not}."""
+    args = []
+    for recipe, out in jobs:
+        shutil.rmtree(out, ignore_errors=True)
+        args += [str(recipe), str(out)]
+    run = subprocess.run([python, "-c", script, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    done = {str(out): f"process exit {run.returncode}: {run.stderr.strip()[-300:]}" for _, out in jobs}
+    for line in run.stdout.splitlines():
+        if line.startswith("@@"):
+            status, out, *why = line.split(" ", 2)
+            done[out] = "" if status == "@@ok" else (why[0] if why else "failed")
+    return done
 
 
 def run_fusion(recipe: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
     return subprocess.run([sys.executable, "-c", FUSION, "merge", str(recipe), str(out), "--no-smoke",
-                           "--no-progress", *extra], capture_output=True, text=True, env=env, cwd=ROOT)
+                           "--no-progress", *extra], capture_output=True, text=True, env=fusion_env(), cwd=ROOT)
+
+
+def fusion_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
 
 
 def tensors(folder: Path) -> dict[str, tuple[Path, str]]:
@@ -225,21 +263,25 @@ def parity(py: Path, methods: set[str] | None, tol: float) -> int:
     for dtype in (torch.bfloat16, torch.float32):
         name = str(dtype).removeprefix("torch.")
         paths = build_fixtures(dtype)
-        for label, recipe in recipes(paths, name).items():
-            if methods and recipe["merge_method"] not in methods:
-                continue
+        chosen = {label: recipe for label, recipe in recipes(paths, name).items()
+                  if not methods or recipe["merge_method"] in methods}
+        folders = {}
+        for label, recipe in chosen.items():
             folder = WORK / "runs" / name / label.replace(" ", "_").replace(",", "").replace(":", "")
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "recipe.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-            mk = run_mergekit(py, folder / "recipe.yml", folder / "mergekit")
-            ours = run_fusion(folder / "recipe.yml", folder / "fusion_gui")
-            if mk.returncode or ours.returncode:
+            folders[label] = folder
+        mk = run_batch(str(py), MERGEKIT_BATCH, [(f / "recipe.yml", f / "mergekit") for f in folders.values()])
+        ours = run_batch(sys.executable, FUSION_BATCH, [(f / "recipe.yml", f / "fusion_gui") for f in folders.values()],
+                         fusion_env())
+        for label, folder in folders.items():
+            why_mk, why_ours = mk[str(folder / "mergekit")], ours[str(folder / "fusion_gui")]
+            if why_mk or why_ours:
                 failed += 1
-                log(f"{label:40s} {name:9s} {'':>7s} {'':>7s} {'':>11s}  FAILED: "
-                    f"mergekit exit {mk.returncode}, fusion-gui exit {ours.returncode}")
-                for who, run in (("mergekit", mk), ("fusion-gui", ours)):
-                    if run.returncode:
-                        log(f"    {who}: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
+                log(f"{label:40s} {name:9s} {'':>7s} {'':>7s} {'':>11s}  FAILED")
+                for who, why in (("mergekit", why_mk), ("fusion-gui", why_ours)):
+                    if why:
+                        log(f"    {who}: {why}")
                 continue
             worst, count, unequal, problems = compare(folder / "fusion_gui", folder / "mergekit")
             bad = bool(problems) or worst > tol
@@ -282,7 +324,7 @@ def ties_memory(py: Path, rounds: int) -> int:
     for f in paths:  # warm the page cache for both engines alike
         for shard in f.glob("*.safetensors"):
             shard.read_bytes()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
+    env = fusion_env()
     jobs = {
         "mergekit-yaml": lambda: peak_of([str(py.parent / "mergekit-yaml"), str(recipe), str(folder / "mk"),
                                           "--copy-tokenizer", "--quiet"]),
