@@ -109,7 +109,7 @@ def build_fixtures(dtype: torch.dtype) -> list[Path]:
     """[base, ft1, ft2, ft3]: Llama, 4 layers, hidden 256, 4 heads / 2 KV heads, vocab 1024, sharded."""
     from fusion_gui.engine.synthetic_models import build_model, perturb, save_model, tiny_config
 
-    root = WORK / str(dtype).removeprefix("torch.")
+    root = WORK / ("fixtures-" + str(dtype).removeprefix("torch."))
     paths = [root / name for name in ("base", "ft1", "ft2", "ft3")]
     if all((p / "model.safetensors.index.json").exists() for p in paths):
         return paths
@@ -119,6 +119,13 @@ def build_fixtures(dtype: torch.dtype) -> list[Path]:
         model = build_model(config, seed=0, dtype=dtype)
         if k:
             model = perturb(model, seed=100 + k)
+            # perturb() moves the all-ones norm weights by ~2e-5, which bf16 rounds away (its step at 1.0
+            # is 2**-7); a real fine-tune moves them, and methods on changes need them to move.
+            gen = torch.Generator().manual_seed(200 + k)
+            with torch.no_grad():
+                for pname, param in model.named_parameters():
+                    if param.ndim == 1:
+                        param.add_((torch.randn(param.shape, generator=gen) * 0.05).to(param.dtype))
         save_model(model, path, max_shard_size="1MB")
     return paths
 
@@ -192,12 +199,15 @@ for recipe, out in zip(sys.argv[1::2], sys.argv[2::2]):
         print("@@fail", out, repr(e)[-300:].replace(chr(10), " "), flush=True)
 """
 FUSION_BATCH = """
-import sys
+import contextlib, io, sys
 from fusion_gui import cli
 for recipe, out in zip(sys.argv[1::2], sys.argv[2::2]):
     try:
-        code = cli.main(["merge", recipe, out, "--no-smoke", "--no-progress"])
-        print("@@ok" if code == 0 else "@@fail", out, "" if code == 0 else f"exit {code}", flush=True)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main(["merge", recipe, out, "--no-smoke", "--no-progress"])
+        why = f"exit {code}: " + " ".join(err.getvalue().split())[-300:]
+        print("@@ok" if code == 0 else "@@fail", out, "" if code == 0 else why, flush=True)
     except BaseException as e:
         print("@@fail", out, repr(e)[-300:].replace(chr(10), " "), flush=True)
 """
@@ -241,18 +251,23 @@ def compare(ours: Path, theirs: Path) -> tuple[float, int, int, list[str]]:
     a, b = tensors(ours), tensors(theirs)
     problems = [f"only mergekit has {n}" for n in sorted(b.keys() - a.keys())]
     problems += [f"only fusion_gui has {n}" for n in sorted(a.keys() - b.keys())]
-    worst, unequal = 0.0, 0
+    worst, unequal, recast = 0.0, 0, []
     for name in sorted(a.keys() & b.keys()):
-        if a[name][1] != b[name][1]:
-            problems.append(f"{name}: dtype {a[name][1]} vs mergekit's {b[name][1]}")
         with safe_open(a[name][0], "pt") as fa, safe_open(b[name][0], "pt") as fb:
             x, y = fa.get_tensor(name), fb.get_tensor(name)
         if x.shape != y.shape:
             problems.append(f"{name}: shape {tuple(x.shape)} vs mergekit's {tuple(y.shape)}")
             continue
-        if not torch.equal(x, y):
+        if x.dtype != y.dtype:
+            # says whether the only difference is the dtype written: mergekit's rounded to ours
+            recast.append(float((x.double() - y.to(x.dtype).double()).abs().max()))
+        if x.dtype != y.dtype or not torch.equal(x, y):
             unequal += 1
             worst = max(worst, float((x.double() - y.double()).abs().max()))
+    if recast:
+        kinds = sorted({f"{a[n][1]} vs mergekit's {b[n][1]}" for n in a.keys() & b.keys() if a[n][1] != b[n][1]})
+        problems.append(f"{len(recast)} tensors written in another dtype ({', '.join(kinds)}); largest |diff| "
+                        f"after rounding mergekit's to fusion_gui's dtype: {max(recast):.3g}")
     return worst, len(a.keys() & b.keys()), unequal, problems
 
 
