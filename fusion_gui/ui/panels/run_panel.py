@@ -33,6 +33,7 @@ from fusion_gui.session.merge import MergeSession
 from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_overlap
 from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
 from fusion_gui.ui.dialogs.replace_dialog import ask_replace
+from fusion_gui.ui.dialogs.leftovers import DELETE_LEFTOVERS, delete_leftovers, partial_lines
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
@@ -90,7 +91,7 @@ class RunPanel(QWidget):
 
         self.preflight_label = QLabel()
         self.preflight_label.setWordWrap(True)
-        self.preflight_label.linkActivated.connect(self.set_output_dir)  # "choose a new one: <name>"
+        self.preflight_label.linkActivated.connect(self._on_link)  # a fresh folder name, or the leftovers' removal
         self.run_button = QPushButton("Run merge")
         self.run_button.setDefault(True)
         self.run_button.clicked.connect(self.start_merge)
@@ -228,9 +229,16 @@ class RunPanel(QWidget):
         lines += [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
         if fresh:  # one click takes the suggested new folder
             lines[-1] += f" <a href='{_escape(fresh)}'>{_escape(fresh)}</a>"
+        lines += partial_lines(summary.partial_folders)
         self.preflight_label.setText("<br>".join(lines))
         self.last_summary = summary
         self.preflight_shown.emit(summary)
+
+    def _on_link(self, href: str) -> None:
+        if href != DELETE_LEFTOVERS:
+            self.set_output_dir(href)
+        elif self.last_summary is not None and delete_leftovers(self, self.last_summary.partial_folders):
+            self.schedule_preflight()
 
     def _show_plan_error(self, summary: str, details: str) -> None:
         engine_said = details.startswith(("InputError", "OutputError"))  # bad input, said in a sentence
