@@ -166,3 +166,28 @@ def test_distill_config_from_any_mapping_gives_a_config_or_an_input_error(data):
         config_from_dict(data)
     except InputError as err:
         _one_sentence(err)
+
+
+# --- evaluation task files --------------------------------------------------------------------------
+
+TASK_LINE = st.one_of(
+    JSON.map(json.dumps),
+    st.fixed_dictionaries({}, optional={"query": JSON, "question": JSON, "prompt": JSON, "choices": JSON,
+                                        "answer": JSON, "gold": JSON}).map(json.dumps),
+    st.text(max_size=40))
+
+
+@PROPERTY
+@given(st.one_of(st.binary(max_size=200), st.lists(TASK_LINE, max_size=6).map(lambda ls: "\n".join(ls).encode())))
+def test_task_file_reader_gives_examples_or_an_input_error(tmp_path_factory, data):
+    """Any bytes in a JSONL task file: examples, or one sentence naming the file (and the line)."""
+    from fusion_gui.engine.evaluate.task_files import load_task, read_examples
+
+    path = tmp_path_factory.mktemp("task") / "task.jsonl"
+    path.write_bytes(data)
+    try:
+        examples = read_examples(load_task(path))
+    except InputError as err:
+        _one_sentence(err)
+        return
+    assert isinstance(examples, list)

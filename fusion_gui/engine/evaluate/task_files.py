@@ -80,15 +80,20 @@ def load_task(path: str | Path, settings: TaskSettings = TaskSettings()) -> Task
 def read_examples(task: TaskFile) -> list[ChoiceExample | GenerationExample]:
     """The examples of a JSONL task file (the first `limit`), all of one kind."""
     examples, kind = [], None
-    with open(task.path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(task.path, "rb") as f:
+        for number, raw in enumerate(f, 1):
             where = f"{task.path}, line {number}"
             try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{where} is not UTF-8 text.") from None
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
-            except ValueError as err:
-                raise InputError(f"{where} is not valid JSON ({err.args[0]}).") from None
+            except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
+                reason = err.args[0] if isinstance(err, ValueError) else "nested too deeply"
+                raise InputError(f"{where} is not valid JSON ({reason}).") from None
             if not isinstance(record, dict):
                 raise InputError(f"{where} is not a JSON object.")
             example = _choice(record, where) if "choices" in record else _generation(record, where)
@@ -121,7 +126,7 @@ def _choice(record: dict, where: str) -> ChoiceExample:
         raise InputError(f"{where}: 'choices' must be a list of at least two non-empty texts.")
     if isinstance(answer, str) and answer in choices:  # the right choice's text
         answer = choices.index(answer)
-    elif isinstance(answer, str) and not answer.isdigit():
+    elif isinstance(answer, str) and not (answer.isascii() and answer.isdigit()):
         raise InputError(f"{where}: the answer {answer!r} is not one of the choices.")
     if isinstance(answer, bool) or not isinstance(answer, (int, str)) or not 0 <= int(answer) < len(choices):
         raise InputError(f"{where}: the answer must be a choice's index (0 to {len(choices) - 1}) or its text.")
