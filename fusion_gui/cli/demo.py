@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fusion_gui.cli.drive import EXIT_OK, drive
-from fusion_gui.cli.eval import quiet_transformers, report
+from fusion_gui.cli.drive import EXIT_OK, drive, quiet_transformers
+from fusion_gui.cli.eval import report
 
 
 def add_parser(sub) -> None:

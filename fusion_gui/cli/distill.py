@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from fusion_gui.cli.drive import EXIT_OK
+from fusion_gui.cli.drive import EXIT_OK, quiet_transformers, smoke_line
 from fusion_gui.cli.recording import drive_recorded, open_history
 
 
@@ -30,12 +30,15 @@ def run(args) -> int:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training,
                                                                           resume_from=args.resume_from))
     main_rank = os.environ.get("RANK", "0") == "0"  # under accelerate launch / torchrun: rank 0 reports
+    quiet_transformers()  # our own progress is enough
     result = drive_recorded(lambda cancel: distill(config, args.out_dir, cancel=cancel, force=args.force,
                                                    smoke=not args.no_smoke),
                             _recorder(config, args) if main_rank else None, progress=not args.no_progress and main_rank)
     if not main_rank:
         return EXIT_OK  # the main process wrote the output and says so
     print(summary(result))
+    if smoke_line(result.smoke):
+        print(smoke_line(result.smoke))
     if result.checkpoint_dir:
         print(f"Checkpoints kept in {result.checkpoint_dir}.")
     return EXIT_OK

@@ -47,3 +47,19 @@ def guarded(action: Callable[[], int]) -> int:
     except Exception as err:  # noqa: BLE001 - report, do not crash with a traceback
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def quiet_transformers() -> None:
+    """Our own progress is enough: no "Loading weights" bar from transformers for every model it loads
+    (the evaluation, the demo, and the smoke check after a merge or a distillation)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def smoke_line(verdict) -> str | None:
+    """The smoke check's verdict in one line (with its reasons), for the end of a merge or a distillation."""
+    if verdict is None:
+        return None
+    reasons = "; ".join(verdict.reasons)
+    return f"Smoke check: {verdict.verdict}" + (f": {reasons}" if reasons else ".")

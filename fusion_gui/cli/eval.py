@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from fusion_gui.cli.drive import EXIT_OK, drive
+from fusion_gui.cli.drive import EXIT_OK, drive, quiet_transformers
 from fusion_gui.cli.recording import open_history
 from fusion_gui.engine.errors import Cancelled
 
@@ -115,13 +115,6 @@ def _name(task) -> str:
     from fusion_gui.session.evaluation import HarnessTask
 
     return f"lm-eval:{task.name}" if isinstance(task, HarnessTask) else str(task.path)
-
-
-def quiet_transformers() -> None:
-    """Our own progress is enough: no "Loading weights" bar from transformers for every model it loads."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
 
 
 def report(result, csv_path: str | None) -> None:

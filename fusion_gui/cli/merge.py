@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fusion_gui.cli.drive import EXIT_OK
+from fusion_gui.cli.drive import EXIT_OK, quiet_transformers, smoke_line
 from fusion_gui.cli.recording import drive_recorded, open_history
 from fusion_gui.formatting import format_bytes
 
@@ -45,10 +45,14 @@ def run(args) -> int:
         finally:
             plan.close()
         return EXIT_OK
+    if options.smoke:
+        quiet_transformers()  # the smoke check loads the output and its inputs
     result = drive_recorded(lambda cancel: merge(recipe, args.out_dir, options, cancel=cancel),
                             _recorder(recipe, args), progress=not args.no_progress)
     print(f"Wrote {result.out_dir}: {result.tensors} tensors, {format_bytes(result.bytes_written, 2)} in "
           f"{result.shards} shard(s), {result.seconds:.1f} s, peak memory {format_bytes(result.peak_bytes, 2)} (this merge's own).")
+    if smoke_line(result.smoke):
+        print(smoke_line(result.smoke))
     return EXIT_OK
 
 
