@@ -139,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     panel.start_demo()
     ready = wait_for(panel.demo_ready, "the demo models")[0]
     base, count, reverse = (str(p) for p in ready)
-    window.run_panel.set_output_dir(str(runs / "demo-merge"))
-    run(window.run_panel.start_merge(), "The demo merge")
+    # "Try the demo" goes on by itself: a merge into a new folder of the user data folder, then its scores
+    run(window.run_panel.worker, "The demo merge")
+    merged = Path(window.run_panel.last_result.out_dir)
     window.tabs.setCurrentIndex(0)
     save(window, args.out, "main_window.png")
+    settle(3000)  # the story shows the plots a moment, then scores the merge and its inputs
+    run(window.eval_panel.worker, "The demo's scoring")
 
     # its scores and completions beside its inputs'
     evaluate = window.eval_panel
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     # a distillation that learns: the demo merge teaches a smaller fresh student
     distill = window.distill_panel
     window.tabs.setCurrentWidget(distill)
-    teacher = runs / "demo-merge"
+    teacher = merged
     student = small_student(teacher, runs / "student-init")
     distill.set_inputs(teacher=str(teacher), student=str(student),
                        data=str(training_text(runs / "demo-text.txt")), output=str(runs / "distilled"))
