@@ -27,6 +27,7 @@ STORY_TIMEOUT_S = 20 * 60  # the demo build takes about a minute on an idle 2-co
 
 pytestmark = [
     pytest.mark.gui,
+    pytest.mark.timeout(1500),  # builds the demo models (about 3 minutes on an idle 2-core machine), merges, scores
     pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")), reason="needs Xvfb and xdotool"),
 ]
 
