@@ -23,7 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from fusion_gui import __version__
 from fusion_gui.engine.cancel import CancelToken
-from fusion_gui.engine.distill import losses as L
+import fusion_gui.engine.distill.losses as L
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
 from fusion_gui.engine.errors import Cancelled, InputError

@@ -19,7 +19,7 @@ def __getattr__(name: str):
 
         return merge
     if name in ("plan_merge", "MergeOptions"):
-        from fusion_gui.engine.merge import plan
+        import fusion_gui.engine.merge.plan as plan_module
 
-        return getattr(plan, name)
+        return getattr(plan_module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
