@@ -55,3 +55,13 @@ def watch_events(runner) -> list:
     events: list = []
     runner.started.connect(lambda worker: worker.event.connect(events.append))
     return events
+
+
+def perplexity_only(panel, folder: Path) -> Path:
+    """Set the Evaluate tab to perplexity on a small text file alone (no demo skills); the file's path."""
+    text = folder / "text.txt"
+    text.write_text("the cat sat on the mat\n" * 40)
+    for box in panel.task_boxes.values():
+        box.setChecked(False)
+    panel.text_edit.setText(str(text))
+    return text

@@ -12,7 +12,7 @@ from fusion_gui.engine.evaluate.scoring import evaluate  # noqa: E402
 from fusion_gui.events import EvalRow, LoraModuleError, StepProgress, TrainStep  # noqa: E402
 from fusion_gui.ui.dialogs import extract_lora_dialog  # noqa: E402
 from fusion_gui.ui.panels import compare_panel, distill_panel, eval_panel, run_panel, start_panel  # noqa: E402
-from failure_helpers import tree  # noqa: E402
+from failure_helpers import perplexity_only, tree  # noqa: E402
 from test_demo_eval import SMALL  # noqa: E402
 from test_ui_distill import _fill, tiny  # noqa: E402,F401
 from ui_helpers import (  # noqa: E402,F401
@@ -81,12 +81,8 @@ def test_cancel_an_evaluation(window, qtbot, llama_family, tmp_path, monkeypatch
     gate = Gate(after(EvalRow))
     gated = gate.wrap(lambda refs, kwargs, token: evaluate(refs, cancel=token, **kwargs))
     monkeypatch.setattr(eval_panel, "evaluate", lambda refs, cancel=None, **kwargs: gated(refs, kwargs, cancel))
-    text = tmp_path / "text.txt"
-    text.write_text("the cat sat on the mat\n" * 40)
     panel = window.eval_panel
-    for box in panel.task_boxes.values():
-        box.setChecked(False)
-    panel.text_edit.setText(str(text))
+    perplexity_only(panel, tmp_path)
     panel.set_models([str(p) for p in llama_family[:2]])
     cancel_at_gate(qtbot, gate, panel.start(), panel.cancel_button)
     assert error_dialogs == [] and tree(tmp_path) == ["text.txt"]

@@ -20,7 +20,7 @@ from fusion_gui.engine.merge import vocab_compare  # noqa: E402
 from fusion_gui.events import EvalRow, LoraModuleError, Progress, StepProgress, TrainStep  # noqa: E402
 from fusion_gui.ui.panels import start_panel  # noqa: E402
 from failure_helpers import (  # noqa: E402
-    CANNOT_READ, DISK_FULL, NO_MEMORY, assert_one_sentence, fail_once, tree, watch_events,
+    CANNOT_READ, DISK_FULL, NO_MEMORY, assert_one_sentence, fail_once, perplexity_only, tree, watch_events,
 )
 from test_demo_eval import SMALL  # noqa: E402
 from test_ui_distill import _fill, tiny  # noqa: E402,F401 - the module's teacher, student and corpus
@@ -145,12 +145,8 @@ def test_evaluate_fails_mid_run(window, qtbot, llama_family, tmp_path, monkeypat
     else:
         injected, words = fail_once(scoring._window_nll, 2, NO_MEMORY), ("Out of memory",)
         monkeypatch.setattr(scoring, "_window_nll", injected)
-    text = tmp_path / "text.txt"
-    text.write_text("the cat sat on the mat\n" * 40)
     panel = window.eval_panel
-    for box in panel.task_boxes.values():
-        box.setChecked(False)
-    panel.text_edit.setText(str(text))
+    perplexity_only(panel, tmp_path)
     base, ft1, _ = map(str, llama_family)
     panel.set_models([base, ft1])
     events = watch_events(panel.runner)
