@@ -37,6 +37,10 @@ def hub_error_sentence(err: BaseException, what: str, file: str | None = None) -
 
     repo, revision = split_revision(what)
     page = f"{endpoint()}/{repo}"
+    if isinstance(err, LocalEntryNotFoundError) and err.__cause__ is not None:  # the library wraps the HEAD's error
+        inner = hub_error_sentence(err.__cause__, what, file)
+        if inner is not None:
+            return inner
     if isinstance(err, GatedRepoError):
         return (f"'{repo}' is a gated model and this account has no access yet: request it at {page}, "
                 f"then {LOGIN}.")

@@ -14,7 +14,7 @@ from fusion_gui.engine.hub.connection import cache_dir as default_cache_dir
 from fusion_gui.engine.hub.connection import endpoint, hub_api, offline
 from fusion_gui.engine.hub.errors import hub_errors
 from fusion_gui.engine.hub.events import RemoteFile, RemotePreflight
-from fusion_gui.engine.hub.files import INDEX, needed_files, weight_index
+from fusion_gui.engine.hub.files import ADAPTER, INDEX, needed_files, weight_index
 from fusion_gui.engine.hub.refs import RepoRef, parse_repo_ref
 from fusion_gui.formatting import format_bytes
 
@@ -110,7 +110,9 @@ def remote_preflight(ref: str | RepoRef, base: str | None = None, cache_dir: str
     if skipped:
         notes.append(f"skipped {len(skipped)} duplicate weight file(s) ({skipped[0]}, ...)")
     arch = architecture_of(config)
-    if base:
+    if base and ADAPTER[0] in files:
+        notes.append("a LoRA adapter: it is checked against the base once downloaded, with its own base model")
+    elif base:
         base_label, base_arch, base_shapes = _base_side(base, cache)
         misfit = misfit_sentence(str(ref), arch, {n: s for n, (s, _) in tensors.items()}, base_label,
                                  base_arch, base_shapes)
