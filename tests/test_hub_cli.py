@@ -70,3 +70,14 @@ def test_hf_hub_offline_wins_over_permission(hub, cli, recipe, tmp_path, monkeyp
 def test_diff_refuses_a_gated_repo_with_its_page(hub, cli):
     code, _, err = cli("diff", "org/gated", "org/base", "--allow-download")
     assert code == 2 and f"request it at {hub.url}/org/gated" in err
+
+
+def test_a_model_that_does_not_fit_is_refused_before_any_download(hub, cli, tmp_path):
+    recipe = tmp_path / "misfit.yml"
+    recipe.write_text(RECIPE.replace("org/ft@main", "org/other"))
+    for extra in (["--dry-run"], []):
+        code, out, err = cli("merge", recipe, tmp_path / "out", "--allow-download", "--no-smoke", *extra)
+        assert code == 2 and "of 'org/other' is [256, 48] but [256, 32] in the base 'org/base'" in err
+    assert "problem: Tensor 'lm_head.weight'" not in err
+    assert not any(hub.gets(repo, f) for repo in ("org/base", "org/other")
+                   for f in hub.repos[repo].files if f.endswith(".safetensors"))
