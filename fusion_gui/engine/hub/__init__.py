@@ -10,14 +10,17 @@ The API the app and the CLI use (names kept stable):
   names/shapes/dtypes from the safetensors headers (range requests), the files a merge needs
   (`.files`), what is still to download (`.download_bytes`), and `.problems` (does not fit the base,
   disk too small), all before a byte of weights is fetched (preflight.py).
-- `download_model(ref, cancel, cache_dir=None) -> Generator[DownloadProgress, None, Path]`: fetch the
+- `download_model(ref, cancel=None, cache_dir=None, preflight=None) -> Generator[DownloadProgress, None,
+  Path]`: fetch the
   files the pre-flight lists into the standard HF cache; per-file and overall bytes, speed, ETA; the
   cancel token is checked between chunks; returns the snapshot folder, only once it is complete
   (download.py).
-- `missing_models(refs) -> list[str]`, `fetch_models(refs, cancel, allow) -> Generator[DownloadProgress,
-  None, dict[str, Path]]`: the recipe path: refs not on disk nor cached are downloaded only with
-  permission, else InputError naming them and `--allow-download` (fetch.py).
-- `publish(out_dir, repo_id, private=False, revision=None, cancel=None) -> Generator[UploadProgress,
+- `missing_models(refs) -> list[str]`: the repo ids neither on disk nor complete in the HF cache.
+  `fetch_models(refs, cancel=None, allow=False, base=None) -> Generator[DownloadProgress, None,
+  dict[str, Path]]`: the recipe path: all pre-flights first (each checked against `base`, and the total
+  against the free disk), then the downloads; without `allow`, InputError naming the missing models and
+  `--allow-download` (fetch.py). `preflight_missing(refs, base, allow)`: the dry run's pre-flights.
+- `publish(out_dir, repo_id, private=False, revision=None, cancel=None, license=None) -> Generator[UploadProgress,
   None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
   returns the repo's URL (upload.py, card.py).
 - Events and results: `HubModelRow`, `RemoteFile`, `RemotePreflight`, `DownloadProgress`,
@@ -36,7 +39,7 @@ _WHERE = {
     "search_models": "search",
     "remote_preflight": "preflight", "describe_preflight": "preflight",
     "download_model": "download",
-    "missing_models": "fetch", "fetch_models": "fetch",
+    "missing_models": "fetch", "fetch_models": "fetch", "preflight_missing": "fetch",
     "publish": "upload",
     "HubModelRow": "events", "RemoteFile": "events", "RemotePreflight": "events",
     "DownloadProgress": "events", "UploadProgress": "events",
