@@ -11,17 +11,16 @@ The API the app and the CLI use (names kept stable):
   (`.files`), what is still to download (`.download_bytes`), and `.problems` (does not fit the base,
   disk too small), all before a byte of weights is fetched (preflight.py).
 - `download_model(ref, cancel=None, cache_dir=None, preflight=None) -> Generator[DownloadProgress, None,
-  Path]`: fetch the
-  files the pre-flight lists into the standard HF cache; per-file and overall bytes, speed, ETA; the
-  cancel token is checked between chunks; returns the snapshot folder, only once it is complete
-  (download.py).
+  Path]`: fetch the files the pre-flight lists into the standard HF cache; per-file and overall bytes,
+  speed, ETA; the cancel token is checked between chunks; returns the snapshot folder, only once it is
+  complete (download.py).
 - `missing_models(refs) -> list[str]`: the repo ids neither on disk nor complete in the HF cache.
   `fetch_models(refs, cancel=None, allow=False, base=None) -> Generator[DownloadProgress, None,
   dict[str, Path]]`: the recipe path: all pre-flights first (each checked against `base`, and the total
   against the free disk), then the downloads; without `allow`, InputError naming the missing models and
   `--allow-download` (fetch.py). `preflight_missing(refs, base, allow)`: the dry run's pre-flights.
-- `publish(out_dir, repo_id, private=False, revision=None, cancel=None, license=None) -> Generator[UploadProgress,
-  None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
+- `publish(out_dir, repo_id, private=False, revision=None, cancel=None, license=None)
+  -> Generator[UploadProgress, None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
   returns the repo's URL (upload.py, card.py).
 - Events and results: `HubModelRow`, `RemoteFile`, `RemotePreflight`, `DownloadProgress`,
   `UploadProgress` (events.py).
