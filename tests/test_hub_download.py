@@ -158,3 +158,10 @@ def test_a_missing_file_is_named(hub):
     with pytest.raises(InputError, match="'org/ft' has no file 'nope.json' on the Hub"):
         with hub_errors("org/ft", "nope.json"):
             hub_api().hf_hub_download("org/ft", "nope.json", cache_dir=cache_dir())
+
+
+def test_a_gated_repo_opens_with_a_token_that_has_access(hub, monkeypatch):
+    from fusion_gui.engine.hub import remote_preflight
+
+    monkeypatch.setenv("HF_TOKEN", "hf_granted")  # huggingface_hub's own token lookup sends it
+    assert remote_preflight("org/gated").ok
