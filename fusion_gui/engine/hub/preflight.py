@@ -107,10 +107,12 @@ def remote_preflight(ref: str | RepoRef, base: "str | RemotePreflight | None" = 
             return api.parse_safetensors_file_metadata(ref.repo_id, name, revision=commit)
 
     weights = [f for f in files if f.endswith(".safetensors")]
+    tensor_files: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=HEADER_READERS) as pool:  # a 70B model has 30 shards: read at once
-        for found in pool.map(header, weights):
+        for name, found in zip(weights, pool.map(header, weights)):
             for tensor, meta in found.tensors.items():
                 tensors.setdefault(tensor, (tuple(meta.shape), meta.dtype))
+                tensor_files.setdefault(tensor, name)
     weight_bytes = sum(sizes.get(f, 0) for f in files if f.endswith(".safetensors"))
     remote_files = tuple(RemoteFile(f, sizes.get(f, 0), _cached(ref, commit, f, cache)) for f in files)
     download = sum(f.size for f in remote_files if not f.cached)
@@ -132,7 +134,7 @@ def remote_preflight(ref: str | RepoRef, base: "str | RemotePreflight | None" = 
         if misfit:
             problems.append(misfit)
     return RemotePreflight(ref.repo_id, ref.revision, commit, arch, layers_of(config), tensors, weight_bytes,
-                           remote_files, download, free, tuple(problems), tuple(notes))
+                           remote_files, download, free, tuple(problems), tuple(notes), config, tensor_files)
 
 
 def describe_preflight(pre: RemotePreflight) -> list[str]:
