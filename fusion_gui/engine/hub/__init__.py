@@ -22,6 +22,9 @@ The API the app and the CLI use (names kept stable):
 - `publish(out_dir, repo_id, private=False, revision=None, cancel=None, license=None)
   -> Generator[UploadProgress, None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
   returns the repo's URL (upload.py, card.py).
+- `RemoteReader(ref, preflight, folder)`, `fetch_side_files(ref, preflight, folder)`, `stand_ins({ref:
+  reader})`: a Hub model planned before it is downloaded (open_model returns the stand-in inside the
+  block), as the CLI's dry run does (remote_reader.py).
 - Events and results: `HubModelRow`, `RemoteFile`, `RemotePreflight`, `DownloadProgress`,
   `UploadProgress` (events.py).
 - Failures are `InputError` with one sentence (errors.py maps huggingface_hub's errors).
@@ -43,6 +46,7 @@ _WHERE = {
     "HubModelRow": "events", "RemoteFile": "events", "RemotePreflight": "events",
     "DownloadProgress": "events", "UploadProgress": "events",
     "hub_error_sentence": "errors",
+    "RemoteReader": "remote_reader", "fetch_side_files": "remote_reader", "stand_ins": "remote_reader",
 }
 
 __all__ = sorted(_WHERE)

@@ -2,20 +2,17 @@
 remote pre-flight read (safetensors headers, config.json) and the model's small side files (tokenizer,
 generation config) fetched into a throw-away folder. No tensor data: get() says the model is not here yet.
 
-`stand_ins(readers)` makes open_model return these readers for their references inside the block, so the
-dry run runs the same plan_merge a local merge does (tensors, shapes, memory, output size)."""
+engine/io/opener.py's `stand_ins(readers)` makes open_model return these readers for their references inside
+the block, so the dry run runs the same plan_merge a local merge does (tensors, shapes, memory, output size)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.hub.events import RemotePreflight
+from fusion_gui.engine.io.opener import stand_ins  # noqa: F401 - part of this module's API
 from fusion_gui.engine.io.weight_files import SAFETENSORS_DTYPES, TensorInfo
-
-_STAND_INS: ContextVar[dict | None] = ContextVar("hub_stand_ins", default=None)
 
 
 class RemoteReader:
@@ -75,18 +72,3 @@ def fetch_side_files(ref: str, pre: RemotePreflight, folder: Path) -> None:
         if not f.name.endswith((".safetensors", ".index.json")):
             with hub_errors(ref, f.name):
                 api.hf_hub_download(pre.repo_id, f.name, revision=pre.commit, local_dir=folder)
-
-
-def stand_in(ref: str) -> RemoteReader | None:
-    """The reader standing in for `ref` in the current block, if any (engine/io/opener.py asks)."""
-    readers = _STAND_INS.get()
-    return None if readers is None else readers.get(ref)
-
-
-@contextmanager
-def stand_ins(readers: dict[str, RemoteReader]):
-    token = _STAND_INS.set({**(_STAND_INS.get() or {}), **readers})
-    try:
-        yield
-    finally:
-        _STAND_INS.reset(token)
