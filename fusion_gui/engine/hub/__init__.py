@@ -21,7 +21,9 @@ The API the app and the CLI use (names kept stable):
   `--allow-download` (fetch.py). `preflight_missing(refs, base, allow)`: the dry run's pre-flights.
 - `publish(out_dir, repo_id, private=False, revision=None, cancel=None, license=None)
   -> Generator[UploadProgress, None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
-  returns the repo's URL (upload.py, card.py).
+  returns the repo's URL (upload.py). `completed_card(folder, license=None) -> str` is the README it
+  uploads (the local one is not changed); `output_kind(folder)`: 'merge', 'distillation', 'adapter' or
+  'model' (card.py).
 - `RemoteReader(ref, preflight, folder)`, `fetch_side_files(ref, preflight, folder)`, `stand_ins({ref:
   reader})`: a Hub model planned before it is downloaded (open_model returns the stand-in inside the
   block), as the CLI's dry run does (remote_reader.py).
@@ -42,7 +44,7 @@ _WHERE = {
     "remote_preflight": "preflight", "describe_preflight": "preflight",
     "download_model": "download",
     "missing_models": "fetch", "fetch_models": "fetch", "preflight_missing": "fetch",
-    "publish": "upload",
+    "publish": "upload", "completed_card": "card", "output_kind": "card",
     "HubModelRow": "events", "RemoteFile": "events", "RemotePreflight": "events",
     "DownloadProgress": "events", "UploadProgress": "events",
     "hub_error_sentence": "errors",
