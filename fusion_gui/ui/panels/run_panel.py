@@ -34,6 +34,7 @@ from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_o
 from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
 from fusion_gui.ui.dialogs.replace_dialog import ask_replace
 from fusion_gui.ui.dialogs.leftovers import DELETE_LEFTOVERS, delete_leftovers, partial_lines
+from fusion_gui.ui.hub.publish_dialog import PublishButton
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
@@ -104,6 +105,7 @@ class RunPanel(QWidget):
         self.open_button = QPushButton("Open folder")
         self.open_button.setVisible(False)
         self.open_button.clicked.connect(self.open_output)
+        self.publish_button = PublishButton("merge")  # shown once there is a merged folder
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.log_view.setMaximumBlockCount(5000)
@@ -128,6 +130,7 @@ class RunPanel(QWidget):
         result_row = QHBoxLayout()
         result_row.addWidget(self.summary_label, 1)
         result_row.addWidget(self.open_button)
+        result_row.addWidget(self.publish_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -266,6 +269,7 @@ class RunPanel(QWidget):
         recipe, options = self.document.recipe(), dataclasses.replace(self.options(), force=replace)
         self.last_result = None
         self.open_button.setVisible(False)
+        self.publish_button.set_result(None)
         self.summary_label.clear()
         self.log_view.clear()
         self.preflight_runner.cancel_pending()  # the running merge's own plan replaces the pre-flight
@@ -325,6 +329,7 @@ class RunPanel(QWidget):
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
             f"{format_bytes(result.peak_bytes)} (this merge's own).\n{result.out_dir}")
         self.open_button.setVisible(True)
+        self.publish_button.set_result(result.out_dir)
         self.verdict_view.show_verdict(result.smoke)
         self.settings.add_recent_output_dir(result.out_dir)
         self.message.emit(f"Merged into {result.out_dir}")

@@ -1,0 +1,125 @@
+"""Qt-free parts of the Hub views: the job factories they run, and the sentences they show.
+
+Job factories are module functions so tests can wrap them; each one imports the engine lazily, on the
+job's thread (the GUI thread never imports huggingface_hub's network code, let alone calls it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fusion_gui.formatting import format_bytes, format_count, format_duration
+
+OFFLINE_ENV = "HF_HUB_OFFLINE"
+DOWNLOADS_OFF = ("Downloads from the Hugging Face Hub are off: tick “Allow downloads from the Hugging Face "
+                 "Hub” (also in the Settings menu) to search and download.")
+OFFLINE_SET = f"{OFFLINE_ENV} is set: the Hugging Face Hub is not reached; unset it to search and download."
+
+
+def hub_offline() -> bool:
+    """huggingface_hub's own switch, read now (the user may set it before starting the app)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def search_job(query: str, limit: int, token):
+    from fusion_gui.engine.hub import search_models
+
+    yield from ()
+    return list(search_models(query, limit=limit))
+
+
+def preflight_job(ref: str, base: str | None, token):
+    """The remote pre-flight (headers only), and the bytes an interrupted download left to resume."""
+    from fusion_gui.engine.hub import remote_preflight
+
+    yield from ()
+    return remote_preflight(ref, base), partial_bytes(ref)
+
+
+def download_job(ref: str, token):
+    from fusion_gui.engine.hub import download_model
+
+    return download_model(ref, cancel=token)
+
+
+def publish_job(out_dir: str, repo_id: str, private: bool, revision: str | None, token):
+    from fusion_gui.engine.hub import publish
+
+    return publish(out_dir, repo_id, private=private, revision=revision, cancel=token)
+
+
+def cache_dir() -> Path:
+    from fusion_gui.engine.io.resolve import hub_cache_dir
+
+    return Path(hub_cache_dir())
+
+
+def partial_bytes(ref: str) -> int:
+    """Bytes of unfinished files an interrupted download left in the cache (huggingface_hub resumes them)."""
+    repo_id = ref.partition("@")[0]
+    blobs = cache_dir() / ("models--" + repo_id.replace("/", "--")) / "blobs"
+    try:
+        return sum(p.stat().st_size for p in blobs.glob("*.incomplete"))
+    except OSError:
+        return 0
+
+
+def search_cells(row) -> tuple[str, str, str, str, str, str]:
+    """A search result (HubModelRow) as the table shows it: name, downloads, likes, license, gated, size."""
+    return (row.repo_id, format_count(row.downloads), format_count(row.likes), row.license or "-",
+            "yes" if row.gated else "no", format_bytes(row.size_bytes))
+
+
+def describe_remote(ref: str, report, partial: int = 0) -> tuple[str, list[str]]:
+    """A RemotePreflight as text (with its notes), and its problems (the base's mismatches, the disk,
+    .bin-only weights), one sentence each."""
+    dtypes: dict[str, int] = {}
+    for _shape, dtype in report.tensors.values():
+        dtypes[dtype] = dtypes.get(dtype, 0) + 1
+    dtype = max(dtypes, key=dtypes.get) if dtypes else "-"
+    files = report.files
+    lines = [f"{ref}: {report.architecture or '-'}, {report.num_layers or '-'} layers, "
+             f"{format_count(len(report.tensors))} tensors, {dtype}, {format_bytes(report.weight_bytes)} of weights.",
+             f"Download: {format_bytes(report.download_bytes)} of {len(files)} file{'s' if len(files) != 1 else ''}"
+             + (f" ({format_bytes(partial)} already here from an interrupted download: it resumes)" if partial
+                else "")
+             + f". Free disk: {format_bytes(report.free_bytes)}."]
+    lines += list(report.notes)
+    return "\n".join(lines), [str(p) for p in report.problems]
+
+
+def speed_text(bytes_per_s: float | None) -> str:
+    return f"{format_bytes(bytes_per_s)}/s" if bytes_per_s else "-"
+
+
+def download_text(event) -> tuple[str, str]:
+    """(overall line, current file line) of a DownloadProgress."""
+    overall = (f"{format_bytes(event.done)} of {format_bytes(event.total)} · file {event.files_done} of "
+               f"{event.files_total} · {speed_text(event.bytes_per_second)} · ETA {format_duration(event.eta_seconds)}")
+    file_line = (f"{event.file}: {format_bytes(event.file_done)} of {format_bytes(event.file_total)}"
+                 if event.file else "")
+    return overall, file_line
+
+
+def upload_text(event) -> str:
+    """One line of an UploadProgress."""
+    if event.stage == "create":
+        return f"Creating {event.repo_id}…"
+    if event.stage == "commit":
+        return f"Committing {event.files_total} files…"
+    if event.stage == "done":
+        return f"Published: {event.url}"
+    return (f"{format_bytes(event.done)} of {format_bytes(event.total)} · file {event.files_done} of "
+            f"{event.files_total}" + (f" · {event.file}" if event.file else ""))
+
+
+def fraction(done, total) -> float:
+    return min(1.0, max(0.0, done / total)) if total else 0.0
+
+
+def card_preview_job(out_dir: str, kind: str, token):
+    """The model card front matter as it will be published (YAML text)."""
+    from fusion_gui.engine.hub import card_front_matter
+
+    yield from ()
+    return card_front_matter(out_dir, kind)
