@@ -11,6 +11,7 @@ network, a full disk, `.bin`-only weights) are one sentence in the dialog: the a
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
@@ -25,11 +26,13 @@ from fusion_gui.ui.hub.hub_text import (
     preflight_job,
 )
 from fusion_gui.ui.hub.search_view import HubSearchView
+from fusion_gui.ui.hub.settings_text import ALLOW_DOWNLOADS
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
 
 PREFLIGHT_DELAY_MS = 500
 ERROR_STYLE = "color: #b3261e;"
+URL = re.compile(r"https?://[^\s,;'\"()<>]*[^\s,;'\"()<>.]")  # a sentence's full stop is not part of its link
 
 
 def _escape(text: str) -> str:
@@ -48,10 +51,11 @@ class HubDialog(QDialog):
         self.last_report = None
         self.downloaded: str | None = None  # the local folder of the last finished download
 
-        self.allow_box = QCheckBox("Allow downloads from the Hugging Face Hub")
+        self.allow_box = QCheckBox(ALLOW_DOWNLOADS)
         self.allow_box.setChecked(settings.allow_hub_downloads)
         self.allow_box.toggled.connect(self._set_allowed)
         self.notice = QLabel(wordWrap=True)
+        self.notice.setStyleSheet("color: #8a5a00;")
         self.search_view = HubSearchView()
         self.search_view.repo_chosen.connect(self.set_repo)
         self.repo_edit = QLineEdit(placeholderText="org/name")
@@ -88,7 +92,10 @@ class HubDialog(QDialog):
         buttons.addWidget(self.download_button)
         buttons.addWidget(self.cancel_button)
         buttons.addStretch(1)
-        progress = QFormLayout()
+        self.progress_box = QWidget()  # shown once a download starts
+        self.progress_box.setVisible(False)
+        progress = QFormLayout(self.progress_box)
+        progress.setContentsMargins(0, 0, 0, 0)
         progress.addRow("Overall", self.overall_bar)
         progress.addRow("", self.overall_label)
         progress.addRow("File", self.file_bar)
@@ -100,7 +107,7 @@ class HubDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.preflight_label)
         layout.addLayout(buttons)
-        layout.addLayout(progress)
+        layout.addWidget(self.progress_box)
         layout.addWidget(self.status_label)
         layout.addWidget(self.error_label)
         layout.addWidget(close)
@@ -173,6 +180,9 @@ class HubDialog(QDialog):
         self.settings.save()
         for bar in (self.overall_bar, self.file_bar):
             bar.setValue(0)
+        self.overall_label.setText("Starting…")
+        self.file_label.clear()
+        self.progress_box.setVisible(True)
         worker = self.runner.start(lambda token: download_job(ref, token), f"Downloading {ref}…")
         self._update_controls()
         return worker
@@ -235,9 +245,7 @@ class HubDialog(QDialog):
 
     def _show_error(self, sentence: str) -> None:
         """One sentence; a link in it (a gated repo's access page) can be clicked."""
-        words = [f"<a href='{w}'>{_escape(w)}</a>" if w.startswith("https://") else _escape(w)
-                 for w in sentence.split(" ")]
-        self.error_label.setText(" ".join(words))
+        self.error_label.setText(URL.sub(lambda m: f"<a href='{m[0]}'>{m[0]}</a>", _escape(sentence)))
         self.preflight_label.setText("" if self.last_report is None else self.preflight_label.text())
 
     def _on_progress(self, event) -> None:

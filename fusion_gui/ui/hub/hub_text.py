@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 
 from fusion_gui.formatting import format_bytes, format_count, format_duration
+from fusion_gui.ui.hub.settings_text import ALLOW_DOWNLOADS
 
 OFFLINE_ENV = "HF_HUB_OFFLINE"
-DOWNLOADS_OFF = ("Downloads from the Hugging Face Hub are off: tick “Allow downloads from the Hugging Face "
-                 "Hub” (also in the Settings menu) to search and download.")
+DOWNLOADS_OFF = (f"Downloads from the Hugging Face Hub are off: tick “{ALLOW_DOWNLOADS}” (also in the "
+                 "Settings menu) to search and download.")
 OFFLINE_SET = f"{OFFLINE_ENV} is set: the Hugging Face Hub is not reached; unset it to search and download."
 
 
@@ -84,7 +85,7 @@ def describe_remote(ref: str, report, partial: int = 0) -> tuple[str, list[str]]
              + (f" ({format_bytes(partial)} already here from an interrupted download: it resumes)" if partial
                 else "")
              + f". Free disk: {format_bytes(report.free_bytes)}."]
-    lines += list(report.notes)
+    lines += [f"Note: {note}" for note in report.notes]
     return "\n".join(lines), [str(p) for p in report.problems]
 
 

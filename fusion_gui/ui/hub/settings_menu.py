@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QMainWindow
 
 from fusion_gui.ui.settings import AppSettings
 
-ALLOW_DOWNLOADS = "Allow downloads from the Hugging Face Hub"
+from fusion_gui.ui.hub.settings_text import ALLOW_DOWNLOADS
 
 
 def add_hub_settings(window: QMainWindow, settings: AppSettings, on_change=lambda on: None) -> QAction:

@@ -34,6 +34,7 @@ from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_o
 from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
 from fusion_gui.ui.dialogs.replace_dialog import ask_replace
 from fusion_gui.ui.dialogs.leftovers import DELETE_LEFTOVERS, delete_leftovers, partial_lines
+from fusion_gui.ui.hub.merge_models import fetch_then
 from fusion_gui.ui.hub.publish_dialog import PublishButton
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
@@ -224,7 +225,8 @@ class RunPanel(QWidget):
         chosen = bool(self.output_dir())
         out_dir = self.output_dir() or str(Path(tempfile.gettempdir()) / "fusion-gui-preflight-unused")
         recipe, options = self.document.recipe(), self.options()
-        return lambda token: preflight_job(recipe, out_dir, options, chosen, token)
+        refs, allowed = self.document.state.refs_base_first(), self.settings.allow_hub_downloads
+        return lambda token: preflight_job(recipe, out_dir, options, chosen, token, refs, allowed)
 
     def _show_plan(self, answer: tuple) -> None:
         summary, text, warnings, fresh = answer
@@ -232,7 +234,7 @@ class RunPanel(QWidget):
         lines += [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
         if fresh:  # one click takes the suggested new folder
             lines[-1] += f" <a href='{_escape(fresh)}'>{_escape(fresh)}</a>"
-        lines += partial_lines(summary.partial_folders)
+        lines += partial_lines(summary.partial_folders) if summary is not None else []  # None: Hub models to fetch
         self.preflight_label.setText("<br>".join(lines))
         self.last_summary = summary
         self.preflight_shown.emit(summary)
@@ -275,7 +277,9 @@ class RunPanel(QWidget):
         self.preflight_runner.cancel_pending()  # the running merge's own plan replaces the pre-flight
         self.preflight_label.setText("Planning the merge…")
         self.run_started.emit()
-        worker = self.runner.start(lambda token: merge_job(recipe, out_dir, options, token), f"Merging into {out_dir}…")
+        refs, allowed = self.document.state.refs_base_first(), self.settings.allow_hub_downloads
+        worker = self.runner.start(lambda token: fetch_then(refs, allowed, lambda: merge_job(recipe, out_dir, options, token),
+                                                            token), f"Merging into {out_dir}…")
         self._set_busy(True)
         self.message.emit(f"Merging into {out_dir}…")
         return worker
