@@ -6,6 +6,8 @@ import tempfile
 
 import pytest
 
+pytest_plugins = ["fixtures.hub_server"]  # the fake Hub (`hub` fixture), for engine, CLI and dialog tests
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -125,9 +125,10 @@ def test_tilde_and_hf_cache(tmp_path, monkeypatch):
         assert reader.label == ref and torch.equal(reader.get("a"), torch.ones(2))
     with pytest.raises(InputError) as err:
         open_model("org/missing")
-    assert str(err.value) == ("Model 'org/missing' not found: no such file or folder, and no "
-                              f"model 'org/missing' in the local Hugging Face cache "
-                              f"(HF_HUB_CACHE={cache}).")
+    assert str(err.value) == ("Model 'org/missing' is neither a file or folder here nor in the local Hugging "
+                              f"Face cache (HF_HUB_CACHE={cache}), and downloads are off: pass "
+                              f"--allow-download (in the app: allow downloads from the Hub in the settings) "
+                              f"to fetch it from the Hub.")
 
 
 class NotATensor:

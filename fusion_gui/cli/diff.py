@@ -7,6 +7,7 @@ import json
 import math
 
 from fusion_gui.cli.drive import EXIT_OK, drive
+from fusion_gui.cli.hub_models import add_download_flag, fetch_missing
 from fusion_gui.events import DiffResult, LayerMetrics
 
 
@@ -16,6 +17,7 @@ def add_parser(sub) -> None:
     d.add_argument("model_b")
     d.add_argument("--base", default=None, help="measure both models' changes from this base")
     d.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    add_download_flag(d)
     g = d.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="print every tensor's and layer's metrics as JSON")
     g.add_argument("--csv", metavar="FILE", help="write per-tensor metrics to a CSV file")
@@ -24,6 +26,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from fusion_gui.engine.inspect.diff import diff
 
+    fetch_missing([args.model_a, args.model_b, args.base], args.allow_download, progress=not args.json)
     result = drive(lambda cancel: diff(args.model_a, args.model_b, base=args.base, device=args.device,
                                        cancel=cancel), progress=not args.json)
     if args.json:

@@ -6,6 +6,7 @@ import math
 import os
 
 from fusion_gui.cli.drive import EXIT_OK, quiet_transformers, smoke_line
+from fusion_gui.cli.hub_models import add_download_flag, fetch_missing, local_folder
 from fusion_gui.cli.recording import drive_recorded, open_history
 
 
@@ -18,6 +19,7 @@ def add_parser(sub) -> None:
     d.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--no-smoke", action="store_true", help="skip the smoke check of the distilled student")
+    add_download_flag(d)
 
 
 def run(args) -> int:
@@ -30,10 +32,13 @@ def run(args) -> int:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training,
                                                                           resume_from=args.resume_from))
     main_rank = os.environ.get("RANK", "0") == "0"  # under accelerate launch / torchrun: rank 0 reports
+    fetch_missing([config.teacher, config.student], args.allow_download, progress=not args.no_progress and main_rank)
+    named = config  # the history names the models as the config does; the job reads the folders
+    config = dataclasses.replace(config, teacher=local_folder(config.teacher), student=local_folder(config.student))
     quiet_transformers()  # our own progress is enough
     result = drive_recorded(lambda cancel: distill(config, args.out_dir, cancel=cancel, force=args.force,
                                                    smoke=not args.no_smoke),
-                            _recorder(config, args) if main_rank else None, progress=not args.no_progress and main_rank)
+                            _recorder(named, args) if main_rank else None, progress=not args.no_progress and main_rank)
     if not main_rank:
         return EXIT_OK  # the main process wrote the output and says so
     print(summary(result))

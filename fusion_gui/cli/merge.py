@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from fusion_gui.cli.drive import EXIT_OK, quiet_transformers, smoke_line
+from fusion_gui.cli.hub_models import add_download_flag, dry_run_downloads, fetch_missing
 from fusion_gui.cli.recording import drive_recorded, open_history
 from fusion_gui.formatting import format_bytes
 
@@ -22,6 +23,7 @@ def add_parser(sub) -> None:
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.add_argument("--no-smoke", action="store_true",
                    help="skip the smoke check of the output (tokenizer, config, finite tensors, perplexity)")
+    add_download_flag(m)
 
 
 def run(args) -> int:
@@ -38,13 +40,20 @@ def run(args) -> int:
         print(f"note: {describe_moves(moved, folder)}", file=sys.stderr)
     options = MergeOptions(device=args.device, out_shard_size=args.out_shard_size, seed=args.seed,
                            force=args.force, smoke=not args.no_smoke)
+    models = recipe.referenced_models() + [recipe.tokenizer_source or (recipe.tokenizer or {}).get("source")]
+    models = [m for m in models if isinstance(m, str) and m not in ("base", "union")]
     if args.dry_run:
+        lines = dry_run_downloads(models, recipe.base_model, args.allow_download)
+        if lines is not None:  # models still on the Hub: what their headers say, and how much would download
+            print("\n".join(lines))
+            return EXIT_OK
         plan = plan_merge(recipe, args.out_dir, options)
         try:
             print(describe_plan(plan))
         finally:
             plan.close()
         return EXIT_OK
+    fetch_missing(models, args.allow_download, progress=not args.no_progress)
     if options.smoke:
         quiet_transformers()  # the smoke check loads the output and its inputs
     result = drive_recorded(lambda cancel: merge(recipe, args.out_dir, options, cancel=cancel),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 
+from fusion_gui.engine.hub.events import DownloadProgress
 from fusion_gui.events import EvalStep, Log, Progress, StepProgress, TrainStep
 from fusion_gui.formatting import format_bytes
 
@@ -49,6 +50,11 @@ class Printer:
         if event.taid_t is not None:
             post += f" t={event.taid_t:.3f}"
         self.count("distill", event.step, event.total_steps, postfix=post, first=event.step - 1)
+
+    @show.register
+    def _(self, event: DownloadProgress) -> None:  # a model fetched from the Hub, by bytes
+        self.count(f"download {event.repo_id}", event.done, event.total, in_bytes=True,
+                   postfix=f"{event.files_done}/{event.files_total} files")
 
     @show.register
     def _(self, event: EvalStep) -> None:

@@ -6,6 +6,18 @@ import os
 from pathlib import Path
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.hub.refs import looks_like_repo_id, split_revision
+
+ALLOW_HINT = "pass --allow-download (in the app: allow downloads from the Hub in the settings)"
+
+
+def not_downloaded_sentence(refs: list[str]) -> str:
+    """The one sentence for Hub models that are not in the local cache while downloads are not allowed."""
+    names = ", ".join(f"'{r}'" for r in refs)
+    some = "Model " + names + " is" if len(refs) == 1 else "Models " + names + " are"
+    return (f"{some} neither a file or folder here nor in the local Hugging Face cache "
+            f"(HF_HUB_CACHE={hub_cache_dir()}), and downloads are off: {ALLOW_HINT} to fetch "
+            f"{'it' if len(refs) == 1 else 'them'} from the Hub.")
 
 
 def hub_cache_dir() -> str:
@@ -21,16 +33,10 @@ def hub_cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
-def split_revision(ref: str) -> tuple[str, str | None]:
-    """'org/name@rev' -> ('org/name', 'rev'); no '@' -> (ref, None)."""
-    repo, sep, rev = ref.partition("@")
-    return (repo, rev or None) if sep else (ref, None)
-
-
 def _from_cache(ref: str, cache_dir: str) -> Path | None:
-    repo_id, revision = split_revision(ref)
-    if not repo_id or repo_id.startswith((".", "/", "~")) or "\\" in repo_id or repo_id.count("/") > 1:
+    if not looks_like_repo_id(ref):
         return None  # clearly a path, not a repo id
+    repo_id, revision = split_revision(ref)
     try:
         from huggingface_hub import snapshot_download
 
@@ -41,7 +47,33 @@ def _from_cache(ref: str, cache_dir: str) -> Path | None:
     except Exception:  # not cached, bad repo id, missing snapshot: all mean "not found" here
         return None
     path = Path(folder)
-    return path if path.is_dir() else None
+    return path if path.is_dir() and is_complete_snapshot(path) else None
+
+
+def is_complete_snapshot(folder: Path) -> bool:
+    """A cached snapshot is a model only once its weights are all there: a download that stopped
+    half-way (config and some shards, no index yet) is not one."""
+    from fusion_gui.engine.io.weight_files import find_weight_files
+
+    if (folder / "adapter_config.json").is_file():
+        return any((folder / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin"))
+    try:
+        find_weight_files(folder)
+    except InputError:
+        return False
+    return True
+
+
+def find_local_model(ref: str) -> Path | None:
+    """The local file or folder `ref` names, or its complete snapshot in the HF cache; None when the
+    model would have to be downloaded first."""
+    text = str(ref).strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if path.exists():
+        return Path(os.path.abspath(path))
+    return _from_cache(text, hub_cache_dir())
 
 
 def resolve_model_path(ref: str) -> Path:
@@ -52,10 +84,12 @@ def resolve_model_path(ref: str) -> Path:
     path = Path(text).expanduser()
     if path.exists():  # absolute, but links kept: messages name the path the user typed
         return Path(os.path.abspath(path))
-    cache_dir = hub_cache_dir()
-    found = _from_cache(text, cache_dir)
+    found = find_local_model(text)
     if found is not None:
         return found
+    cache_dir = hub_cache_dir()
+    if "/" in text and looks_like_repo_id(text):
+        raise InputError(not_downloaded_sentence([text]))
     raise InputError(
         f"Model '{ref}' not found: no such file or folder, and no model '{ref}' in the local "
         f"Hugging Face cache (HF_HUB_CACHE={cache_dir})."
