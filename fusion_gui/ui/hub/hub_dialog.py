@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
+from fusion_gui.engine.hub.events import DownloadProgress
 from fusion_gui.formatting import format_bytes
 from fusion_gui.ui.hub.hub_text import (
     DOWNLOADS_OFF, OFFLINE_SET, describe_remote, download_job, download_text, fraction, hub_offline,
@@ -117,7 +118,7 @@ class HubDialog(QDialog):
         self.preflight_runner.failed.connect(lambda summary, _details: self._show_error(summary))
         self.runner = JobRunner(
             self, start_button=self.download_button, cancel_button=self.cancel_button,
-            status_label=self.status_label, every_event=self._on_progress, on_finished=self._on_finished,
+            status_label=self.status_label, handlers={DownloadProgress: self._on_progress}, on_finished=self._on_finished,
             on_failed=lambda summary, _details: self._show_error(summary), on_cancelled=self._on_cancelled,
             on_done=self._update_controls, failure_title="Download failed", error_dialog=False)
         self._update_controls()
@@ -248,7 +249,7 @@ class HubDialog(QDialog):
         self.error_label.setText(URL.sub(lambda m: f"<a href='{m[0]}'>{m[0]}</a>", _escape(sentence)))
         self.preflight_label.setText("" if self.last_report is None else self.preflight_label.text())
 
-    def _on_progress(self, event) -> None:
+    def _on_progress(self, event: DownloadProgress) -> None:
         overall, file_line = download_text(event)
         self.overall_bar.setValue(int(1000 * fraction(event.done, event.total)))
         self.file_bar.setValue(int(1000 * fraction(event.file_done, event.file_total)))

@@ -5,21 +5,21 @@ job's thread (the GUI thread never imports huggingface_hub's network code, let a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fusion_gui.formatting import format_bytes, format_count, format_duration
 from fusion_gui.ui.hub.settings_text import ALLOW_DOWNLOADS
 
-OFFLINE_ENV = "HF_HUB_OFFLINE"
 DOWNLOADS_OFF = (f"Downloads from the Hugging Face Hub are off: tick “{ALLOW_DOWNLOADS}” (also in the "
                  "Settings menu) to search and download.")
-OFFLINE_SET = f"{OFFLINE_ENV} is set: the Hugging Face Hub is not reached; unset it to search and download."
+OFFLINE_SET = "HF_HUB_OFFLINE is set: the Hugging Face Hub is not reached; unset it to search and download."
 
 
 def hub_offline() -> bool:
-    """huggingface_hub's own switch, read now (the user may set it before starting the app)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """The engine's reading of HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, taken now (not at import)."""
+    from fusion_gui.engine.hub.connection import offline
+
+    return offline()
 
 
 def search_job(query: str, limit: int, token):
@@ -118,9 +118,18 @@ def fraction(done, total) -> float:
     return min(1.0, max(0.0, done / total)) if total else 0.0
 
 
-def card_preview_job(out_dir: str, kind: str, token):
-    """The model card front matter as it will be published (YAML text)."""
-    from fusion_gui.engine.hub import card_front_matter
+def card_preview_job(out_dir: str, token):
+    """The front matter of the model card as it will be published (YAML text), read from the folder."""
+    from fusion_gui.engine.hub.card import completed_card
 
     yield from ()
-    return card_front_matter(out_dir, kind)
+    return front_matter(completed_card(out_dir))
+
+
+def front_matter(card: str) -> str:
+    """The YAML between a README's opening '---' lines ('' when it has none)."""
+    lines = card.lstrip().splitlines()
+    if not lines or lines[0].strip() != "---":
+        return ""
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), len(lines))
+    return "\n".join(lines[1:end]).strip() + "\n"

@@ -18,16 +18,18 @@ def not_allowed_sentence(missing: list[str]) -> str:
 
 
 def hub_models_plan(refs: list[str], allowed: bool) -> tuple[str, list[str]] | None:
-    """None when every model is on disk or cached; else (what Run downloads first, problems).
-    Without permission: InputError naming the missing models and how to allow downloads."""
-    from fusion_gui.engine.hub import missing_models, remote_preflight
+    """None when every model (`refs`, the base first) is on disk or cached; else (what Run downloads
+    first, the problems the headers show against the base). Without permission: InputError naming the
+    missing models and how to allow downloads."""
+    from fusion_gui.engine.hub import missing_models
+    from fusion_gui.engine.hub.fetch import preflight_missing
 
-    missing = list(missing_models(refs))
+    missing = missing_models(refs)
     if not missing:
         return None
     if not allowed:
         raise InputError(not_allowed_sentence(missing))
-    reports = [remote_preflight(ref) for ref in missing]
+    reports = preflight_missing(refs, refs[0] if refs else None, True)
     total = sum(r.download_bytes for r in reports)
     each = ", ".join(f"{ref} ({format_bytes(r.download_bytes)})" for ref, r in zip(missing, reports))
     text = (f"Run first downloads {format_bytes(total)} from the Hugging Face Hub: {each}. "

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
+from fusion_gui.engine.hub.events import UploadProgress
 from fusion_gui.ui.hub.hub_text import OFFLINE_SET, card_preview_job, fraction, hub_offline, publish_job, upload_text
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 
@@ -72,10 +73,10 @@ class PublishDialog(QDialog):
         self.preview_job = LatestJob(self)
         self.preview_job.result.connect(self.preview.setPlainText)
         self.preview_job.failed.connect(lambda summary, _d: self.preview.setPlainText(f"No model card: {summary}"))
-        self.preview_job.request(lambda token: card_preview_job(out_dir, kind, token))
+        self.preview_job.request(lambda token: card_preview_job(out_dir, token))
         self.runner = JobRunner(
             self, start_button=self.publish_button, cancel_button=self.cancel_button,
-            progress_bar=self.progress_bar, status_label=self.status_label, every_event=self._on_progress,
+            progress_bar=self.progress_bar, status_label=self.status_label, handlers={UploadProgress: self._on_progress},
             on_finished=self._on_finished, on_failed=lambda summary, _d: self.error_label.setText(summary),
             on_cancelled=lambda: "Upload cancelled; what was sent is kept by the Hub and the next try resumes it.",
             on_done=self._update_controls, failure_title="Publishing failed", error_dialog=False)
@@ -104,11 +105,9 @@ class PublishDialog(QDialog):
             widget.setEnabled(not running)
         self.publish_button.setEnabled(bool(self.repo_edit.text().strip()) and not running)
 
-    def _on_progress(self, event) -> None:
-        if not hasattr(event, "stage"):
-            return
+    def _on_progress(self, event: UploadProgress) -> str:
         self.progress_bar.setValue(int(1000 * fraction(event.done, event.total)))
-        self.status_label.setText(upload_text(event))
+        return upload_text(event)
 
     def _on_finished(self, url) -> str:
         self.url = str(url)

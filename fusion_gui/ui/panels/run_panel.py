@@ -34,6 +34,8 @@ from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_o
 from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
 from fusion_gui.ui.dialogs.replace_dialog import ask_replace
 from fusion_gui.ui.dialogs.leftovers import DELETE_LEFTOVERS, delete_leftovers, partial_lines
+from fusion_gui.engine.hub.events import DownloadProgress
+from fusion_gui.ui.hub.hub_text import download_text
 from fusion_gui.ui.hub.merge_models import fetch_then
 from fusion_gui.ui.hub.publish_dialog import PublishButton
 from fusion_gui.ui.jobs import JobRunner, LatestJob
@@ -149,7 +151,8 @@ class RunPanel(QWidget):
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.progress_label, every_event=self.event_received.emit,
             handlers={Progress: self._on_progress, StepProgress: self._on_step, Log: self._on_log,
-                      PlanSummary: self._on_plan, **self.verdict_view.handlers()},
+                      PlanSummary: self._on_plan, DownloadProgress: lambda e: f"Downloading {e.repo_id}: {download_text(e)[0]}",
+                      **self.verdict_view.handlers()},
             on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
             on_done=self._on_done, failure_title="Merge failed")
         self.runner.started.connect(lambda _: self.verdict_view.clear())
