@@ -7,25 +7,23 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("pytestqt")
+from fusion_gui.engine.errors import InputError  # noqa: E402
+from fusion_gui.engine.hub.events import DownloadProgress, UploadProgress  # noqa: E402
 from fusion_gui.session.merge import MergeSession  # noqa: E402
 from fusion_gui.ui.hub.hub_text import DOWNLOADS_OFF  # noqa: E402
 from fusion_gui.ui.hub.publish_dialog import PublishButton  # noqa: E402
 from fusion_gui.ui.panels.models_panel import ModelsPanel  # noqa: E402
 from fusion_gui.ui.settings import AppSettings  # noqa: E402
-from ui_helpers import config_dir, no_leaked_windows  # noqa: E402,F401
+from ui_helpers import (  # noqa: E402,F401
+    JOB_TIMEOUT_MS, Gate, close_questions, config_dir, error_dialogs, no_leaked_windows, preflight, run_merge,
+    save_screenshot, window,
+)
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def online(monkeypatch):
-    """The test session runs offline (conftest); these tests reach only the local Hub."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-
-
-@pytest.fixture
-def panel(qtbot, config_dir, no_leaked_windows, online):  # noqa: F811 - pytest fixtures
+def panel(qtbot, config_dir, no_leaked_windows, hub):  # noqa: F811 - pytest fixtures
     """A Models panel bound to a merge session, as the window has it; downloads off (the default)."""
     view = ModelsPanel(MergeSession(), settings=AppSettings())
     qtbot.addWidget(view)
@@ -89,3 +87,182 @@ def test_hf_hub_offline_keeps_the_dialog_off_even_with_the_setting_on(panel, mon
     dialog.repo_edit.setText("org/tiny")
     assert dialog.start_download() is None
     assert "HF_HUB_OFFLINE is set" in dialog.error_label.text()
+
+
+# --- against the local Hub -------------------------------------------------------------------------------
+
+
+def allowed_dialog(panel):
+    panel.settings.allow_hub_downloads = True
+    return panel.pick_from_hub()
+
+
+def wait_preflight(qtbot, dialog, repo: str, revision: str = "", ok: bool = True):
+    """Name a repo and wait for the remote pre-flight's answer (result, or failure when not ok)."""
+    signal = dialog.preflight_runner.result if ok else dialog.preflight_runner.failed
+    with qtbot.waitSignal(signal, timeout=JOB_TIMEOUT_MS):
+        dialog.set_repo(repo, revision)
+
+
+def local_copy(hub, repo_id: str, folder):
+    """The fake Hub's files of a repo as a local model folder (a base the pre-flight compares with)."""
+    for name, data in hub.repos[repo_id].files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def download(qtbot, dialog):
+    events = []
+    worker = dialog.start_download()
+    assert worker is not None, dialog.error_label.text()
+    worker.event.connect(events.append)
+    with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
+        pass
+    return events
+
+
+def test_search_lists_name_downloads_likes_license_gated_and_size(panel, qtbot, hub):
+    dialog = allowed_dialog(panel)
+    with qtbot.waitSignal(dialog.search_view.job.result, timeout=JOB_TIMEOUT_MS):
+        dialog.search_view.search_now("org/")
+    rows = {row[0]: row for row in dialog.search_view.row_texts()}
+    assert list(rows)[0] == "org/ft"  # most downloaded first
+    assert rows["org/ft"][1:5] == ("200", "7", "mit", "no")
+    assert rows["org/gated"][4] == "yes" and rows["org/base"][3] == "apache-2.0"
+    assert rows["org/ft"][5].endswith("KB")  # the weights' size, from the Hub's parameter count
+    assert [m for m, p, _ in hub.requests if p.startswith("/api/models") and m == "GET"]
+
+
+def test_choosing_a_result_runs_the_preflight_against_the_current_base(panel, qtbot, hub, tmp_path):
+    panel.add_models([str(local_copy(hub, "org/base", tmp_path / "base"))])
+    dialog = allowed_dialog(panel)
+    with qtbot.waitSignal(dialog.search_view.job.result, timeout=JOB_TIMEOUT_MS):
+        dialog.search_view.search_now("other")
+    with qtbot.waitSignal(dialog.preflight_runner.result, timeout=JOB_TIMEOUT_MS):
+        dialog.search_view.table.selectRow(0)  # the user clicks org/other
+    assert dialog.repo_edit.text() == "org/other"
+    text = dialog.preflight_label.text()
+    assert "org/other: LlamaForCausalLM, 2 layers" in text and "F32" in text and "Free disk" in text
+    assert "⚠" in text and dialog.last_report.problems  # wider than the base: flagged before any download
+    wait_preflight(qtbot, dialog, "org/ft")
+    assert "⚠" not in dialog.preflight_label.text() and "Note: skipped" in dialog.preflight_label.text()
+    save_screenshot(dialog, "hub_dialog_preflight.png")
+
+
+def test_download_shows_progress_and_adds_the_repo_to_the_merge(panel, qtbot, hub):
+    dialog = allowed_dialog(panel)
+    wait_preflight(qtbot, dialog, "org/ft")
+    events = [e for e in download(qtbot, dialog) if isinstance(e, DownloadProgress)]
+    assert len({e.file for e in events}) > 2 and events[-1].done == events[-1].total > 0
+    assert dialog.overall_bar.value() == 1000 and "of" in dialog.overall_label.text()
+    assert panel.document.state.model_refs() == ["org/ft"]  # through the session's intent
+    assert panel.info("org/ft").error is None  # resolves from the cache, offline, like any cached model
+    assert panel.settings.hub_pending_download == ""
+    assert "added it to the merge" in dialog.status_label.text()
+
+
+def test_cancel_keeps_the_bytes_and_reopening_offers_to_resume(panel, qtbot, hub, monkeypatch):
+    from fusion_gui.ui.hub import hub_dialog, hub_text
+
+    def first_shard_done(event) -> bool:
+        return isinstance(event, DownloadProgress) and event.file.endswith(".safetensors") and \
+            event.file_done == event.file_total
+
+    seen = []
+    gate = Gate(lambda event: seen.append(event) is None and first_shard_done(event))
+    monkeypatch.setattr(hub_dialog, "download_job", gate.wrap(hub_text.download_job))
+    dialog = allowed_dialog(panel)
+    dialog.set_repo("org/ft")
+    worker = dialog.start_download()
+    qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    save_screenshot(dialog, "hub_dialog_downloading.png")
+    with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
+        dialog.cancel_button.click()
+    assert "Download cancelled" in dialog.status_label.text()
+    assert panel.document.state.model_refs() == []  # nothing half-downloaded presented as a model
+    assert panel.settings.hub_pending_download == "org/ft"
+    dialog.close()
+    panel.hub_dialog = None  # as after a restart: a new dialog, the setting read back
+    panel.settings = AppSettings.load()
+    again = allowed_dialog(panel)
+    assert again.repo_edit.text() == "org/ft" and again.download_button.text() == "Resume download"
+    assert "interrupted" in again.status_label.text()
+    monkeypatch.setattr(hub_dialog, "download_job", hub_text.download_job)
+    qtbot.waitUntil(lambda: not again.preflight_runner.busy, timeout=JOB_TIMEOUT_MS)
+    download(qtbot, again)
+    assert panel.document.state.model_refs() == ["org/ft"]
+    shards = {e.file for e in seen if first_shard_done(e)}
+    assert shards  # a shard was fetched whole before Cancel ...
+    assert all(len(hub.gets("org/ft", name)) == 1 for name in shards), hub.requests  # ... and not again
+
+
+@pytest.mark.parametrize("repo, revision, words", [
+    ("org/gated", "", "gated model"),
+    ("org/nope", "", "There is no model 'org/nope'"),
+    ("org/ft", "no-such-branch", "has no revision 'no-such-branch'"),
+    ("org/binonly", "", ".bin"),
+])
+def test_hub_faults_are_one_sentence_in_the_dialog(panel, qtbot, hub, repo, revision, words):
+    dialog = allowed_dialog(panel)
+    wait_preflight(qtbot, dialog, repo, revision, ok=False)
+    assert words in dialog.error_label.text()
+    if repo == "org/gated":  # the page where access is requested is a link
+        assert f"<a href='{hub.url}/org/gated'>" in dialog.error_label.text()
+        save_screenshot(dialog, "hub_dialog_gated.png")
+    wait_preflight(qtbot, dialog, "org/ft")  # still usable
+    assert dialog.error_label.text() == "" and dialog.download_button.isEnabled()
+
+
+def test_a_recipe_naming_a_missing_repo_says_how_to_allow_downloads(hub):
+    from fusion_gui.ui.hub.merge_models import hub_models_plan
+
+    with pytest.raises(InputError, match="Not on this computer: org/ft. Turn on Settings"):
+        hub_models_plan(["org/base", "org/ft"], allowed=False)
+    text, problems = hub_models_plan(["org/base", "org/ft"], allowed=True)
+    assert text.startswith("Run first downloads") and "org/base (" in text and "org/ft (" in text
+    assert problems == []
+    assert not [r for m, p, r in hub.requests if m == "GET" and p.endswith(".safetensors") and r is None]
+
+
+def test_the_merge_tab_downloads_what_its_recipe_names_once_allowed(window, qtbot, hub, tmp_path):
+    window.models_panel.add_models(["org/base", "org/ft"])
+    assert preflight(qtbot, window) is None
+    assert "Turn on Settings" in window.run_panel.preflight_label.text()
+    window.allow_downloads_action.setChecked(True)
+    assert window.settings.allow_hub_downloads
+    preflight(qtbot, window)
+    assert "Run first downloads" in window.run_panel.preflight_label.text()
+    worker = run_merge(qtbot, window, tmp_path / "merged")
+    assert window.run_panel.last_result is not None, window.run_panel.log_view.toPlainText()
+    assert (tmp_path / "merged" / "config.json").is_file()
+    assert not window.run_panel.publish_button.isHidden()
+    del worker
+
+
+def test_publish_previews_the_card_uploads_with_progress_and_shows_the_url(qtbot, hub, tmp_path, no_leaked_windows):
+    from fusion_gui.ui.hub.publish_dialog import PublishDialog
+
+    out = local_copy(hub, "org/ft", tmp_path / "out")
+    (out / "README.md").write_text("---\nlicense: mit\n---\n# A merge\n", encoding="utf-8")
+    (out / "mergekit_config.yml").write_text("merge_method: linear\nmodels:\n  - model: org/base\n"
+                                             "  - model: org/ft\n", encoding="utf-8")
+    dialog = PublishDialog(str(out), "merge")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitUntil(lambda: "base_model" in dialog.preview.toPlainText(), timeout=JOB_TIMEOUT_MS)
+    preview = dialog.preview.toPlainText()
+    assert "org/base" in preview and "base_model_relation: merge" in preview and "license: mit" in preview
+    dialog.repo_edit.setText("me/published")
+    events = []
+    worker = dialog.start()
+    worker.event.connect(events.append)
+    with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
+        pass
+    assert dialog.url == f"{hub.url}/me/published", dialog.error_label.text()
+    assert dialog.url in dialog.url_label.text() and dialog.progress_bar.value() == 1000
+    uploads = [e for e in events if isinstance(e, UploadProgress) and e.stage == "upload"]
+    assert len(uploads) > 1 and "model.safetensors.index.json" in hub.repos["me/published"].files
+    save_screenshot(dialog, "hub_publish.png")
+    dialog.close()
