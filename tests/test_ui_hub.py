@@ -148,6 +148,7 @@ def test_choosing_a_result_runs_the_preflight_against_the_current_base(panel, qt
     assert "⚠" in text and dialog.last_report.problems  # wider than the base: flagged before any download
     wait_preflight(qtbot, dialog, "org/ft")
     assert "⚠" not in dialog.preflight_label.text() and "Note: skipped" in dialog.preflight_label.text()
+    qtbot.wait(50)  # the layout settles around the longer text, as between a user's clicks
     save_screenshot(dialog, "hub_dialog_preflight.png")
 
 
@@ -177,6 +178,7 @@ def test_cancel_keeps_the_bytes_and_reopening_offers_to_resume(panel, qtbot, hub
     dialog.set_repo("org/ft")
     worker = dialog.start_download()
     qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    qtbot.wait(50)
     save_screenshot(dialog, "hub_dialog_downloading.png")
     with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
         dialog.cancel_button.click()
@@ -210,6 +212,8 @@ def test_hub_faults_are_one_sentence_in_the_dialog(panel, qtbot, hub, repo, revi
     assert words in dialog.error_label.text()
     if repo == "org/gated":  # the page where access is requested is a link
         assert f"<a href='{hub.url}/org/gated'>" in dialog.error_label.text()
+        assert not dialog.download_button.isEnabled()  # it would fail the same way
+        qtbot.wait(50)
         save_screenshot(dialog, "hub_dialog_gated.png")
     wait_preflight(qtbot, dialog, "org/ft")  # still usable
     assert dialog.error_label.text() == "" and dialog.download_button.isEnabled()
@@ -218,7 +222,7 @@ def test_hub_faults_are_one_sentence_in_the_dialog(panel, qtbot, hub, repo, revi
 def test_a_recipe_naming_a_missing_repo_says_how_to_allow_downloads(hub):
     from fusion_gui.ui.hub.merge_models import hub_models_plan
 
-    with pytest.raises(InputError, match="Not on this computer: org/ft. Turn on Settings"):
+    with pytest.raises(InputError, match="Not on this computer: org/base, org/ft. Turn on Settings"):
         hub_models_plan(["org/base", "org/ft"], allowed=False)
     text, problems = hub_models_plan(["org/base", "org/ft"], allowed=True)
     assert text.startswith("Run first downloads") and "org/base (" in text and "org/ft (" in text

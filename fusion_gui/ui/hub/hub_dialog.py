@@ -40,6 +40,21 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+class _Line(QLabel):
+    """A word-wrapped line of the dialog that takes no room while it says nothing."""
+
+    def __init__(self, rich: bool = False):
+        super().__init__(wordWrap=True, textFormat=Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+        self.setVisible(False)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setVisible(bool(text))
+
+    def clear(self) -> None:
+        self.setText("")
+
+
 class HubDialog(QDialog):
     model_ready = Signal(str)  # a downloaded model's repo ref ('org/name' or 'org/name@revision')
 
@@ -50,6 +65,7 @@ class HubDialog(QDialog):
         self.resize(760, 640)
         self.settings, self.base_ref = settings, base_ref
         self.last_report = None
+        self.preflight_failed = False  # the newest pre-flight's answer was an error: Download waits for a fix
         self.downloaded: str | None = None  # the local folder of the last finished download
 
         self.allow_box = QCheckBox(ALLOW_DOWNLOADS)
@@ -64,7 +80,7 @@ class HubDialog(QDialog):
         self.revision_edit.setMaximumWidth(180)
         for edit in (self.repo_edit, self.revision_edit):
             edit.textEdited.connect(self.schedule_preflight)
-        self.preflight_label = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
+        self.preflight_label = _Line(rich=True)
         self.preflight_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.download_button = QPushButton("Download and add")
         self.download_button.setDefault(True)
@@ -74,8 +90,9 @@ class HubDialog(QDialog):
         self.overall_label = QLabel()
         self.file_bar = QProgressBar(minimum=0, maximum=1000, textVisible=False)
         self.file_label = QLabel()
-        self.status_label = QLabel(wordWrap=True)
-        self.error_label = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText, openExternalLinks=True)
+        self.status_label = _Line()
+        self.error_label = _Line(rich=True)
+        self.error_label.setOpenExternalLinks(True)
         self.error_label.setStyleSheet(ERROR_STYLE)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -115,7 +132,7 @@ class HubDialog(QDialog):
 
         self.preflight_runner = LatestJob(self, delay_ms=PREFLIGHT_DELAY_MS)
         self.preflight_runner.result.connect(self._show_preflight)
-        self.preflight_runner.failed.connect(lambda summary, _details: self._show_error(summary))
+        self.preflight_runner.failed.connect(self._on_preflight_failed)
         self.runner = JobRunner(
             self, start_button=self.download_button, cancel_button=self.cancel_button,
             status_label=self.status_label, handlers={DownloadProgress: self._on_progress}, on_finished=self._on_finished,
@@ -149,14 +166,17 @@ class HubDialog(QDialog):
             self.preflight_runner.cancel_pending()
             self._update_controls()
             return None
-        self.last_report = None
+        self.last_report, self.preflight_failed = None, False
         self.preflight_label.setText(f"Checking {_escape(ref)} from its safetensors headers…")
         base = self.base_ref()
-        return self.preflight_runner.request(lambda token: preflight_job(ref, base, token))
+        worker = self.preflight_runner.request(lambda token: preflight_job(ref, base, token))
+        self._update_controls()
+        return worker
 
     def schedule_preflight(self, *_args) -> None:
-        self.last_report = None
+        self.last_report, self.preflight_failed = None, False
         self.preflight_label.clear()
+        self.error_label.clear()
         if self.ref() and not self.allowed():
             self.preflight_runner.schedule(lambda: self._preflight_factory())
         self._update_controls()
@@ -221,7 +241,7 @@ class HubDialog(QDialog):
         for edit in (self.repo_edit, self.revision_edit):
             edit.setEnabled(not running)
         self.download_button.setEnabled(refusal is None and bool(self.ref()) and not running
-                                        and not self._disk_too_small())
+                                        and not self.preflight_failed and not self._disk_too_small())
         pending = self.settings.hub_pending_download
         self.download_button.setText("Resume download" if pending and pending == self.ref() and not running
                                      else "Download and add")
@@ -244,10 +264,15 @@ class HubDialog(QDialog):
         self.preflight_label.setText("<br>".join(lines))
         self._update_controls()
 
+    def _on_preflight_failed(self, summary: str, _details: str) -> None:
+        self.preflight_failed = True
+        self.preflight_label.clear()
+        self._show_error(summary)
+        self._update_controls()
+
     def _show_error(self, sentence: str) -> None:
         """One sentence; a link in it (a gated repo's access page) can be clicked."""
         self.error_label.setText(URL.sub(lambda m: f"<a href='{m[0]}'>{m[0]}</a>", _escape(sentence)))
-        self.preflight_label.setText("" if self.last_report is None else self.preflight_label.text())
 
     def _on_progress(self, event: DownloadProgress) -> None:
         overall, file_line = download_text(event)

@@ -89,14 +89,13 @@ def describe_remote(ref: str, report, partial: int = 0) -> tuple[str, list[str]]
     return "\n".join(lines), [str(p) for p in report.problems]
 
 
-def speed_text(bytes_per_s: float | None) -> str:
-    return f"{format_bytes(bytes_per_s)}/s" if bytes_per_s else "-"
-
-
 def download_text(event) -> tuple[str, str]:
-    """(overall line, current file line) of a DownloadProgress."""
-    overall = (f"{format_bytes(event.done)} of {format_bytes(event.total)} · file {event.files_done} of "
-               f"{event.files_total} · {speed_text(event.bytes_per_second)} · ETA {format_duration(event.eta_seconds)}")
+    """(overall line, current file line) of a DownloadProgress; speed and ETA once they are known."""
+    overall = f"{format_bytes(event.done)} of {format_bytes(event.total)} · file {event.files_done} of {event.files_total}"
+    if event.bytes_per_second:
+        overall += f" · {format_bytes(event.bytes_per_second)}/s"
+    if event.eta_seconds is not None:
+        overall += f" · ETA {format_duration(event.eta_seconds)}"
     file_line = (f"{event.file}: {format_bytes(event.file_done)} of {format_bytes(event.file_total)}"
                  if event.file else "")
     return overall, file_line

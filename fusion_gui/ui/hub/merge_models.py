@@ -14,7 +14,7 @@ def not_allowed_sentence(missing: list[str]) -> str:
     names = ", ".join(missing)
     return (f"Not on this computer: {names}. Turn on Settings › “{ALLOW_DOWNLOADS}” to let Run download "
             f"{'it' if len(missing) == 1 else 'them'}, or add {'it' if len(missing) == 1 else 'them'} with "
-            f"Models › From the Hub….")
+            "the Models panel's “From the Hub…” button.")
 
 
 def hub_models_plan(refs: list[str], allowed: bool) -> tuple[str, list[str]] | None:
