@@ -50,12 +50,28 @@ def test_a_dropped_connection_resumes_with_a_range_request(hub):
     from fusion_gui.engine.hub import download_model
 
     shard = next(f for f in hub.repos["org/base"].files if f.startswith("model-00001"))
-    hub.drop_once.add(("org/base", shard))
+    hub.drops[("org/base", shard)] = 1
     _, snapshot = run(download_model("org/base"))
     assert hub.dropped == [("org/base", shard)]
     ranges = hub.gets("org/base", shard)
     assert ranges[0] is None and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
     assert (snapshot / shard).read_bytes() == hub.repos["org/base"].files[shard]
+
+
+def test_a_line_that_keeps_dropping_fails_in_one_sentence_and_a_rerun_resumes(hub, monkeypatch):
+    from fusion_gui.engine.hub import download_model
+    from fusion_gui.engine.io.resolve import find_local_model
+
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # the library waits 1 s between its retries
+    shards = sorted(f for f in hub.repos["org/ft"].files if f.startswith("model-0"))
+    hub.drops[("org/ft", shards[1])] = 10  # more than the library's 5 retries
+    with pytest.raises(InputError) as err:
+        run(download_model("org/ft"))
+    assert f"The connection to the Hub dropped while downloading {shards[1]}" in str(err.value)
+    assert "running it again continues" in str(err.value) and find_local_model("org/ft") is None
+    hub.drops.clear()
+    run(download_model("org/ft"))
+    assert len(hub.gets("org/ft", shards[0])) == 1 and find_local_model("org/ft") is not None
 
 
 def test_cancel_keeps_finished_files_and_a_rerun_fetches_only_the_rest(hub):

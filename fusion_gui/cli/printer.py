@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from fusion_gui.engine.hub.events import DownloadProgress
+from fusion_gui.engine.hub.events import DownloadProgress, UploadProgress
 from fusion_gui.events import EvalStep, Log, Progress, StepProgress, TrainStep
 from fusion_gui.formatting import format_bytes
 
@@ -54,6 +54,11 @@ class Printer:
     @show.register
     def _(self, event: DownloadProgress) -> None:  # a model fetched from the Hub, by bytes
         self.count(f"download {event.repo_id}", event.done, event.total, in_bytes=True,
+                   postfix=f"{event.files_done}/{event.files_total} files")
+
+    @show.register
+    def _(self, event: UploadProgress) -> None:  # an output published to the Hub, by bytes
+        self.count(f"upload {event.repo_id}", event.done, event.total, in_bytes=True,
                    postfix=f"{event.files_done}/{event.files_total} files")
 
     @show.register

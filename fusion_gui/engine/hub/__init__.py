@@ -19,7 +19,7 @@ The API the app and the CLI use (names kept stable):
   permission, else InputError naming them and `--allow-download` (fetch.py).
 - `publish(out_dir, repo_id, private=False, revision=None, cancel=None) -> Generator[UploadProgress,
   None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
-  returns the repo's URL (publish.py, card.py).
+  returns the repo's URL (upload.py, card.py).
 - Events and results: `HubModelRow`, `RemoteFile`, `RemotePreflight`, `DownloadProgress`,
   `UploadProgress` (events.py).
 - Failures are `InputError` with one sentence (errors.py maps huggingface_hub's errors).
@@ -37,7 +37,7 @@ _WHERE = {
     "remote_preflight": "preflight", "describe_preflight": "preflight",
     "download_model": "download",
     "missing_models": "fetch", "fetch_models": "fetch",
-    "publish": "publish",
+    "publish": "upload",
     "HubModelRow": "events", "RemoteFile": "events", "RemotePreflight": "events",
     "DownloadProgress": "events", "UploadProgress": "events",
     "hub_error_sentence": "errors",

@@ -32,7 +32,14 @@ def hub_api():
 
 
 def cache_dir() -> str:
-    """The Hugging Face cache folder (HF_HUB_CACHE, HF_HOME/hub or the default)."""
-    from fusion_gui.engine.io.resolve import hub_cache_dir
+    """The Hugging Face cache folder (HF_HUB_CACHE, HF_HOME/hub or the default), read now (not at import)
+    so a changed HF_HUB_CACHE counts."""
+    from huggingface_hub import constants
 
-    return hub_cache_dir()
+    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return os.path.expanduser(env)
+    home = os.environ.get("HF_HOME")
+    if home:
+        return os.path.join(os.path.expanduser(home), "hub")
+    return constants.HF_HUB_CACHE

@@ -60,8 +60,9 @@ def hub_error_sentence(err: BaseException, what: str, file: str | None = None) -
         return f"The Hub answered {_status(err) or 'an error'} for '{what}': {str(err).splitlines()[0]}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return f"The disk holding the Hugging Face cache is full while fetching '{what}'; free space, then {KEPT}."
-    if isinstance(err, OSError) and "Consistency check failed" in str(err):
-        return f"The connection dropped while downloading {file or what}; {KEPT}."
+    if (isinstance(err, OSError) and "Consistency check failed" in str(err)) or type(err).__name__ in (
+            "RemoteProtocolError", "ReadError"):  # the line went dead mid-file, after the library's retries
+        return f"The connection to the Hub dropped while downloading {file or what}; {KEPT}."
     if _network_error(err) or isinstance(err, LocalEntryNotFoundError):
         during = f" while downloading {file}" if file else ""
         return (f"Cannot reach the Hub at {endpoint()}{during} ({type(err).__name__}): check the network; "

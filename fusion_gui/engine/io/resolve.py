@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.hub.connection import cache_dir as hub_cache_dir
 from fusion_gui.engine.hub.refs import looks_like_repo_id, split_revision
 
 ALLOW_HINT = "pass --allow-download (in the app: allow downloads from the Hub in the settings)"
@@ -18,19 +19,6 @@ def not_downloaded_sentence(refs: list[str]) -> str:
     return (f"{some} neither a file or folder here nor in the local Hugging Face cache "
             f"(HF_HUB_CACHE={hub_cache_dir()}), and downloads are off: {ALLOW_HINT} to fetch "
             f"{'it' if len(refs) == 1 else 'them'} from the Hub.")
-
-
-def hub_cache_dir() -> str:
-    """The Hugging Face cache folder, read now (not at import) so a changed HF_HUB_CACHE counts."""
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if env:
-        return os.path.expanduser(env)
-    home = os.environ.get("HF_HOME")
-    if home:
-        return os.path.join(os.path.expanduser(home), "hub")
-    return constants.HF_HUB_CACHE
 
 
 def _from_cache(ref: str, cache_dir: str) -> Path | None:
