@@ -268,5 +268,6 @@ def test_publish_previews_the_card_uploads_with_progress_and_shows_the_url(qtbot
     assert dialog.url in dialog.url_label.text() and dialog.progress_bar.value() == 1000
     uploads = [e for e in events if isinstance(e, UploadProgress) and e.stage == "upload"]
     assert len(uploads) > 1 and "model.safetensors.index.json" in hub.repos["me/published"].files
+    qtbot.wait(50)
     save_screenshot(dialog, "hub_publish.png")
     dialog.close()

@@ -26,6 +26,7 @@ from fusion_gui.ui.hub.hub_text import (
     DOWNLOADS_OFF, OFFLINE_SET, describe_remote, download_job, download_text, fraction, hub_offline,
     preflight_job,
 )
+from fusion_gui.ui.hub.line import Line
 from fusion_gui.ui.hub.search_view import HubSearchView
 from fusion_gui.ui.hub.settings_text import ALLOW_DOWNLOADS
 from fusion_gui.ui.jobs import JobRunner, LatestJob
@@ -38,21 +39,6 @@ URL = re.compile(r"https?://[^\s,;'\"()<>]*[^\s,;'\"()<>.]")  # a sentence's ful
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-class _Line(QLabel):
-    """A word-wrapped line of the dialog that takes no room while it says nothing."""
-
-    def __init__(self, rich: bool = False):
-        super().__init__(wordWrap=True, textFormat=Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
-        self.setVisible(False)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
-        super().setText(text)
-        self.setVisible(bool(text))
-
-    def clear(self) -> None:
-        self.setText("")
 
 
 class HubDialog(QDialog):
@@ -80,7 +66,7 @@ class HubDialog(QDialog):
         self.revision_edit.setMaximumWidth(180)
         for edit in (self.repo_edit, self.revision_edit):
             edit.textEdited.connect(self.schedule_preflight)
-        self.preflight_label = _Line(rich=True)
+        self.preflight_label = Line(rich=True)
         self.preflight_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.download_button = QPushButton("Download and add")
         self.download_button.setDefault(True)
@@ -90,8 +76,8 @@ class HubDialog(QDialog):
         self.overall_label = QLabel()
         self.file_bar = QProgressBar(minimum=0, maximum=1000, textVisible=False)
         self.file_label = QLabel()
-        self.status_label = _Line()
-        self.error_label = _Line(rich=True)
+        self.status_label = Line()
+        self.error_label = Line(rich=True)
         self.error_label.setOpenExternalLinks(True)
         self.error_label.setStyleSheet(ERROR_STYLE)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)

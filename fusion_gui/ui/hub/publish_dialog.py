@@ -6,7 +6,7 @@ is sent. The upload is a JobRunner job with progress and Cancel; the repo's URL 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from fusion_gui.engine.hub.events import UploadProgress
+from fusion_gui.ui.hub.line import Line
 from fusion_gui.ui.hub.hub_text import OFFLINE_SET, card_preview_job, fraction, hub_offline, publish_job, upload_text
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 
@@ -43,11 +44,9 @@ class PublishDialog(QDialog):
         self.publish_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel upload")
         self.progress_bar = QProgressBar(minimum=0, maximum=1000, textVisible=False)
-        self.status_label = QLabel(wordWrap=True)
-        self.url_label = QLabel(textFormat=Qt.TextFormat.RichText, openExternalLinks=True)
-        self.url_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        self.error_label = QLabel(wordWrap=True)
-        self.error_label.setStyleSheet(ERROR_STYLE)
+        self.status_label = Line()
+        self.url_label = Line(rich=True)
+        self.error_label = Line(style=ERROR_STYLE)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
 
@@ -111,9 +110,9 @@ class PublishDialog(QDialog):
 
     def _on_finished(self, url) -> str:
         self.url = str(url)
-        self.url_label.setText(f"<a href='{self.url}'>{self.url}</a>")
+        self.url_label.setText(f"On the Hub: <a href='{self.url}'>{self.url}</a>")
         self.published.emit(self.url)
-        return f"Published {self.out_dir} to {self.url}"
+        return "Published."
 
 
 class PublishButton(QPushButton):
