@@ -132,7 +132,12 @@ def test_search_lists_name_downloads_likes_license_gated_and_size(panel, qtbot, 
     assert rows["org/ft"][1:5] == ("200", "7", "mit", "no")
     assert rows["org/gated"][4] == "yes" and rows["org/base"][3] == "apache-2.0"
     assert rows["org/ft"][5].endswith("KB")  # the weights' size, from the Hub's parameter count
-    assert [m for m, p, _ in hub.requests if p.startswith("/api/models") and m == "GET"]
+    with qtbot.waitSignal(dialog.search_view.job.result, timeout=JOB_TIMEOUT_MS):  # typing: debounced
+        dialog.search_view.query_edit.clear()
+        qtbot.keyClicks(dialog.search_view.query_edit, "gat")
+    assert [row[0] for row in dialog.search_view.row_texts()] == ["org/gated"]
+    searches = [p for m, p, _ in hub.requests if m == "GET" and p.split("?")[0] == "/api/models"]
+    assert len(searches) == 2, searches  # one for "org/", one for the typed "gat": not one per key
 
 
 def test_choosing_a_result_runs_the_preflight_against_the_current_base(panel, qtbot, hub, tmp_path):

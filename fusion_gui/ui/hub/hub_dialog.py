@@ -288,8 +288,11 @@ def open_hub_dialog(panel) -> HubDialog:
     finished download joins the merge through the panel's add_models (the session's intent)."""
     dialog = getattr(panel, "hub_dialog", None)
     if dialog is None:
-        state = panel.document.state
-        dialog = HubDialog(panel.settings, lambda: state.base_model or next(iter(state.model_refs()), None), panel)
+        def base() -> str | None:  # read when asked: opening a recipe replaces the session's state
+            state = panel.document.state
+            return state.base_model or next(iter(state.model_refs()), None)
+
+        dialog = HubDialog(panel.settings, base, panel)
         dialog.model_ready.connect(lambda ref: panel.add_models([ref]))
         panel.hub_dialog = dialog
     dialog.show()
