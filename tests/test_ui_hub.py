@@ -237,6 +237,7 @@ def test_a_recipe_naming_a_missing_repo_says_how_to_allow_downloads(hub):
 
 def test_the_merge_tab_downloads_what_its_recipe_names_once_allowed(window, qtbot, hub, tmp_path):
     window.models_panel.add_models(["org/base", "org/ft"])
+    assert set(window.models_panel.problems()) == {"org/base", "org/ft"}  # not on this computer yet
     assert preflight(qtbot, window) is None
     assert "Turn on Settings" in window.run_panel.preflight_label.text()
     window.allow_downloads_action.setChecked(True)
@@ -247,6 +248,7 @@ def test_the_merge_tab_downloads_what_its_recipe_names_once_allowed(window, qtbo
     assert window.run_panel.last_result is not None, window.run_panel.log_view.toPlainText()
     assert (tmp_path / "merged" / "config.json").is_file()
     assert not window.run_panel.publish_button.isHidden()
+    assert window.models_panel.problems() == {}  # the downloaded rows are described again
     del worker
 
 

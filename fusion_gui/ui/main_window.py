@@ -265,6 +265,7 @@ class MainWindow(QMainWindow):
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
         state = self.document.state
+        self.models_panel.recheck_unreadable()  # Hub models Run downloaded first are readable now
         self.history_panel.record_merge(result, dump_recipe(self.document.recipe()), state.model_refs(),
                                         state.base_model)
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])

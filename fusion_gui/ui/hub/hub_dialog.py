@@ -293,7 +293,7 @@ def open_hub_dialog(panel) -> HubDialog:
             return state.base_model or next(iter(state.model_refs()), None)
 
         dialog = HubDialog(panel.settings, base, panel)
-        dialog.model_ready.connect(lambda ref: panel.add_models([ref]))
+        dialog.model_ready.connect(lambda ref: (panel.recheck_unreadable(), panel.add_models([ref])))
         panel.hub_dialog = dialog
     dialog.show()
     dialog.raise_()

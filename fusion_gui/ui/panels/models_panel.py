@@ -221,7 +221,6 @@ class ModelsPanel(QWidget):
         if added:
             self.models_added.emit(added)
             self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
-            self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
         return added
 
     def remove_model(self, ref: str) -> None:
@@ -234,6 +233,11 @@ class ModelsPanel(QWidget):
         if ref not in self._infos:
             self._infos[ref] = describe_model(ref)
         return self._infos[ref]
+
+    def recheck_unreadable(self) -> None:
+        """Describe again the rows that could not be read (a Hub model downloaded since), then redraw."""
+        self._infos = {ref: info for ref, info in self._infos.items() if not info.error}
+        self.refresh()
 
     def problems(self) -> dict[str, str]:
         """Reference -> the reason it cannot be merged, for every flagged row."""
