@@ -71,7 +71,7 @@ def test_ticking_the_box_turns_the_setting_on_for_the_whole_app(panel, config_di
 
 
 def test_the_publish_button_appears_only_with_a_result(qtbot, tmp_path):
-    button = PublishButton("merge")
+    button = PublishButton()
     qtbot.addWidget(button)
     assert button.isHidden() and button.open_dialog() is None
     button.set_result(str(tmp_path))
@@ -244,12 +244,15 @@ def test_the_merge_tab_downloads_what_its_recipe_names_once_allowed(window, qtbo
     assert window.settings.allow_hub_downloads
     preflight(qtbot, window)
     assert "Run first downloads" in window.run_panel.preflight_label.text()
-    worker = run_merge(qtbot, window, tmp_path / "merged")
+    run_merge(qtbot, window, tmp_path / "merged")
     assert window.run_panel.last_result is not None, window.run_panel.log_view.toPlainText()
     assert (tmp_path / "merged" / "config.json").is_file()
     assert not window.run_panel.publish_button.isHidden()
     assert window.models_panel.problems() == {}  # the downloaded rows are described again
-    del worker
+    publish = window.run_panel.publish_button.open_dialog()  # beside the result, for this folder
+    qtbot.waitUntil(lambda: "base_model_relation: merge" in publish.preview.toPlainText(), timeout=JOB_TIMEOUT_MS)
+    assert "- org/base" in publish.preview.toPlainText() and "- org/ft" in publish.preview.toPlainText()
+    publish.close()
 
 
 def test_publish_previews_the_card_uploads_with_progress_and_shows_the_url(qtbot, hub, tmp_path, no_leaked_windows):
@@ -259,12 +262,14 @@ def test_publish_previews_the_card_uploads_with_progress_and_shows_the_url(qtbot
     (out / "README.md").write_text("---\nlicense: mit\n---\n# A merge\n", encoding="utf-8")
     (out / "mergekit_config.yml").write_text("merge_method: linear\nmodels:\n  - model: org/base\n"
                                              "  - model: org/ft\n", encoding="utf-8")
-    dialog = PublishDialog(str(out), "merge")
+    dialog = PublishDialog(str(out))
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitUntil(lambda: "base_model" in dialog.preview.toPlainText(), timeout=JOB_TIMEOUT_MS)
     preview = dialog.preview.toPlainText()
     assert "org/base" in preview and "base_model_relation: merge" in preview and "license: mit" in preview
+    dialog.license_edit.setText("apache-2.0")  # the user's licence replaces the card's, in the preview too
+    qtbot.waitUntil(lambda: "license: apache-2.0" in dialog.preview.toPlainText(), timeout=JOB_TIMEOUT_MS)
     dialog.repo_edit.setText("me/published")
     events = []
     worker = dialog.start()
@@ -275,6 +280,25 @@ def test_publish_previews_the_card_uploads_with_progress_and_shows_the_url(qtbot
     assert dialog.url in dialog.url_label.text() and dialog.progress_bar.value() == 1000
     uploads = [e for e in events if isinstance(e, UploadProgress) and e.stage == "upload"]
     assert len(uploads) > 1 and "model.safetensors.index.json" in hub.repos["me/published"].files
+    assert b"license: apache-2.0" in hub.repos["me/published"].files["README.md"]
     qtbot.wait(50)
     save_screenshot(dialog, "hub_publish.png")
     dialog.close()
+
+
+def test_cancelling_an_upload_says_so_and_the_dialog_stays_usable(qtbot, hub, tmp_path, monkeypatch,
+                                                                  no_leaked_windows):  # noqa: F811
+    from fusion_gui.ui.hub import hub_text, publish_dialog
+
+    gate = Gate(lambda event: isinstance(event, UploadProgress) and event.stage == "upload")
+    monkeypatch.setattr(publish_dialog, "publish_job", gate.wrap(hub_text.publish_job))
+    dialog = publish_dialog.PublishDialog(str(local_copy(hub, "org/base", tmp_path / "out")))
+    qtbot.addWidget(dialog)
+    dialog.repo_edit.setText("me/cancelled")
+    worker = dialog.start()
+    qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    assert not dialog.repo_edit.isEnabled()  # what is being sent where stays as shown
+    with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
+        dialog.cancel_button.click()
+    assert dialog.url is None and "Upload cancelled" in dialog.status_label.text()
+    assert dialog.repo_edit.isEnabled() and dialog.publish_button.isEnabled()

@@ -146,7 +146,7 @@ class ExtractLoraDialog(QDialog):
         self.add_button = QPushButton("Add adapter to models", enabled=False)
         self.add_button.setToolTip("Add the adapter folder as a model in the Merge tab.")
         self.add_button.clicked.connect(self.add_adapter)
-        self.publish_button = PublishButton("lora")  # shown once there is an adapter folder
+        self.publish_button = PublishButton()  # shown once there is an adapter folder
         close = QPushButton("Close")
         close.clicked.connect(self.close)
 

@@ -43,10 +43,10 @@ def download_job(ref: str, token):
     return download_model(ref, cancel=token)
 
 
-def publish_job(out_dir: str, repo_id: str, private: bool, revision: str | None, token):
+def publish_job(out_dir: str, repo_id: str, private: bool, revision: str | None, license: str | None, token):
     from fusion_gui.engine.hub import publish
 
-    return publish(out_dir, repo_id, private=private, revision=revision, cancel=token)
+    return publish(out_dir, repo_id, private=private, revision=revision, cancel=token, license=license)
 
 
 def cache_dir() -> Path:
@@ -117,12 +117,12 @@ def fraction(done, total) -> float:
     return min(1.0, max(0.0, done / total)) if total else 0.0
 
 
-def card_preview_job(out_dir: str, token):
+def card_preview_job(out_dir: str, license: str | None, token):
     """The front matter of the model card as it will be published (YAML text), read from the folder."""
     from fusion_gui.engine.hub.card import completed_card
 
     yield from ()
-    return front_matter(completed_card(out_dir))
+    return front_matter(completed_card(out_dir, license))
 
 
 def front_matter(card: str) -> str:

@@ -24,11 +24,11 @@ ERROR_STYLE = "color: #b3261e;"
 class PublishDialog(QDialog):
     published = Signal(str)  # the repo's URL
 
-    def __init__(self, out_dir: str, kind: str = "merge", parent: QWidget | None = None):
+    def __init__(self, out_dir: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Publish to the Hugging Face Hub")
         self.resize(640, 560)
-        self.out_dir, self.kind = out_dir, kind
+        self.out_dir = out_dir  # what it is (merge, distillation, adapter) the engine reads from the folder
         self.url: str | None = None
 
         self.folder_label = QLabel(f"Uploads the folder {out_dir}", wordWrap=True)
@@ -36,6 +36,8 @@ class PublishDialog(QDialog):
         self.repo_edit.textChanged.connect(self._update_controls)
         self.private_box = QCheckBox("Private repository", checked=True)
         self.revision_edit = QLineEdit(placeholderText="main")
+        self.license_edit = QLineEdit(placeholderText="as the model card says, e.g. apache-2.0")
+        self.license_edit.textChanged.connect(self.refresh_preview)
         self.preview = QPlainTextEdit(readOnly=True)
         self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.preview.setPlaceholderText("Reading the model card…")
@@ -53,6 +55,7 @@ class PublishDialog(QDialog):
         form = QFormLayout()
         form.addRow("Repository", self.repo_edit)
         form.addRow("Branch", self.revision_edit)
+        form.addRow("License", self.license_edit)
         form.addRow("", self.private_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.publish_button)
@@ -69,17 +72,25 @@ class PublishDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(close)
 
-        self.preview_job = LatestJob(self)
+        self.preview_job = LatestJob(self, delay_ms=300)
         self.preview_job.result.connect(self.preview.setPlainText)
         self.preview_job.failed.connect(lambda summary, _d: self.preview.setPlainText(f"No model card: {summary}"))
-        self.preview_job.request(lambda token: card_preview_job(out_dir, token))
+        self.preview_job.request(lambda token: card_preview_job(out_dir, None, token))
         self.runner = JobRunner(
             self, start_button=self.publish_button, cancel_button=self.cancel_button,
             progress_bar=self.progress_bar, status_label=self.status_label, handlers={UploadProgress: self._on_progress},
             on_finished=self._on_finished, on_failed=lambda summary, _d: self.error_label.setText(summary),
-            on_cancelled=lambda: "Upload cancelled; what was sent is kept by the Hub and the next try resumes it.",
+            on_cancelled=lambda: "Upload cancelled: nothing was committed; the Hub keeps the large files already "
+                                 "sent, so the next try skips them.",
             on_done=self._update_controls, failure_title="Publishing failed", error_dialog=False)
         self._update_controls()
+
+    def license(self) -> str | None:
+        return self.license_edit.text().strip() or None
+
+    def refresh_preview(self, *_args) -> None:
+        license = self.license()
+        self.preview_job.schedule(lambda: (lambda token: card_preview_job(self.out_dir, license, token)))
 
     def start(self):
         """Upload now; returns the worker, or None when refused (one sentence in the dialog)."""
@@ -92,15 +103,15 @@ class PublishDialog(QDialog):
         self.error_label.clear()
         self.url_label.clear()
         self.url = None
-        private, revision = self.private_box.isChecked(), self.revision_edit.text().strip() or None
-        worker = self.runner.start(lambda token: publish_job(self.out_dir, repo_id, private, revision, token),
+        private, revision, license = self.private_box.isChecked(), self.revision_edit.text().strip() or None, self.license()
+        worker = self.runner.start(lambda token: publish_job(self.out_dir, repo_id, private, revision, license, token),
                                    f"Publishing to {repo_id}…")
         self._update_controls()
         return worker
 
     def _update_controls(self, *_args) -> None:
         running = self.runner.running if hasattr(self, "runner") else False
-        for widget in (self.repo_edit, self.private_box, self.revision_edit):
+        for widget in (self.repo_edit, self.private_box, self.revision_edit, self.license_edit):
             widget.setEnabled(not running)
         self.publish_button.setEnabled(bool(self.repo_edit.text().strip()) and not running)
 
@@ -118,9 +129,8 @@ class PublishDialog(QDialog):
 class PublishButton(QPushButton):
     """“Publish to the Hub…” beside a result: hidden until there is a result folder to publish."""
 
-    def __init__(self, kind: str, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__("Publish to the Hub…", parent)
-        self.kind = kind
         self.out_dir: str | None = None
         self.dialog: PublishDialog | None = None
         self.setVisible(False)
@@ -136,7 +146,7 @@ class PublishButton(QPushButton):
         if self.dialog is None or self.dialog.out_dir != self.out_dir:
             if self.dialog is not None and not self.dialog.runner.running:
                 self.dialog.deleteLater()
-            self.dialog = PublishDialog(self.out_dir, self.kind, self)
+            self.dialog = PublishDialog(self.out_dir, self)
         self.dialog.show()
         self.dialog.raise_()
         return self.dialog

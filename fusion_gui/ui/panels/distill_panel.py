@@ -134,7 +134,7 @@ class DistillPanel(QWidget):
         self.save_now_button.clicked.connect(self.save_checkpoint_now)
         self.open_button = QPushButton("Open folder", enabled=False)
         self.open_button.clicked.connect(self.open_output)
-        self.publish_button = PublishButton("distillation")  # shown once there is a student folder
+        self.publish_button = PublishButton()  # shown once there is a student folder
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
         self.status_label = QLabel("Pick a teacher, a student and some text, then Start.")
         self.status_label.setWordWrap(True)

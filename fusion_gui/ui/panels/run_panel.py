@@ -108,7 +108,7 @@ class RunPanel(QWidget):
         self.open_button = QPushButton("Open folder")
         self.open_button.setVisible(False)
         self.open_button.clicked.connect(self.open_output)
-        self.publish_button = PublishButton("merge")  # shown once there is a merged folder
+        self.publish_button = PublishButton()  # shown once there is a merged folder
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.log_view.setMaximumBlockCount(5000)
