@@ -70,3 +70,28 @@ def test_hf_hub_offline_wins_over_permission(hub, cli, recipe, tmp_path, monkeyp
 def test_diff_refuses_a_gated_repo_with_its_page(hub, cli):
     code, _, err = cli("diff", "org/gated", "org/base", "--allow-download")
     assert code == 2 and f"request it at {hub.url}/org/gated" in err
+
+
+def test_a_model_that_does_not_fit_is_refused_before_any_download(hub, cli, tmp_path):
+    recipe = tmp_path / "misfit.yml"
+    recipe.write_text(RECIPE.replace("org/ft@main", "org/other"))
+    for extra in (["--dry-run"], []):
+        code, out, err = cli("merge", recipe, tmp_path / "out", "--allow-download", "--no-smoke", *extra)
+        assert code == 2 and "of 'org/other' is [256, 48] but [256, 32] in the base 'org/base'" in err
+    assert "problem: Tensor 'lm_head.weight'" not in err
+    assert not any(hub.gets(repo, f) for repo in ("org/base", "org/other")
+                   for f in hub.repos[repo].files if f.endswith(".safetensors"))
+
+
+def test_distill_names_missing_hub_models_and_then_reads_them_from_the_cache(hub, cli, tmp_path):
+    from fusion_gui.cli.hub_models import local_folder
+    from fusion_gui.engine.hub import download_model
+
+    config = tmp_path / "distill.yml"
+    config.write_text("teacher: org/ft\nstudent: org/base\ndata: corpus.txt\nlosses: {ce: 1}\n")
+    code, _, err = cli("distill", config, tmp_path / "out")
+    assert code == 2 and "Models 'org/ft', 'org/base' are neither" in err and "--allow-download" in err
+    for _ in download_model("org/ft"):
+        pass
+    assert local_folder("org/ft").endswith(hub.repos["org/ft"].branches["main"])  # the cached snapshot
+    assert local_folder(str(tmp_path)) == str(tmp_path) and local_folder("org/base") == "org/base"

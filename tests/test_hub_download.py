@@ -149,3 +149,12 @@ def test_a_download_bigger_than_the_free_disk_is_refused_before_it_starts(hub, m
     with pytest.raises(InputError, match="needs .* but only 10 B is free"):
         run(download_model("org/ft"))
     assert not any(hub.gets("org/ft", f) for f in hub.repos["org/ft"].files if f.endswith(".safetensors"))
+
+
+def test_a_missing_file_is_named(hub):
+    from fusion_gui.engine.hub.connection import cache_dir, hub_api
+    from fusion_gui.engine.hub.errors import hub_errors
+
+    with pytest.raises(InputError, match="'org/ft' has no file 'nope.json' on the Hub"):
+        with hub_errors("org/ft", "nope.json"):
+            hub_api().hf_hub_download("org/ft", "nope.json", cache_dir=cache_dir())

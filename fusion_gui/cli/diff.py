@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from fusion_gui.engine.inspect.diff import diff
 
-    fetch_missing([args.model_a, args.model_b, args.base], args.allow_download, progress=not args.json)
+    fetch_missing([args.model_a, args.model_b, args.base], args.allow_download, progress=not args.json,
+                  base=args.base)
     result = drive(lambda cancel: diff(args.model_a, args.model_b, base=args.base, device=args.device,
                                        cancel=cancel), progress=not args.json)
     if args.json:

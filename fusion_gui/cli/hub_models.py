@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fusion_gui.cli.drive import drive
+from fusion_gui.engine.errors import InputError
 
 
 def add_download_flag(parser) -> None:
@@ -14,14 +15,14 @@ def add_download_flag(parser) -> None:
                              "local Hugging Face cache from the Hub (off by default: nothing is downloaded)")
 
 
-def fetch_missing(refs, allow: bool, progress: bool = True) -> None:
-    """Download the models in `refs` that are neither on disk nor complete in the HF cache; without
-    `allow`, InputError naming them and --allow-download."""
+def fetch_missing(refs, allow: bool, progress: bool = True, base: str | None = None) -> None:
+    """Download the models in `refs` that are neither on disk nor complete in the HF cache (checked against
+    `base` first); without `allow`, InputError naming them and --allow-download."""
     from fusion_gui.engine.hub.fetch import fetch_models, refuse_missing
 
     refs = [r for r in refs if r]
     if refuse_missing(refs, allow):
-        drive(lambda cancel: fetch_models(refs, cancel, allow), progress=progress)
+        drive(lambda cancel: fetch_models(refs, cancel, allow, base), progress=progress)
 
 
 def local_folder(ref: str) -> str:
@@ -48,4 +49,8 @@ def dry_run_downloads(refs, base: str | None, allow: bool) -> list[str] | None:
     total = sum(p.download_bytes for p in checks)
     lines.append(f"  would download:  {format_bytes(total, 2)} into the Hugging Face cache")
     lines.append("  (the full plan of tensors, memory and output is printed once the models are downloaded)")
+    problems = [p for pre in checks for p in pre.problems]
+    if problems:  # said as every refusal is: one sentence, exit code 2 (after the report above)
+        print("\n".join(lines))
+        raise InputError(problems[0])
     return lines

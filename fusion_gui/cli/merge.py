@@ -53,7 +53,7 @@ def run(args) -> int:
         finally:
             plan.close()
         return EXIT_OK
-    fetch_missing(models, args.allow_download, progress=not args.no_progress)
+    fetch_missing(models, args.allow_download, progress=not args.no_progress, base=recipe.base_model)
     if options.smoke:
         quiet_transformers()  # the smoke check loads the output and its inputs
     result = drive_recorded(lambda cancel: merge(recipe, args.out_dir, options, cancel=cancel),

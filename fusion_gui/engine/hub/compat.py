@@ -30,13 +30,13 @@ def misfit_sentence(label: str, arch: str | None, shapes: dict[str, tuple], base
         return f"'{label}' is {arch}, the base '{base_label}' is {base_arch}: they cannot be merged."
     missing = [n for n in base_shapes if n not in shapes]
     if missing:
-        return (f"'{label}' lacks {len(missing)} of the base '{base_label}''s tensors, e.g. '{missing[0]}'; "
+        return (f"'{label}' lacks {len(missing)} tensors the base '{base_label}' has, e.g. '{missing[0]}'; "
                 f"it does not fit the base.")
     extra = [n for n in shapes if n not in base_shapes]
     if extra:
         return f"'{label}' has {len(extra)} tensors the base '{base_label}' lacks, e.g. '{extra[0]}'."
     for name, shape in shapes.items():
         if tuple(base_shapes[name]) != tuple(shape):
-            return (f"Tensor '{name}' of '{label}' is {_shape_text(shape)}, the base '{base_label}''s is "
-                    f"{_shape_text(base_shapes[name])}; it does not fit the base.")
+            return (f"Tensor '{name}' of '{label}' is {_shape_text(shape)} but {_shape_text(base_shapes[name])} "
+                    f"in the base '{base_label}'; it does not fit the base.")
     return None

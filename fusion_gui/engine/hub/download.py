@@ -37,13 +37,16 @@ def _bar_class(sink: queue.Queue, stop: threading.Event):
     class Bar(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs.pop("name", None)
+            # A Xet download opens two bars, the file's bytes and the network's: count the file's only
+            self.counts = not str(kwargs.get("desc", "")).endswith("downloading bytes")
             kwargs["disable"] = True  # our own events instead of a terminal bar
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):
             if stop.is_set():
                 raise Cancelled("Cancelled by the user.")
-            sink.put(("bytes", int(n or 0)))
+            if self.counts:
+                sink.put(("bytes", int(n or 0)))
 
     return Bar
 
@@ -67,6 +70,8 @@ def _worker(ref: RepoRef, names: list[str], cache: str, sink: queue.Queue, stop:
     revision = ref.revision or "main"  # by name, so the cache's refs/<revision> points at the snapshot
     try:
         for name in names:
+            if stop.is_set():  # also between files, should a transfer swallow the cancel raised in its callback
+                raise Cancelled("Cancelled by the user.")
             sink.put(("file", name))
             with hub_errors(str(ref), name):
                 path = api.hf_hub_download(ref.repo_id, name, revision=revision, cache_dir=cache,

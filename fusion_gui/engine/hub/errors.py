@@ -29,21 +29,25 @@ def _network_error(err: BaseException) -> bool:
 def hub_error_sentence(err: BaseException, what: str, file: str | None = None) -> str | None:
     """The sentence for a Hub failure while fetching `what` (a repo reference), or None when `err` is
     not one the Hub or the network caused."""
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        OfflineModeIsEnabled, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     from fusion_gui.engine.hub.refs import split_revision
 
     repo, revision = split_revision(what)
     page = f"{endpoint()}/{repo}"
+    if isinstance(err, LocalEntryNotFoundError) and err.__cause__ is not None:  # the library wraps the HEAD's error
+        inner = hub_error_sentence(err.__cause__, what, file)
+        if inner is not None:
+            return inner
     if isinstance(err, GatedRepoError):
         return (f"'{repo}' is a gated model and this account has no access yet: request it at {page}, "
                 f"then {LOGIN}.")
     if isinstance(err, RevisionNotFoundError):
         return (f"'{repo}' has no revision '{revision}': check the branch, tag or commit "
                 f"(the list is at {page}/tree/main).")
-    if isinstance(err, RemoteEntryNotFoundError):
+    if isinstance(err, EntryNotFoundError) and not isinstance(err, LocalEntryNotFoundError):
         return f"'{what}' has no file '{file or 'asked for'}' on the Hub."
     if isinstance(err, RepositoryNotFoundError):
         return (f"There is no model '{repo}' on the Hub ({endpoint()}), or it is private: check the "

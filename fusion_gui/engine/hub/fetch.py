@@ -42,20 +42,24 @@ def preflight_missing(refs: Iterable[str], base: str | None, allow: bool) -> lis
     """The dry run's view: a remote pre-flight of each missing model, checked against `base`."""
     from fusion_gui.engine.hub.preflight import remote_preflight
 
-    return [remote_preflight(ref, base if base and base != ref else None) for ref in refuse_missing(refs, allow)]
+    missing = refuse_missing(refs, allow)
+    base_check = remote_preflight(base) if base in missing else base  # the base read from the Hub once
+    return [base_check if ref == base else remote_preflight(ref, base_check) for ref in missing]
 
 
-def fetch_models(refs: Iterable[str], cancel: CancelToken | None = None, allow: bool = False
-                 ) -> Generator[DownloadProgress, None, dict[str, Path]]:
-    """Download each missing model (all pre-flights first, so a bad repo or a full disk stops the job
-    before any download); returns {reference: snapshot folder} of what was fetched."""
+def fetch_models(refs: Iterable[str], cancel: CancelToken | None = None, allow: bool = False,
+                 base: str | None = None) -> Generator[DownloadProgress, None, dict[str, Path]]:
+    """Download each missing model (all pre-flights first, each checked against `base`, so a bad repo, a
+    model that does not fit or a full disk stops the job before any download); returns {reference: snapshot
+    folder} of what was fetched."""
     from fusion_gui.engine.hub.download import download_model
-    from fusion_gui.engine.hub.preflight import free_bytes, remote_preflight
+    from fusion_gui.engine.hub.preflight import free_bytes
     from fusion_gui.engine.hub.connection import cache_dir
     from fusion_gui.formatting import format_bytes
 
+    refs = list(refs)
     missing = refuse_missing(refs, allow)
-    checks = [remote_preflight(ref) for ref in missing]
+    checks = preflight_missing(refs, base, allow)
     for pre in checks:
         if pre.problems:
             raise InputError(pre.problems[0])

@@ -14,7 +14,7 @@ from fusion_gui.engine.hub.connection import cache_dir as default_cache_dir
 from fusion_gui.engine.hub.connection import endpoint, hub_api, offline
 from fusion_gui.engine.hub.errors import hub_errors
 from fusion_gui.engine.hub.events import RemoteFile, RemotePreflight
-from fusion_gui.engine.hub.files import INDEX, needed_files, weight_index
+from fusion_gui.engine.hub.files import ADAPTER, INDEX, needed_files, weight_index
 from fusion_gui.engine.hub.refs import RepoRef, parse_repo_ref
 from fusion_gui.formatting import format_bytes
 
@@ -58,11 +58,14 @@ def _cached(ref: RepoRef, commit: str, name: str, cache: str) -> bool:
     return isinstance(found, str)
 
 
-def _base_side(base: str, cache: str) -> tuple[str, str | None, dict[str, tuple]]:
+def _base_side(base: "str | RemotePreflight", cache: str) -> tuple[str, str | None, dict[str, tuple]]:
     """(label, architecture, shapes) of the base: a local folder or cached model, else from the Hub."""
     from fusion_gui.engine.io.opener import open_model
     from fusion_gui.engine.io.resolve import find_local_model
 
+    if isinstance(base, RemotePreflight):  # already read from the Hub
+        label = base.repo_id + (f"@{base.revision}" if base.revision else "")
+        return label, base.architecture, {n: s for n, (s, _) in base.tensors.items()}
     if find_local_model(base) is not None:
         with open_model(base) as reader:
             return reader.label, architecture_of(reader.config), {n: i.shape for n, i in reader.tensors.items()}
@@ -70,9 +73,11 @@ def _base_side(base: str, cache: str) -> tuple[str, str | None, dict[str, tuple]
     return str(base), remote.architecture, {n: s for n, (s, _) in remote.tensors.items()}
 
 
-def remote_preflight(ref: str | RepoRef, base: str | None = None, cache_dir: str | None = None) -> RemotePreflight:
+def remote_preflight(ref: str | RepoRef, base: "str | RemotePreflight | None" = None,
+                     cache_dir: str | None = None) -> RemotePreflight:
     """Read a Hub model's headers and config, list the files a merge needs and what of them is still to
-    download, and check it against `base` (a path or a repo reference) and the free disk of the cache.
+    download, and check it against `base` (a path, a repo reference, or the base's own pre-flight) and the
+    free disk of the cache.
     InputError when the Hub cannot be read (unknown repo, revision, gated, no network, token refused)."""
     ref = as_ref(ref)
     refuse_offline(ref)
@@ -110,7 +115,9 @@ def remote_preflight(ref: str | RepoRef, base: str | None = None, cache_dir: str
     if skipped:
         notes.append(f"skipped {len(skipped)} duplicate weight file(s) ({skipped[0]}, ...)")
     arch = architecture_of(config)
-    if base:
+    if base and ADAPTER[0] in files:
+        notes.append("a LoRA adapter: it is checked against the base once downloaded, with its own base model")
+    elif base:
         base_label, base_arch, base_shapes = _base_side(base, cache)
         misfit = misfit_sentence(str(ref), arch, {n: s for n, (s, _) in tensors.items()}, base_label,
                                  base_arch, base_shapes)
