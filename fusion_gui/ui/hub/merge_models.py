@@ -38,9 +38,10 @@ def hub_models_plan(refs: list[str], allowed: bool) -> tuple[str, list[str]] | N
 
 
 def fetch_then(refs: list[str], allowed: bool, job, token):
-    """Download what the recipe names and the cache lacks (yielding DownloadProgress), then run `job()`."""
+    """Download what the recipe names (`refs`, the base first) and the cache lacks, each checked against
+    the base before the first byte (yielding DownloadProgress), then run `job()`."""
     from fusion_gui.engine.hub import fetch_models, missing_models
 
     if missing_models(refs):
-        yield from fetch_models(refs, token, allowed)
+        yield from fetch_models(refs, token, allowed, base=refs[0])
     return (yield from job())
