@@ -170,23 +170,37 @@ def test_download_shows_progress_and_adds_the_repo_to_the_merge(panel, qtbot, hu
 
 
 def test_cancel_keeps_the_bytes_and_reopening_offers_to_resume(panel, qtbot, hub, monkeypatch):
-    from fusion_gui.ui.hub import hub_dialog, hub_text
+    import threading
 
-    def first_shard_done(event) -> bool:
-        return isinstance(event, DownloadProgress) and event.file.endswith(".safetensors") and \
-            event.file_done == event.file_total
+    from fixtures import hub_server
 
-    seen = []
-    gate = Gate(lambda event: seen.append(event) is None and first_shard_done(event))
-    monkeypatch.setattr(hub_dialog, "download_job", gate.wrap(hub_text.download_job))
+    # The local Hub holds the second weight file until the test has pressed Cancel: the download's own
+    # thread would otherwise finish these tiny files before the click.
+    release, full_gets = threading.Event(), []
+    serve = hub_server._Handler._resolve
+
+    def held(handler, repo_id, revision, name, head):
+        if not head and name.endswith(".safetensors") and handler.headers.get("Range") is None:
+            full_gets.append(name)
+            if len(full_gets) > 1:
+                release.wait(JOB_TIMEOUT_MS / 1000)
+        return serve(handler, repo_id, revision, name, head)
+
+    monkeypatch.setattr(hub_server._Handler, "_resolve", held)
     dialog = allowed_dialog(panel)
     dialog.set_repo("org/ft")
+    seen: list[DownloadProgress] = []
     worker = dialog.start_download()
-    qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
-    qtbot.wait(50)
-    save_screenshot(dialog, "hub_dialog_downloading.png")
-    with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
-        dialog.cancel_button.click()
+    worker.event.connect(seen.append)
+    try:
+        qtbot.waitUntil(lambda: len(full_gets) > 1, timeout=JOB_TIMEOUT_MS)
+        qtbot.wait(50)
+        save_screenshot(dialog, "hub_dialog_downloading.png")
+        with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
+            dialog.cancel_button.click()
+            release.set()
+    finally:
+        release.set()
     assert "Download cancelled" in dialog.status_label.text()
     assert panel.document.state.model_refs() == []  # nothing half-downloaded presented as a model
     assert panel.settings.hub_pending_download == "org/ft"
@@ -196,13 +210,12 @@ def test_cancel_keeps_the_bytes_and_reopening_offers_to_resume(panel, qtbot, hub
     again = allowed_dialog(panel)
     assert again.repo_edit.text() == "org/ft" and again.download_button.text() == "Resume download"
     assert "interrupted" in again.status_label.text()
-    monkeypatch.setattr(hub_dialog, "download_job", hub_text.download_job)
     qtbot.waitUntil(lambda: not again.preflight_runner.busy, timeout=JOB_TIMEOUT_MS)
     download(qtbot, again)
     assert panel.document.state.model_refs() == ["org/ft"]
-    shards = {e.file for e in seen if first_shard_done(e)}
-    assert shards  # a shard was fetched whole before Cancel ...
-    assert all(len(hub.gets("org/ft", name)) == 1 for name in shards), hub.requests  # ... and not again
+    first = full_gets[0]  # fetched whole before Cancel ...
+    assert any(e.file == first and e.file_done == e.file_total for e in seen)
+    assert len(hub.gets("org/ft", first)) == 1, hub.requests  # ... and not again
 
 
 @pytest.mark.parametrize("repo, revision, words", [
