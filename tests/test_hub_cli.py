@@ -42,10 +42,11 @@ def test_merge_without_permission_names_the_missing_models(hub, cli, recipe, tmp
     assert not [r for r in hub.requests if "/resolve/" in r[1]]  # offline by default: the Hub was not asked
 
 
-def test_dry_run_with_permission_reads_headers_and_says_how_much_downloads(hub, cli, recipe, tmp_path):
+def test_dry_run_with_permission_plans_from_headers_and_says_how_much_downloads(hub, cli, recipe, tmp_path):
     code, out, err = cli("merge", recipe, tmp_path / "out", "--dry-run", "--allow-download")
     assert code == 0, err
     assert "hub model:       org/ft@main" in out and "LlamaForCausalLM, 2 layers" in out
+    assert "tensors:         21 (2 layers)" in out and "est. peak memory:" in out  # the full plan, from headers
     assert "would download:" in out and not (tmp_path / "out").exists()
     assert not any(hub.gets("org/ft", f) for f in hub.repos["org/ft"].files if f.endswith(".safetensors"))
 

@@ -158,3 +158,28 @@ def test_a_missing_file_is_named(hub):
     with pytest.raises(InputError, match="'org/ft' has no file 'nope.json' on the Hub"):
         with hub_errors("org/ft", "nope.json"):
             hub_api().hf_hub_download("org/ft", "nope.json", cache_dir=cache_dir())
+
+
+def test_a_gated_repo_opens_with_a_token_that_has_access(hub, monkeypatch):
+    from fusion_gui.engine.hub import remote_preflight
+
+    monkeypatch.setenv("HF_TOKEN", "hf_granted")  # huggingface_hub's own token lookup sends it
+    assert remote_preflight("org/gated").ok
+
+
+def test_a_remote_reader_stands_in_for_planning_and_reads_no_data(hub, tmp_path):
+    from fusion_gui.engine.hub import remote_preflight
+    from fusion_gui.engine.hub.remote_reader import RemoteReader, fetch_side_files, stand_ins
+    from fusion_gui.engine.io.opener import open_model
+
+    pre = remote_preflight("org/ft")
+    fetch_side_files("org/ft", pre, tmp_path / "side")
+    assert (tmp_path / "side" / "tokenizer.json").is_file() and not list((tmp_path / "side").glob("*.safetensors"))
+    reader = RemoteReader("org/ft", pre, tmp_path / "side")
+    assert reader.tensors["model.embed_tokens.weight"].nbytes == 256 * 32 * 4
+    with stand_ins({"org/ft": reader}):
+        assert open_model("org/ft") is reader
+    with pytest.raises(InputError, match="neither a file or folder here"):  # only inside the block
+        open_model("org/ft")
+    with pytest.raises(InputError, match="is not downloaded yet"):
+        reader.get("model.embed_tokens.weight")

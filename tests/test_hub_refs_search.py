@@ -51,3 +51,14 @@ def test_search_without_network_is_one_sentence(hub, monkeypatch):
     monkeypatch.setattr("time.sleep", lambda seconds: None)  # the library's backoff between its 5 retries
     with pytest.raises(InputError, match="Cannot reach the Hub"):
         search_models("llama")
+
+
+@pytest.mark.parametrize("module", ["fusion_gui.engine.hub.remote_reader", "fusion_gui.engine.hub.refs"])
+def test_hub_modules_import_first_in_a_fresh_interpreter(module):
+    import subprocess
+    import sys
+
+    # engine/io's package face imports the opener, which the hub's reader builds on: a cycle shows only
+    # when a hub module is the first thing imported
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -3,6 +3,8 @@ runs, and the dry run's view of what would be downloaded (the engine is engine/h
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from fusion_gui.cli.drive import drive
@@ -33,24 +35,41 @@ def local_folder(ref: str) -> str:
     return str(found) if found is not None and not Path(ref).expanduser().exists() else ref
 
 
-def dry_run_downloads(refs, base: str | None, allow: bool) -> list[str] | None:
-    """The dry run's lines for models still to download (remote pre-flight from their headers), or None when
-    every model is here; without `allow`, InputError naming the missing ones."""
+@contextmanager
+def planned_from_headers(refs, base: str | None, allow: bool):
+    """For a dry run: the models still on the Hub stand in for themselves from their headers (and small side
+    files in a temporary folder) while the block plans; yields the lines that say what would download.
+    Without `allow`, InputError naming the missing models; a model that does not fit is refused after
+    its report."""
     from fusion_gui.engine.hub.fetch import preflight_missing
     from fusion_gui.engine.hub.preflight import describe_preflight
+    from fusion_gui.engine.hub.remote_reader import RemoteReader, fetch_side_files, stand_ins
     from fusion_gui.formatting import format_bytes
 
-    checks = preflight_missing([r for r in refs if r], base, allow)
+    refs = [r for r in refs if r]
+    checks = preflight_missing(refs, base, allow)
     if not checks:
-        return None
-    lines = ["Dry run: nothing is downloaded or written.", "  models on the Hub, read from their safetensors headers:"]
+        yield []
+        return
+    missing = [r for r in dict.fromkeys(str(r).strip() for r in refs) if r in _labels(checks)]
+    lines = ["  models on the Hub, planned from their safetensors headers (nothing downloaded yet):"]
     for pre in checks:
         lines += describe_preflight(pre)
-    total = sum(p.download_bytes for p in checks)
-    lines.append(f"  would download:  {format_bytes(total, 2)} into the Hugging Face cache")
-    lines.append("  (the full plan of tensors, memory and output is printed once the models are downloaded)")
+    lines.append(f"  would download:  {format_bytes(sum(p.download_bytes for p in checks), 2)} into the "
+                 f"Hugging Face cache")
     problems = [p for pre in checks for p in pre.problems]
     if problems:  # said as every refusal is: one sentence, exit code 2 (after the report above)
-        print("\n".join(lines))
+        print("\n".join(["Dry run: nothing is downloaded or written."] + lines))
         raise InputError(problems[0])
-    return lines
+    with tempfile.TemporaryDirectory(prefix="fusion-gui-dry-run-") as folder:
+        readers = {}
+        for ref, pre in zip(missing, checks):
+            side = Path(folder) / pre.repo_id.replace("/", "--")
+            fetch_side_files(ref, pre, side)
+            readers[ref] = RemoteReader(ref, pre, side)
+        with stand_ins(readers):
+            yield lines
+
+
+def _labels(checks) -> set[str]:
+    return {p.repo_id + (f"@{p.revision}" if p.revision else "") for p in checks}

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from fusion_gui.cli.drive import EXIT_OK, quiet_transformers, smoke_line
-from fusion_gui.cli.hub_models import add_download_flag, dry_run_downloads, fetch_missing
+from fusion_gui.cli.hub_models import add_download_flag, fetch_missing, planned_from_headers
 from fusion_gui.cli.recording import drive_recorded, open_history
 from fusion_gui.formatting import format_bytes
 
@@ -42,16 +42,13 @@ def run(args) -> int:
                            force=args.force, smoke=not args.no_smoke)
     models = recipe.referenced_models() + [recipe.tokenizer_source or (recipe.tokenizer or {}).get("source")]
     models = [m for m in models if isinstance(m, str) and m not in ("base", "union")]
-    if args.dry_run:
-        lines = dry_run_downloads(models, recipe.base_model, args.allow_download)
-        if lines is not None:  # models still on the Hub: what their headers say, and how much would download
-            print("\n".join(lines))
-            return EXIT_OK
-        plan = plan_merge(recipe, args.out_dir, options)
-        try:
-            print(describe_plan(plan))
-        finally:
-            plan.close()
+    if args.dry_run:  # models still on the Hub are planned from their headers, and said what would download
+        with planned_from_headers(models, recipe.base_model, args.allow_download) as hub_lines:
+            plan = plan_merge(recipe, args.out_dir, options)
+            try:
+                print("\n".join([describe_plan(plan)] + hub_lines))
+            finally:
+                plan.close()
         return EXIT_OK
     fetch_missing(models, args.allow_download, progress=not args.no_progress, base=recipe.base_model)
     if options.smoke:

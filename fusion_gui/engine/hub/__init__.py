@@ -10,16 +10,23 @@ The API the app and the CLI use (names kept stable):
   names/shapes/dtypes from the safetensors headers (range requests), the files a merge needs
   (`.files`), what is still to download (`.download_bytes`), and `.problems` (does not fit the base,
   disk too small), all before a byte of weights is fetched (preflight.py).
-- `download_model(ref, cancel, cache_dir=None) -> Generator[DownloadProgress, None, Path]`: fetch the
-  files the pre-flight lists into the standard HF cache; per-file and overall bytes, speed, ETA; the
-  cancel token is checked between chunks; returns the snapshot folder, only once it is complete
-  (download.py).
-- `missing_models(refs) -> list[str]`, `fetch_models(refs, cancel, allow) -> Generator[DownloadProgress,
-  None, dict[str, Path]]`: the recipe path: refs not on disk nor cached are downloaded only with
-  permission, else InputError naming them and `--allow-download` (fetch.py).
-- `publish(out_dir, repo_id, private=False, revision=None, cancel=None) -> Generator[UploadProgress,
-  None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
-  returns the repo's URL (upload.py, card.py).
+- `download_model(ref, cancel=None, cache_dir=None, preflight=None) -> Generator[DownloadProgress, None,
+  Path]`: fetch the files the pre-flight lists into the standard HF cache; per-file and overall bytes,
+  speed, ETA; the cancel token is checked between chunks; returns the snapshot folder, only once it is
+  complete (download.py).
+- `missing_models(refs) -> list[str]`: the repo ids neither on disk nor complete in the HF cache.
+  `fetch_models(refs, cancel=None, allow=False, base=None) -> Generator[DownloadProgress, None,
+  dict[str, Path]]`: the recipe path: all pre-flights first (each checked against `base`, and the total
+  against the free disk), then the downloads; without `allow`, InputError naming the missing models and
+  `--allow-download` (fetch.py). `preflight_missing(refs, base, allow)`: the dry run's pre-flights.
+- `publish(out_dir, repo_id, private=False, revision=None, cancel=None, license=None)
+  -> Generator[UploadProgress, None, str]`: create the repo, complete the model card's front matter, upload file by file, commit;
+  returns the repo's URL (upload.py). `completed_card(folder, license=None) -> str` is the README it
+  uploads (the local one is not changed); `output_kind(folder)`: 'merge', 'distillation', 'adapter' or
+  'model' (card.py).
+- `RemoteReader(ref, preflight, folder)`, `fetch_side_files(ref, preflight, folder)`, `stand_ins({ref:
+  reader})`: a Hub model planned before it is downloaded (open_model returns the stand-in inside the
+  block), as the CLI's dry run does (remote_reader.py).
 - Events and results: `HubModelRow`, `RemoteFile`, `RemotePreflight`, `DownloadProgress`,
   `UploadProgress` (events.py).
 - Failures are `InputError` with one sentence (errors.py maps huggingface_hub's errors).
@@ -36,11 +43,12 @@ _WHERE = {
     "search_models": "search",
     "remote_preflight": "preflight", "describe_preflight": "preflight",
     "download_model": "download",
-    "missing_models": "fetch", "fetch_models": "fetch",
-    "publish": "upload",
+    "missing_models": "fetch", "fetch_models": "fetch", "preflight_missing": "fetch",
+    "publish": "upload", "completed_card": "card", "output_kind": "card",
     "HubModelRow": "events", "RemoteFile": "events", "RemotePreflight": "events",
     "DownloadProgress": "events", "UploadProgress": "events",
     "hub_error_sentence": "errors",
+    "RemoteReader": "remote_reader", "fetch_side_files": "remote_reader", "stand_ins": "remote_reader",
 }
 
 __all__ = sorted(_WHERE)

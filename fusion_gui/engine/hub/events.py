@@ -43,6 +43,8 @@ class RemotePreflight:
     free_bytes: int  # free disk where the HF cache is
     problems: tuple[str, ...] = ()  # one sentence each: does not fit the base, disk too small, ...
     notes: tuple[str, ...] = ()  # worth saying, not a reason to refuse (e.g. skipped duplicate weights)
+    config: dict | None = field(default=None, repr=False)  # config.json as read from the Hub
+    tensor_files: dict[str, str] = field(default_factory=dict, repr=False)  # tensor -> its safetensors file
 
     @property
     def ok(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fusion_gui.engine.errors import InputError
@@ -17,6 +18,8 @@ from fusion_gui.engine.hub.events import RemoteFile, RemotePreflight
 from fusion_gui.engine.hub.files import ADAPTER, INDEX, needed_files, weight_index
 from fusion_gui.engine.hub.refs import RepoRef, parse_repo_ref
 from fusion_gui.formatting import format_bytes
+
+HEADER_READERS = 8  # shards whose headers are read at once (two small range requests each)
 
 
 def as_ref(ref: str | RepoRef) -> RepoRef:
@@ -98,11 +101,18 @@ def remote_preflight(ref: str | RepoRef, base: "str | RemotePreflight | None" = 
         files = needed_files(str(ref), names, shards)
         config = _small_file(api, ref, commit, "config.json", folder) if "config.json" in names else None
     tensors: dict[str, tuple[tuple[int, ...], str]] = {}
-    for name in (f for f in files if f.endswith(".safetensors")):
+
+    def header(name: str):
         with hub_errors(str(ref), name):
-            header = api.parse_safetensors_file_metadata(ref.repo_id, name, revision=commit)
-        for tensor, meta in header.tensors.items():
-            tensors.setdefault(tensor, (tuple(meta.shape), meta.dtype))
+            return api.parse_safetensors_file_metadata(ref.repo_id, name, revision=commit)
+
+    weights = [f for f in files if f.endswith(".safetensors")]
+    tensor_files: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=HEADER_READERS) as pool:  # a 70B model has 30 shards: read at once
+        for name, found in zip(weights, pool.map(header, weights)):
+            for tensor, meta in found.tensors.items():
+                tensors.setdefault(tensor, (tuple(meta.shape), meta.dtype))
+                tensor_files.setdefault(tensor, name)
     weight_bytes = sum(sizes.get(f, 0) for f in files if f.endswith(".safetensors"))
     remote_files = tuple(RemoteFile(f, sizes.get(f, 0), _cached(ref, commit, f, cache)) for f in files)
     download = sum(f.size for f in remote_files if not f.cached)
@@ -124,7 +134,7 @@ def remote_preflight(ref: str | RepoRef, base: "str | RemotePreflight | None" = 
         if misfit:
             problems.append(misfit)
     return RemotePreflight(ref.repo_id, ref.revision, commit, arch, layers_of(config), tensors, weight_bytes,
-                           remote_files, download, free, tuple(problems), tuple(notes))
+                           remote_files, download, free, tuple(problems), tuple(notes), config, tensor_files)
 
 
 def describe_preflight(pre: RemotePreflight) -> list[str]:
