@@ -119,7 +119,7 @@ def fraction(done, total) -> float:
 
 def card_preview_job(out_dir: str, license: str | None, token):
     """The front matter of the model card as it will be published (YAML text), read from the folder."""
-    from fusion_gui.engine.hub.card import completed_card
+    from fusion_gui.engine.hub import completed_card
 
     yield from ()
     return front_matter(completed_card(out_dir, license))
