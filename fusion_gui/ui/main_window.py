@@ -21,6 +21,7 @@ from fusion_gui.session import Session
 from fusion_gui.session.merge import LOCKED
 from fusion_gui.session.run_records import open_history
 from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.hub.settings_menu import add_hub_settings
 from fusion_gui.ui.jobs import JobList
 from fusion_gui.ui.panels.compare_panel import ComparePanel
 from fusion_gui.ui.panels.distill_panel import DistillPanel
@@ -75,7 +76,7 @@ class MainWindow(QMainWindow):
         self.document = self.session.merge  # what the Merge tab's panels share
         self.job_list = JobList(self)  # every job a panel or dialog of this window runs
 
-        self.models_panel = ModelsPanel(self.document)
+        self.models_panel = ModelsPanel(self.document, settings=self.settings)
         self.models_panel.set_recent(self.settings.recent_models)
         self.strategy_panel = StrategyPanel(self.document, self.models_panel.layer_count)
         self.tokenizer_panel = TokenizerPanel(self.document)
@@ -168,6 +169,7 @@ class MainWindow(QMainWindow):
                 self.open_recipe_action = action  # off while a merge runs
         tools = self.menuBar().addMenu("&Tools")
         tools.addAction("Extract LoRA from a fine-tune…", self.open_extract_lora)
+        self.allow_downloads_action = add_hub_settings(self, self.settings, lambda _: self.run_panel.schedule_preflight())
 
     def open_extract_lora(self):
         """The one Extract LoRA dialog (kept, so a run in it outlives closing it), shown non-modal."""
@@ -263,6 +265,7 @@ class MainWindow(QMainWindow):
     def _on_merged(self, result) -> None:
         """Evaluate gets the result and its inputs, ready to score them side by side."""
         state = self.document.state
+        self.models_panel.recheck_unreadable()  # Hub models Run downloaded first are readable now
         self.history_panel.record_merge(result, dump_recipe(self.document.recipe()), state.model_refs(),
                                         state.base_model)
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])

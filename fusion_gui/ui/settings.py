@@ -41,6 +41,8 @@ class AppSettings:
     recent_models: list[str] = field(default_factory=list)
     recent_output_dirs: list[str] = field(default_factory=list)
     last_recipe_yaml: str = ""
+    allow_hub_downloads: bool = False  # off: nothing reaches the Hugging Face Hub (issue 14)
+    hub_pending_download: str = ""  # a repo ref whose download was interrupted: offered again
 
     @classmethod
     def load(cls, path: Path | None = None) -> "AppSettings":
@@ -57,7 +59,10 @@ class AppSettings:
             if key not in known:
                 continue
             default = getattr(cls(), key)
-            if isinstance(default, list):
+            if isinstance(default, bool):
+                if isinstance(value, bool):
+                    values[key] = value
+            elif isinstance(default, list):
                 if isinstance(value, list):
                     values[key] = [str(v) for v in value][:RECENT_LIMIT]
             elif isinstance(value, str):

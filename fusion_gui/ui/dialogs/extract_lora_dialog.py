@@ -24,6 +24,7 @@ from fusion_gui.events import Log, LoraModuleError, LoraResult, Progress
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.formatting import format_bytes
 from fusion_gui.ui.dialogs.lora_summary import ERROR_COLOUR, fit_check_job, format_error, rank_advice, summary_text
+from fusion_gui.ui.hub.publish_dialog import PublishButton
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
@@ -145,6 +146,7 @@ class ExtractLoraDialog(QDialog):
         self.add_button = QPushButton("Add adapter to models", enabled=False)
         self.add_button.setToolTip("Add the adapter folder as a model in the Merge tab.")
         self.add_button.clicked.connect(self.add_adapter)
+        self.publish_button = PublishButton()  # shown once there is an adapter folder
         close = QPushButton("Close")
         close.clicked.connect(self.close)
 
@@ -172,6 +174,7 @@ class ExtractLoraDialog(QDialog):
         result_row.addWidget(QLabel("Adapter:"))
         result_row.addWidget(self.output_label, 1)
         result_row.addWidget(self.add_button)
+        result_row.addWidget(self.publish_button)
         result_row.addWidget(close)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
@@ -325,6 +328,7 @@ class ExtractLoraDialog(QDialog):
         self.rank_warning.setVisible(bool(advice))
         self.output_label.setText(result.out_dir)
         self.output_label.setToolTip(result.out_dir)
+        self.publish_button.set_result(result.out_dir)
         self.check_fit()
 
     def _show_fit(self, reason: str | None) -> None:
@@ -362,6 +366,7 @@ class ExtractLoraDialog(QDialog):
         self.show_error("")
         self.add_button.setEnabled(False)
         self.add_button.setText("Add adapter to models")
+        self.publish_button.set_result(None)
 
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:

@@ -29,6 +29,7 @@ from fusion_gui.formatting import format_duration
 from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
+from fusion_gui.ui.hub.publish_dialog import PublishButton
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.worker import JobWorker
 
@@ -133,11 +134,13 @@ class DistillPanel(QWidget):
         self.save_now_button.clicked.connect(self.save_checkpoint_now)
         self.open_button = QPushButton("Open folder", enabled=False)
         self.open_button.clicked.connect(self.open_output)
+        self.publish_button = PublishButton()  # shown once there is a student folder
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
         self.status_label = QLabel("Pick a teacher, a student and some text, then Start.")
         self.status_label.setWordWrap(True)
         buttons = QHBoxLayout()
-        for w in (self.start_button, self.pause_button, self.cancel_button, self.save_now_button, self.open_button):
+        for w in (self.start_button, self.pause_button, self.cancel_button, self.save_now_button, self.open_button,
+                  self.publish_button):
             buttons.addWidget(w)
 
         form = QWidget()
@@ -285,6 +288,7 @@ class DistillPanel(QWidget):
         self.pause_button.setEnabled(True)
         self.save_now_button.setEnabled(True)
         self.open_button.setEnabled(False)
+        self.publish_button.set_result(None)
         return self.runner.start(lambda token: distill_job(config, out_dir, pause, token, save_now),
                                  "Loading the models and the data…")
 
@@ -344,6 +348,7 @@ class DistillPanel(QWidget):
         self.open_button.setEnabled(True)
         self.verdict_view.show_verdict(result.smoke)
         self.message.emit(f"Distilled into {result.out_dir}.")
+        self.publish_button.set_result(result.out_dir)
         self.distilled.emit(result)
         return f"Distilled {result.steps} steps in {format_duration(result.seconds)} into {result.out_dir}."
 

@@ -23,6 +23,7 @@ from fusion_gui.engine.errors import InputError
 from fusion_gui.ui.dialogs.hub_cache_dialog import HubCacheDialog
 from fusion_gui.formatting import format_bytes, format_count
 from fusion_gui.ui.labels import distinct_labels
+from fusion_gui.ui.settings import AppSettings
 from fusion_gui.session.merge import MergeSession
 from fusion_gui.ui.widgets.file_dialogs import ask_folder, ask_open_files
 
@@ -154,9 +155,10 @@ class ModelsPanel(QWidget):
     message = Signal(str)  # one line for the status bar
     models_added = Signal(list)  # the references just added (for "recent models")
 
-    def __init__(self, document: MergeSession, parent: QWidget | None = None):
+    def __init__(self, document: MergeSession, parent: QWidget | None = None, settings: AppSettings | None = None):
         super().__init__(parent)
-        self.document = document
+        self.document, self.settings = document, settings or AppSettings()
+        self.hub_dialog = None  # "From the Hub…", made when first opened
         self._infos: dict[str, ModelInfo] = {}
         self._recent: list[str] = []
         self._shown_refs: list[str] | None = None
@@ -171,6 +173,8 @@ class ModelsPanel(QWidget):
         self.add_button.setMenu(self._add_menu)
         self.cache_button = QPushButton("From Hugging Face cache…")
         self.cache_button.clicked.connect(self.pick_from_cache)
+        self.hub_button = QPushButton("From the Hub…")
+        self.hub_button.clicked.connect(self.pick_from_hub)
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(self.remove_selected)
 
@@ -193,7 +197,7 @@ class ModelsPanel(QWidget):
         self.hint.setStyleSheet("color: palette(mid);")
 
         buttons = QHBoxLayout()
-        for button in (self.add_button, self.cache_button, self.remove_button):
+        for button in (self.add_button, self.cache_button, self.hub_button, self.remove_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -217,7 +221,6 @@ class ModelsPanel(QWidget):
         if added:
             self.models_added.emit(added)
             self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
-            self.message.emit(f"Added {len(added)} model{'s' if len(added) > 1 else ''}.")
         return added
 
     def remove_model(self, ref: str) -> None:
@@ -230,6 +233,11 @@ class ModelsPanel(QWidget):
         if ref not in self._infos:
             self._infos[ref] = describe_model(ref)
         return self._infos[ref]
+
+    def recheck_unreadable(self) -> None:
+        """Describe again the rows that could not be read (a Hub model downloaded since), then redraw."""
+        self._infos = {ref: info for ref, info in self._infos.items() if not info.error}
+        self.refresh()
 
     def problems(self) -> dict[str, str]:
         """Reference -> the reason it cannot be merged, for every flagged row."""
@@ -289,6 +297,11 @@ class ModelsPanel(QWidget):
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.add_models(dialog.selected_repos())
         dialog.deleteLater()
+
+    def pick_from_hub(self):
+        from fusion_gui.ui.hub.hub_dialog import open_hub_dialog
+
+        return open_hub_dialog(self)
 
     def remove_selected(self) -> None:
         refs = self.display_refs()

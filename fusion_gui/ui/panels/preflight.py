@@ -14,12 +14,17 @@ from fusion_gui.session.output_folder import folder_bytes, fresh_folder
 from fusion_gui.formatting import format_bytes
 
 
-def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token):
+def preflight_job(recipe, out_dir: str, options, output_chosen: bool, token, hub_refs=(), allow_downloads=False):
     """Plan the merge (headers only) on the worker: (summary, text, warnings, fresh folder or None).
-    The app decides about an existing folder itself (it asks), so the plan never refuses one."""
+    The app decides about an existing folder itself (it asks), so the plan never refuses one.
+    Hub models not downloaded yet: (None, what Run fetches first, problems, None), or InputError."""
     from fusion_gui.engine.merge import plan_merge
+    from fusion_gui.ui.hub.merge_models import hub_models_plan
 
     yield from ()
+    pending = hub_models_plan(list(hub_refs), allow_downloads)
+    if pending is not None:
+        return None, *pending, None
     plan = plan_merge(recipe, out_dir, dataclasses.replace(options, force=True), preview=True)
     try:
         text, warnings = describe_plan(plan.summary, output_chosen)

@@ -34,6 +34,10 @@ from fusion_gui.session.output_folder import folder_bytes, fresh_folder, input_o
 from fusion_gui.ui.panels.preflight import describe_plan, preflight_job
 from fusion_gui.ui.dialogs.replace_dialog import ask_replace
 from fusion_gui.ui.dialogs.leftovers import DELETE_LEFTOVERS, delete_leftovers, partial_lines
+from fusion_gui.engine.hub.events import DownloadProgress
+from fusion_gui.ui.hub.hub_text import download_text
+from fusion_gui.ui.hub.merge_models import fetch_then
+from fusion_gui.ui.hub.publish_dialog import PublishButton
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.settings import AppSettings
 from fusion_gui.ui.widgets.file_dialogs import ask_save_file
@@ -104,6 +108,7 @@ class RunPanel(QWidget):
         self.open_button = QPushButton("Open folder")
         self.open_button.setVisible(False)
         self.open_button.clicked.connect(self.open_output)
+        self.publish_button = PublishButton()  # shown once there is a merged folder
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.log_view.setMaximumBlockCount(5000)
@@ -128,6 +133,7 @@ class RunPanel(QWidget):
         result_row = QHBoxLayout()
         result_row.addWidget(self.summary_label, 1)
         result_row.addWidget(self.open_button)
+        result_row.addWidget(self.publish_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -145,7 +151,8 @@ class RunPanel(QWidget):
             self, start_button=self.run_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.progress_label, every_event=self.event_received.emit,
             handlers={Progress: self._on_progress, StepProgress: self._on_step, Log: self._on_log,
-                      PlanSummary: self._on_plan, **self.verdict_view.handlers()},
+                      PlanSummary: self._on_plan, DownloadProgress: lambda e: f"Downloading {e.repo_id}: {download_text(e)[0]}",
+                      **self.verdict_view.handlers()},
             on_finished=self._on_finished, on_failed=self._on_failed, on_cancelled=self._on_cancelled,
             on_done=self._on_done, failure_title="Merge failed")
         self.runner.started.connect(lambda _: self.verdict_view.clear())
@@ -221,7 +228,8 @@ class RunPanel(QWidget):
         chosen = bool(self.output_dir())
         out_dir = self.output_dir() or str(Path(tempfile.gettempdir()) / "fusion-gui-preflight-unused")
         recipe, options = self.document.recipe(), self.options()
-        return lambda token: preflight_job(recipe, out_dir, options, chosen, token)
+        refs, allowed = self.document.state.refs_base_first(), self.settings.allow_hub_downloads
+        return lambda token: preflight_job(recipe, out_dir, options, chosen, token, refs, allowed)
 
     def _show_plan(self, answer: tuple) -> None:
         summary, text, warnings, fresh = answer
@@ -229,7 +237,7 @@ class RunPanel(QWidget):
         lines += [f"<span style='color:#8a5a00'>⚠ {_escape(w)}</span>" for w in warnings]
         if fresh:  # one click takes the suggested new folder
             lines[-1] += f" <a href='{_escape(fresh)}'>{_escape(fresh)}</a>"
-        lines += partial_lines(summary.partial_folders)
+        lines += partial_lines(summary.partial_folders) if summary is not None else []  # None: Hub models to fetch
         self.preflight_label.setText("<br>".join(lines))
         self.last_summary = summary
         self.preflight_shown.emit(summary)
@@ -266,12 +274,15 @@ class RunPanel(QWidget):
         recipe, options = self.document.recipe(), dataclasses.replace(self.options(), force=replace)
         self.last_result = None
         self.open_button.setVisible(False)
+        self.publish_button.set_result(None)
         self.summary_label.clear()
         self.log_view.clear()
         self.preflight_runner.cancel_pending()  # the running merge's own plan replaces the pre-flight
         self.preflight_label.setText("Planning the merge…")
         self.run_started.emit()
-        worker = self.runner.start(lambda token: merge_job(recipe, out_dir, options, token), f"Merging into {out_dir}…")
+        refs, allowed = self.document.state.refs_base_first(), self.settings.allow_hub_downloads
+        worker = self.runner.start(lambda token: fetch_then(refs, allowed, lambda: merge_job(recipe, out_dir, options, token),
+                                                            token), f"Merging into {out_dir}…")
         self._set_busy(True)
         self.message.emit(f"Merging into {out_dir}…")
         return worker
@@ -325,6 +336,7 @@ class RunPanel(QWidget):
             f"{result.shards} shard{'s' if result.shards != 1 else ''}, peak memory "
             f"{format_bytes(result.peak_bytes)} (this merge's own).\n{result.out_dir}")
         self.open_button.setVisible(True)
+        self.publish_button.set_result(result.out_dir)
         self.verdict_view.show_verdict(result.smoke)
         self.settings.add_recent_output_dir(result.out_dir)
         self.message.emit(f"Merged into {result.out_dir}")
