@@ -188,11 +188,14 @@ def load_settings(path: str | Path) -> SearchSettings:
 
 def _relative_to(settings: SearchSettings, folder: Path) -> SearchSettings:
     """Relative model and data paths are read from the settings file's folder, as a recipe's are not:
-    a search file usually sits beside its data. A name that exists from the working folder is kept."""
+    a search file usually sits beside its data. A name that exists from the working folder wins."""
     def fix(p: str | None) -> str | None:
-        if p is None or Path(p).expanduser().exists() or not (folder / p).exists():
+        if p is None:
             return p
-        return str(folder / p)
+        for found in (Path(p).expanduser(), folder / p):
+            if found.exists():  # absolute, so the best recipe written elsewhere still finds it
+                return str(found.absolute())
+        return p  # a hub id, or a missing path the merge names
 
     objectives = tuple(replace(o, task=fix(o.task) if o.task not in SKILLS and o.task != "perplexity" else o.task,
                                file=fix(o.file)) for o in settings.objectives)
