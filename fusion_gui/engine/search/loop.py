@@ -122,7 +122,7 @@ def _trials(settings, study, merger, objectives, dims, cancel, pause, start):
         if done is not None:
             return done
         trial = study.ask()
-        if settings.chosen_sampler == "grid" and "fixed_params" not in trial.system_attrs:
+        if settings.chosen_sampler == "grid" and not trial.user_attrs.get("grid"):
             study.tell(trial, state=_pruned())  # another worker took the last grid point
             continue
         trial.set_user_attr("worker", worker_id())
