@@ -49,7 +49,7 @@ def settings_for(demo, text: Path | None = None, **kw) -> SearchSettings:
 def run(settings, out, **kw):
     from fusion_gui.engine.search.loop import run_search
 
-    return drain(run_search(settings, out, record=False, **kw))
+    return drain(run_search(settings, out, **kw))
 
 
 def of(events, kind):
@@ -165,13 +165,15 @@ def test_two_objectives_give_a_pareto_front(demo, tmp_path, text, one_torch_thre
 
 
 def test_history_gets_a_search_record(demo, tmp_path, text, one_torch_thread):
-    from fusion_gui.engine.search.loop import run_search
     from fusion_gui.session.history import History
+    from fusion_gui.session.search_record import record_search
 
     history = History(tmp_path / "history.sqlite")
-    result, _ = drain(run_search(settings_for(demo, text, trials=2), tmp_path / "out", history=history))
-    record = history.get(result.history_id)
-    assert record.kind == "search" and "task_arithmetic" in record.recipe
+    settings = settings_for(demo, text, trials=2)
+    result, _ = run(settings, tmp_path / "out")
+    record = history.get(record_search(history, settings, result))
+    assert record.kind == "search" and record.status == "done" and "task_arithmetic" in record.recipe
+    assert record.recipe == Path(result.recipe_file).read_text()
     assert {(s.task, s.metric) for s in record.scores} == {("perplexity", "search"), ("perplexity", "held_out")}
 
 
@@ -181,7 +183,7 @@ def test_cancel_presents_nothing_and_resume_continues_the_study(demo, tmp_path, 
     from fusion_gui.engine.search.loop import run_search
 
     cancel, out = CancelToken(), tmp_path / "out"
-    gen = run_search(settings_for(demo, text, trials=4), out, cancel, record=False)
+    gen = run_search(settings_for(demo, text, trials=4), out, cancel)
     events = []
     for event in gen:
         events.append(event)
@@ -308,8 +310,11 @@ def test_two_worker_processes_share_one_sqlite_study(demo, tmp_path, text, one_t
 
 def test_the_cli_writes_the_best_recipe_and_merges_it(demo, tmp_path, text, run_cli, one_torch_thread):
     save_settings(settings_for(demo, text, trials=2), tmp_path / "search.yml")
-    code, out, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out", "--merge", "--no-history")
+    code, out, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out", "--merge")
     assert code == 0, err
+    from fusion_gui.session.history import History
+
+    assert History().runs(kind="search")[0].output == str(tmp_path / "out")
     assert "trial 0: perplexity" in err and "Best recipe:" in out
     assert (tmp_path / "out" / "best-model" / "config.json").is_file()
     code, _, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out2", "--worker")

@@ -71,5 +71,5 @@ class SearchResult:
     trials_csv: str | None = None
     seconds: float = 0.0
     peak_bytes: int | None = None
-    history_id: int | None = None
+    recipe_text: str = ""  # the best recipe's YAML, as written
     extra: dict = field(default_factory=dict)
