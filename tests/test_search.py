@@ -114,7 +114,8 @@ def test_each_trial_reads_no_input_again(demo, monkeypatch, one_torch_thread):
 # ---- settings ----------------------------------------------------------------------------------------
 
 def test_settings_round_trip_through_yaml(demo, tmp_path, text):
-    settings = settings_for(demo, text, tune=(Tuned("weight", "layer", 0.0, 2.0), Tuned("lambda", "global", 0.5, 1.5)),
+    settings = settings_for(demo, text, tune=(Tuned("weight", "layer", 0.0, 2.0, 0.8),
+                                              Tuned("lambda", "global", 0.5, 1.5)),
                             layer_granularity=1, seconds=60.0, sampler="tpe", storage="sqlite:///x.sqlite")
     save_settings(settings, tmp_path / "s.yml")
     assert load_settings(tmp_path / "s.yml") == settings
@@ -144,6 +145,15 @@ def test_a_search_finds_the_best_trial_and_exports_it(demo, tmp_path, text, one_
     recipe = Path(result.recipe_file).read_text()
     assert f"{best.params['weight/count']}" in recipe and "task_arithmetic" in recipe
     assert len(Path(result.trials_csv).read_text().splitlines()) == 6
+
+
+def test_a_search_starts_from_the_given_recipe(demo, tmp_path, text, one_torch_thread):
+    settings = settings_for(demo, text, tune=(Tuned("weight", "layer", 0.0, 2.0, 0.8),), layer_granularity=1, trials=2)
+    _, events = run(settings, tmp_path / "out")
+    started = of(events, ev.TrialStarted)
+    assert started[0].params == {"weight/count/g0": 0.8, "weight/count/g1": 0.8, "weight/reverse/g0": 0.8,
+                                 "weight/reverse/g1": 0.8}
+    assert started[1].params != started[0].params
 
 
 def test_a_grid_runs_every_point_once_then_stops(demo, tmp_path, text, one_torch_thread):
@@ -257,6 +267,7 @@ def test_a_new_search_refuses_a_folder_that_holds_one(demo, tmp_path, text, one_
     ({"tune": (Tuned("weight", "layer", 0.0, 1.0),)}, "set layer_granularity"),
     ({"combine": "pareto", "sampler": "cmaes"}, "CMA-ES optimizes one value"),
     ({"trials": None}, "budget"),
+    ({"tune": (Tuned("weight", "model", 0.0, 1.0, 1.5),)}, "outside its bounds"),
 ])
 def test_bad_settings_are_one_sentence(demo, change, words):
     with pytest.raises(InputError, match=words) as err:
@@ -283,6 +294,7 @@ def test_resuming_a_search_that_was_never_started_says_so(demo, tmp_path, text):
 
 # ---- several processes, one study ------------------------------------------------------------------
 
+@pytest.mark.slow  # two fresh processes that each import torch and transformers
 def test_two_worker_processes_share_one_sqlite_study(demo, tmp_path, text, one_torch_thread):
     from fusion_gui.engine.search.study import list_trials, storage_url
 
