@@ -135,6 +135,9 @@ def test_grid_order_is_coarse_first():
 
 def test_a_search_finds_the_best_trial_and_exports_it(demo, tmp_path, text, one_torch_thread):
     result, events = run(settings_for(demo, text, trials=5), tmp_path / "out")
+    started = of(events, ev.SearchStarted)[0]
+    assert started.dimensions == ("weight/count", "weight/reverse") and started.objectives == ("perplexity",)
+    assert started.maximize == (False,) and not started.pareto
     finished = of(events, ev.TrialFinished)
     assert [e.number for e in finished] == [0, 1, 2, 3, 4] and all(e.state == "complete" for e in finished)
     best = min(finished, key=lambda e: e.scores["perplexity"])
@@ -285,6 +288,16 @@ def test_bad_settings_files_are_one_sentence(tmp_path):
         (tmp_path / "s.yml").write_text(text)
         with pytest.raises(InputError, match=words):
             load_settings(tmp_path / "s.yml")
+
+
+def test_inputs_that_do_not_fit_in_memory_are_one_sentence(demo, monkeypatch):
+    import psutil
+
+    from fusion_gui.engine.search.candidates import CandidateMerger
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": 1000})())
+    with pytest.raises(InputError, match="holds its 3 inputs and one merged model in memory"):
+        CandidateMerger([str(demo.count), str(demo.reverse)], str(demo.base), "cpu")
 
 
 def test_resuming_a_search_that_was_never_started_says_so(demo, tmp_path, text):

@@ -5,9 +5,10 @@ through the normal merge. Qt-free; one job per module:
 - settings.py: `SearchSettings` (+ `Tuned`, `Objective`), `load_settings(path)`, `save_settings(s, path)`,
   `settings_from_dict`, `dump_settings`, `check_settings` (every check that needs no model). The app writes
   the same YAML file the command line reads.
-- events.py: what a search yields: `TrialStarted`, `TrialFinished`, `BestSoFar`, `ParetoFront`,
-  `HeldOutScore`, `SearchStopped` (reason: budget, time, grid done, cancelled, paused, failures), and its
-  return value `SearchResult`.
+- events.py: what a search yields: `SearchStarted` (storage URL, dimension and objective names), then
+  `TrialStarted`, `TrialFinished`, `BestSoFar`, `ParetoFront`, `HeldOutScore`, `SearchStopped` (reason:
+  budget, time, grid done, cancelled, paused, failures), and its return value `SearchResult`. A dimension
+  name is "param", "param/model" or "param[/model]/gN" (layer group N): the per-layer curves come from these.
 - loop.py: `run_search(settings, out_dir, cancel, *, mode="new"|"resume"|"worker", pause=None)`: the
   generator. `cancel` stops now (the running trial is marked failed); `pause` stops after the running
   trial; resume with mode="resume" (the study is in its storage). A worker joins a study and runs trials

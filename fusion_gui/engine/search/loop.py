@@ -16,8 +16,8 @@ from pathlib import Path
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError, out_of_memory_sentence
 from fusion_gui.engine.search import export
-from fusion_gui.engine.search.events import (BestSoFar, HeldOutScore, ParetoFront, SearchResult, SearchStopped,
-                                             TrialFinished, TrialStarted)
+from fusion_gui.engine.search.events import (BestSoFar, HeldOutScore, ParetoFront, SearchResult, SearchStarted,
+                                             SearchStopped, TrialFinished, TrialStarted)
 from fusion_gui.engine.search.genome import dimensions, recipe_dict
 from fusion_gui.engine.search.settings import SearchSettings, check_settings
 from fusion_gui.engine.search.study import (complete_trials, fail_orphans, list_trials, open_study, storage_url,
@@ -75,6 +75,8 @@ def _search(settings, out, url, cancel, pause, mode, start, memory):
             yield Log(f"Trial {number} was left unfinished by a process that ended; it is marked failed.", "warning")
         yield Log(f"Search {settings.study_name!r} in {url}: {len(dims)} parameters "
                   f"({', '.join(d.name for d in dims)}), sampler {settings.chosen_sampler}, on {merger.device}.")
+        yield SearchStarted(url, settings.study_name, tuple(d.name for d in dims), tuple(objectives.names),
+                            tuple(o.maximize for o in settings.objectives), settings.pareto, len(study.trials))
         stopped = yield from _trials(settings, study, merger, objectives, dims, cancel, pause, start)
         yield stopped
         result = SearchResult(str(out) if out else "", url, settings.study_name, stopped,
