@@ -177,6 +177,24 @@ def test_two_objectives_give_a_pareto_front(demo, tmp_path, text, one_torch_thre
     assert {b.number for b in result.best} == set(front.numbers)
 
 
+def test_task_files_are_objectives_with_held_out_lines(demo, tmp_path, one_torch_thread):
+    import json
+
+    gen, choice = tmp_path / "digits.jsonl", tmp_path / "pick.jsonl"
+    gen.write_text("".join(json.dumps({"prompt": f"{i}>", "answer": str(i + 1)}) + "\n" for i in range(10)))
+    choice.write_text("".join(json.dumps({"query": f"{i}>", "choices": ["a", "b", "c"], "answer": i % 3}) + "\n"
+                              for i in range(10)))
+    settings = settings_for(demo, trials=2, combine="pareto", sampler="nsga2",
+                            objectives=(Objective(str(gen)), Objective(str(choice), metric="acc")))
+    result, events = run(settings, tmp_path / "out")
+    assert set(of(events, ev.TrialFinished)[0].scores) == {"digits", "pick/acc"}
+    data = tmp_path / "out" / "data"
+    # every fifth line held out; the search part capped at `examples` (6 of 8)
+    assert (data / "digits-held_out.jsonl").read_text().splitlines() == gen.read_text().splitlines()[4::5]
+    assert len((data / "digits-search.jsonl").read_text().splitlines()) == settings.examples == 6
+    assert set(result.best[0].held_out) == {"digits", "pick/acc"}
+
+
 def test_history_gets_a_search_record(demo, tmp_path, text, one_torch_thread):
     from fusion_gui.session.history import History
     from fusion_gui.session.search_record import record_search
