@@ -330,6 +330,16 @@ def test_inputs_that_do_not_fit_in_memory_are_one_sentence(demo, monkeypatch):
         CandidateMerger([str(demo.count), str(demo.reverse)], str(demo.base), "cpu")
 
 
+def test_resuming_with_other_settings_says_which_differ(demo, tmp_path, text, one_torch_thread):
+    pause = CancelToken()
+    pause.cancel()
+    run(settings_for(demo, text), tmp_path / "out", pause=pause)
+    changed = settings_for(demo, text, tune=(Tuned("weight", "model", 0.0, 1.0),), trials=9)
+    with pytest.raises(InputError, match=r"differ from the stored search's \(tune\)"):
+        run(changed, tmp_path / "out", mode="resume")
+    run(settings_for(demo, text, trials=1), tmp_path / "out", mode="resume")  # a new budget is fine
+
+
 def test_resuming_a_search_that_was_never_started_says_so(demo, tmp_path, text):
     with pytest.raises(InputError, match="no search"):
         run(settings_for(demo, text), tmp_path / "nothing", mode="resume")
