@@ -381,6 +381,8 @@ def test_the_cli_writes_the_best_recipe_and_merges_it(demo, tmp_path, text, run_
 
     assert History().runs(kind="search")[0].output == str(tmp_path / "out")
     assert "trial 0: perplexity" in err and "Best recipe:" in out
+    code, listed, _ = run_cli("history", "list", "--kind", "search")
+    assert code == 0 and "task_arithmetic search: 2 trials" in listed
     assert (tmp_path / "out" / "best-model" / "config.json").is_file()
     code, _, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out2", "--worker")
     assert code == 2 and "no search" in err
