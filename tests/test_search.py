@@ -145,6 +145,11 @@ def test_a_search_finds_the_best_trial_and_exports_it(demo, tmp_path, text, one_
     assert result.stopped.reason == "budget"
     assert set(result.best[0].held_out) == {"perplexity"}
     assert result.best[0].held_out["perplexity"] != result.best[0].search["perplexity"]  # other text
+    from fusion_gui.engine.merge.recipe import load_recipe, recipe_from_dict, recipe_to_dict
+    from fusion_gui.engine.search.genome import recipe_for
+
+    picked = recipe_from_dict(recipe_for(settings_for(demo, text), best.params))  # as the app opens a clicked trial
+    assert recipe_to_dict(load_recipe(result.recipe_file)) == recipe_to_dict(picked)
     recipe = Path(result.recipe_file).read_text()
     assert f"{best.params['weight/count']}" in recipe and "task_arithmetic" in recipe
     assert len(Path(result.trials_csv).read_text().splitlines()) == 6
