@@ -47,7 +47,7 @@ class HistoryPanel(QWidget):
         self.sort_combo.currentIndexChanged.connect(self.refresh)
         self.kind_combo = QComboBox()
         for text, kind in (("All runs", None), ("Merges", "merge"), ("Distillations", "distill"),
-                           ("Evaluations", "eval")):
+                           ("Evaluations", "eval"), ("Searches", "search")):
             self.kind_combo.addItem(text, kind)
         self.kind_combo.currentIndexChanged.connect(self.refresh)
         self.table = QTableWidget(0, len(COLUMNS))

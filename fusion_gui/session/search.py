@@ -1,0 +1,270 @@
+"""The Search tab's session: the search settings (the YAML mapping `fusion-gui search` reads) and the
+trials seen so far, behind intent methods that emit once.
+
+Qt-free (psygnal). Trials arrive from the running search's events and from polling the study's
+storage (other workers), in any order and more than once: `add_trials` keeps one row per trial
+number and emits only the rows that changed, so views update incrementally. Best so far and the
+Pareto front are computed here, from plain numbers, so they are tested without Qt.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psygnal import Signal
+
+from fusion_gui.engine.errors import InputError
+
+SAMPLERS = {"grid": "Grid, 1-D", "grid2d": "Grid, 2-D", "cmaes": "CMA-ES"}
+SCOPES = {"global": "global", "model": "per model", "layers": "per layer group"}
+MINIMIZED = ("perplexity",)  # objectives where lower is better; every other score is higher-better
+
+
+def default_settings() -> dict:
+    return {"recipe": {}, "tune": [], "layer_groups": 4, "objectives": [], "held_out": 0.3,
+            "trials": 50, "minutes": 10.0, "sampler": "cmaes", "grid_points": 5, "storage": "",
+            "study_name": "search", "seed": 0}
+
+
+def minimized(objective: str) -> bool:
+    return any(objective == m or objective.startswith(m + ":") for m in MINIMIZED)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as the views show it: numbers only (the storage and the events both map to it)."""
+
+    number: int
+    params: dict = field(default_factory=dict)  # parameter key -> value
+    scores: tuple = ()  # one per objective (None: not scored yet or failed)
+    held_out: tuple = ()  # the same objectives re-scored on held-out examples (empty until then)
+    state: str = "complete"  # "running" | "complete" | "failed" | "pruned"
+    seconds: float | None = None
+    worker: str = ""
+    recipe: dict | None = None  # the candidate's recipe mapping when the engine gave it
+
+    @property
+    def done(self) -> bool:
+        return self.state == "complete" and bool(self.scores) and all(_finite(s) for s in self.scores)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def pareto_front(points: list[tuple[int, tuple]], maximize: tuple[bool, ...]) -> list[int]:
+    """Numbers of the trials no other trial beats on both objectives (ties kept): one sweep, O(n log n)."""
+    signed = sorted(((tuple(v if up else -v for v, up in zip(vals[:2], maximize)), n) for n, vals in points),
+                    key=lambda item: (-item[0][0], -item[0][1]))
+    front, best_second, best_first = [], -math.inf, None
+    for (first, second), n in signed:
+        # beaten: someone with a first objective at least as good has a strictly better second, or
+        # an equal second and a strictly better first
+        if second > best_second or (second == best_second and first == best_first):
+            front.append(n)
+            if second > best_second:
+                best_second, best_first = second, first
+    return front
+
+
+class SearchSession:
+    settings_changed = Signal(object)  # origin: the view that asked, or None
+    trials_added = Signal(list)  # the TrialRows new or changed since the last emission
+    trials_cleared = Signal()
+    message = Signal(str)
+
+    def __init__(self) -> None:
+        self.settings = default_settings()
+        self.out_dir = ""
+        self.trials: dict[int, TrialRow] = {}
+
+    # --- settings --------------------------------------------------------------------------
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.settings.get("objectives") or [])
+
+    @property
+    def maximize(self) -> tuple[bool, ...]:
+        return tuple(not minimized(o) for o in self.objectives)
+
+    def set(self, key: str, value, origin: object = None) -> None:
+        if key not in default_settings():
+            raise InputError(f"Unknown search setting '{key}'.")
+        if self.settings.get(key) != value:
+            self.settings[key] = copy.deepcopy(value)
+            self.settings_changed.emit(origin)
+
+    def replace_settings(self, settings: dict, origin: object = None) -> None:
+        merged = {**default_settings(), **copy.deepcopy(settings)}
+        unknown = sorted(set(merged) - set(default_settings()))
+        if unknown:
+            raise InputError(f"Unknown search setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.")
+        if merged != self.settings:
+            self.settings = merged
+            self.settings_changed.emit(origin)
+
+    def copy_from_merge(self, merge, origin: object = None) -> list[str]:
+        """The Merge view's models, base, method and fixed values become the search's starting recipe.
+        Returns the names of its numeric parameters (what can be tuned)."""
+        from fusion_gui.engine.merge.recipe import recipe_to_dict
+
+        state = merge.state
+        if not state.model_refs():
+            raise InputError("The Merge view has no models: add models there (or press “Try the demo”) first.")
+        method = merge.method()
+        numeric = [p.name for p in (method.params if method is not None else ()) if p.type in (int, float)]
+        if not numeric:
+            raise InputError(f"The merge method {state.method} has no numeric parameters to tune.")
+        recipe = recipe_to_dict(merge.recipe())
+        tune = [t for t in self.settings.get("tune", []) if t.get("parameter") in numeric]
+        if not tune:  # a useful start: every model's weight (else the first numeric parameter)
+            name = "weight" if "weight" in numeric else numeric[0]
+            spec = next(p for p in method.params if p.name == name)
+            tune = [{"parameter": name, "scope": "model" if spec.scope == "model" else "global",
+                     "low": 0.0, "high": float(spec.maximum if spec.maximum is not None else 1.5)}]
+        self.replace_settings({**self.settings, "recipe": recipe, "tune": tune}, origin)
+        return numeric
+
+    def load_file(self, path: str | Path, origin: object = None) -> None:
+        """All or nothing: a file that does not read leaves the settings as they were."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise InputError(f"Cannot read the search settings '{path}': {err.strerror or err}.") from err
+        except yaml.YAMLError as err:
+            raise InputError(f"The search settings '{path}' are not valid YAML ({err.__class__.__name__}).") from err
+        if not isinstance(data, dict):
+            raise InputError(f"The search settings '{path}' must be a mapping of settings.")
+        self.replace_settings(data, origin)
+
+    def dump(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.settings, sort_keys=False, allow_unicode=True)
+
+    def save_file(self, path: str | Path) -> Path:
+        path = Path(path)
+        try:
+            path.write_text(self.dump(), encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"Cannot write '{path}': {err.strerror or err}.") from err
+        return path
+
+    def storage_path(self) -> str:
+        """Where the study lives: the setting, else a SQLite file in the output folder."""
+        if self.settings.get("storage"):
+            return str(self.settings["storage"])
+        return f"sqlite:///{Path(self.out_dir) / 'search.sqlite'}" if self.out_dir else ""
+
+    # --- trials ----------------------------------------------------------------------------
+    def clear_trials(self) -> None:
+        self.trials = {}
+        self.trials_cleared.emit()
+
+    def add_trials(self, rows) -> list[TrialRow]:
+        """Upsert rows by trial number; a finished row is never replaced by an older running one."""
+        changed = []
+        for row in rows:
+            old = self.trials.get(row.number)
+            if old == row or (old is not None and old.state != "running" and row.state == "running"):
+                continue
+            if old is not None and not row.held_out and old.held_out:
+                row = TrialRow(**{**row.__dict__, "held_out": old.held_out})
+            if old is not None and row.recipe is None and old.recipe is not None:
+                row = TrialRow(**{**row.__dict__, "recipe": old.recipe})
+            self.trials[row.number] = row
+            changed.append(row)
+        if changed:
+            self.trials_added.emit(changed)
+        return changed
+
+    def set_held_out(self, number: int, scores: tuple) -> None:
+        """A trial re-scored on the held-out examples (the best candidates, after the search)."""
+        old = self.trials.get(number)
+        if old is not None and tuple(scores) != old.held_out:
+            self.add_trials([TrialRow(**{**old.__dict__, "held_out": tuple(scores)})])
+
+    def ordered(self) -> list[TrialRow]:
+        return [self.trials[n] for n in sorted(self.trials)]
+
+    def best(self, objective: int = 0) -> TrialRow | None:
+        done = [t for t in self.ordered() if t.done and len(t.scores) > objective]
+        if not done:
+            return None
+        up = self.maximize[objective] if objective < len(self.maximize) else True
+        return (max if up else min)(done, key=lambda t: t.scores[objective])
+
+    def best_so_far(self, objective: int = 0) -> list[tuple[int, float]]:
+        """(trial number, best score up to it) for each finished trial, in trial order."""
+        up = self.maximize[objective] if objective < len(self.maximize) else True
+        out, best = [], None
+        for t in self.ordered():
+            if not t.done or len(t.scores) <= objective:
+                continue
+            value = t.scores[objective]
+            best = value if best is None or (value > best if up else value < best) else best
+            out.append((t.number, best))
+        return out
+
+    def front(self) -> list[int]:
+        """The Pareto front of two objectives (trial numbers), by the first objective."""
+        if len(self.objectives) < 2:
+            return []
+        points = [(t.number, t.scores[:2]) for t in self.ordered() if t.done and len(t.scores) >= 2]
+        numbers = pareto_front(points, self.maximize[:2])
+        return sorted(numbers, key=lambda n: self.trials[n].scores[0])
+
+    def param_keys(self) -> list[str]:
+        return sorted({k for t in self.trials.values() for k in t.params})
+
+    # --- recipes and export ----------------------------------------------------------------
+    def recipe_of(self, number: int):
+        """The Recipe of a trial: the engine's own mapping when it gave one, else built from its params."""
+        from fusion_gui.engine.merge.recipe import recipe_from_dict
+
+        trial = self.trials.get(number)
+        if trial is None:
+            raise InputError(f"There is no trial {number} in this search.")
+        if trial.recipe is not None:
+            return recipe_from_dict(copy.deepcopy(trial.recipe))
+        from fusion_gui.session.search_engine import recipe_for_params
+
+        return recipe_for_params(self.settings, trial.params)
+
+    def write_recipe(self, number: int, path: str | Path) -> Path:
+        from fusion_gui.engine.merge.recipe import dump_recipe
+
+        text = dump_recipe(self.recipe_of(number))
+        path = Path(path)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"Cannot write '{path}': {err.strerror or err}.") from err
+        return path
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Every trial: number, state, scores, held-out scores, parameters, seconds, worker."""
+        keys, objectives = self.param_keys(), self.objectives or ["score"]
+        path = Path(path)
+        try:
+            with path.open("w", newline="", encoding="utf-8") as f:
+                out = csv.writer(f)
+                out.writerow(["trial", "state", *objectives, *(f"{o} (held out)" for o in objectives), *keys,
+                              "seconds", "worker"])
+                for t in self.ordered():
+                    held = list(t.held_out) + [""] * (len(objectives) - len(t.held_out))
+                    scores = list(t.scores) + [""] * (len(objectives) - len(t.scores))
+                    out.writerow([t.number, t.state, *scores, *held, *(t.params.get(k, "") for k in keys),
+                                  "" if t.seconds is None else f"{t.seconds:.3f}", t.worker])
+        except OSError as err:
+            raise InputError(f"Cannot write '{path}': {err.strerror or err}.") from err
+        return path
+
+
+__all__ = ["SAMPLERS", "SCOPES", "SearchSession", "TrialRow", "default_settings", "minimized", "pareto_front"]

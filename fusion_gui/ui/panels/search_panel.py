@@ -1,0 +1,378 @@
+"""Search: tune a merge's parameters (grid or CMA-ES) against one or two objectives, with live plots
+and a sortable table of trials.
+
+The form edits the SearchSession's settings (the YAML `fusion-gui search` reads). Start runs the
+engine's search through a JobRunner; Pause stops it after the trial under way (the study stays in
+its storage) and Resume continues it, also after the app was closed. While the tab is shown, a
+LatestJob polls the storage off the GUI thread, so trials of other workers sharing it appear too.
+Clicking a point, or double-clicking a row, opens that trial's recipe in the Merge view.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
+)
+
+from fusion_gui.engine.errors import InputError
+from fusion_gui.session.search import SearchSession
+from fusion_gui.session.search_engine import check_settings, list_trials, row_from, search_job
+from fusion_gui.ui.jobs import JobRunner, LatestJob
+from fusion_gui.ui.panels.search_form import SearchForm
+from fusion_gui.ui.plots.search_plots import SearchPlots
+from fusion_gui.ui.widgets.file_dialogs import ask_open_file, ask_save_file
+from fusion_gui.ui.widgets.trials_table import TrialsTable
+
+POLL_MS = 2000  # how often the storage is read for other workers' trials while the tab is shown
+SETTINGS_FILTER = "Search settings (*.yml *.yaml)"
+ERROR_STYLE = "color: #b00020"
+
+
+def _sqlite_file(storage: str) -> Path | None:
+    return Path(storage[len("sqlite:///"):]) if storage.startswith("sqlite:///") else None
+
+
+def _listing_job(settings: dict, storage: str, objectives: list[str]):
+    """A job (a generator) whose result is every trial in the storage."""
+    yield from ()
+    return list_trials(settings, storage, objectives)
+
+
+class SearchPanel(QWidget):
+    message = Signal(str)
+    merge_requested = Signal()  # a trial's recipe was loaded into the Merge view: show it
+    searched = Signal(object)  # the engine's result, when a search ends
+
+    def __init__(self, session: SearchSession | None = None, merge=None, evaluate=None, history=None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session if session is not None else SearchSession()
+        self.merge, self.evaluate, self.history = merge, evaluate, history
+        self.selected: int | None = None
+        self._pausing = False
+        self._started_at = 0.0
+
+        self.form = SearchForm(self.session, lambda: tuple(evaluate.task_specs) if evaluate is not None else ())
+        self.form.from_merge_requested.connect(self.copy_from_merge)
+        self.form.load_requested.connect(self._ask_load)
+        self.form.save_requested.connect(self._ask_save)
+        self.start_button = QPushButton("Start search")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button = QPushButton("Pause", enabled=False)
+        self.pause_button.setToolTip("Stop after the trial under way; the study stays in its storage.")
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button = QPushButton("Resume", enabled=False)
+        self.resume_button.setToolTip("Continue the study in the storage (also one from an earlier session).")
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.cancel_button = QPushButton("Cancel")
+        self.progress_bar = QProgressBar(minimum=0, maximum=1000)
+        self.status_label = QLabel("Copy a merge from the Merge view, choose objectives and an output folder, "
+                                   "then Start.")
+        self.status_label.setWordWrap(True)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(ERROR_STYLE)
+        self.error_label.setVisible(False)
+        self.plots = SearchPlots(self.session)
+        self.plots.trial_clicked.connect(self.open_in_merge)
+        self.table = TrialsTable()
+        self.table.trial_chosen.connect(self.open_in_merge)
+        self.table.trial_selected.connect(self._select)
+        self.plots.trial_clicked.connect(self.table.select_trial)
+        self.selection_label = QLabel("No trial selected.")
+        self.open_button = QPushButton("Open in Merge", enabled=False)
+        self.open_button.clicked.connect(lambda: self.selected is not None and self.open_in_merge(self.selected))
+        self.write_button = QPushButton("Write recipe…", enabled=False)
+        self.write_button.clicked.connect(lambda: self._ask_write(self.selected))
+        self.best_button = QPushButton("Export best recipe…")
+        self.best_button.clicked.connect(lambda: self._ask_write(None))
+        self.csv_button = QPushButton("Export trials CSV…")
+        self.csv_button.clicked.connect(self._ask_csv)
+
+        self.runner = JobRunner(self, start_button=self.start_button, cancel_button=self.cancel_button,
+                                progress_bar=self.progress_bar, status_label=self.status_label,
+                                every_event=self._on_event, on_finished=self._on_finished,
+                                on_failed=self._on_failed, on_cancelled=self._on_cancelled,
+                                on_done=self._on_done, error_dialog=False)
+        self.poller = LatestJob(self)
+        self.poller.result.connect(self.session.add_trials)
+        self.poll_timer = QTimer(self, interval=POLL_MS)
+        self.poll_timer.timeout.connect(self.poll)
+        self.session.trials_added.connect(self._on_trials)
+        self.session.trials_cleared.connect(self.table.trials.clear)
+        self.session.settings_changed.connect(lambda _: self.table.trials.set_objectives(self.session.objectives))
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form)
+        scroll.setMinimumWidth(380)
+        controls = QHBoxLayout()
+        for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button):
+            controls.addWidget(button)
+        controls.addWidget(self.progress_bar, 1)
+        chosen = QHBoxLayout()
+        chosen.addWidget(self.selection_label, 1)
+        for button in (self.open_button, self.write_button, self.best_button, self.csv_button):
+            chosen.addWidget(button)
+        live = QSplitter(Qt.Orientation.Vertical)
+        live.addWidget(self.plots)
+        live.addWidget(self.table)
+        live.setStretchFactor(0, 3)
+        live.setStretchFactor(1, 2)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(controls)
+        right_layout.addWidget(self.status_label)
+        right_layout.addWidget(self.error_label)
+        right_layout.addWidget(live, 1)
+        right_layout.addLayout(chosen)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(scroll)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+        self.table.trials.set_objectives(self.session.objectives)
+
+    # --- messages --------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        """One sentence in the view; the app stays as it was."""
+        self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
+        if text:
+            self.message.emit(text)
+
+    # --- settings --------------------------------------------------------------------------
+    def copy_from_merge(self) -> bool:
+        if self.merge is None:
+            return False
+        try:
+            names = self.session.copy_from_merge(self.merge)
+        except InputError as err:
+            self.show_error(str(err))
+            return False
+        self.show_error("")
+        self.message.emit(f"Copied the Merge view's recipe; tunable parameters: {', '.join(names)}.")
+        return True
+
+    def load_settings(self, path: str | Path) -> bool:
+        try:
+            self.session.load_file(path)
+        except InputError as err:
+            self.show_error(str(err))
+            return False
+        self.show_error("")
+        self.message.emit(f"Loaded the search settings {path}.")
+        return True
+
+    def save_settings(self, path: str | Path) -> Path | None:
+        try:
+            saved = self.session.save_file(path)
+        except InputError as err:
+            self.show_error(str(err))
+            return None
+        self.message.emit(f"Saved the search settings to {saved}; `fusion-gui search {saved} OUT` runs them.")
+        return saved
+
+    def _ask_load(self) -> None:
+        path = ask_open_file(self, "Search settings", "", SETTINGS_FILTER)
+        if path:
+            self.load_settings(path)
+
+    def _ask_save(self) -> None:
+        path = ask_save_file(self, "Save search settings", "search.yml", SETTINGS_FILTER)
+        if path:
+            self.save_settings(path)
+
+    # --- running ---------------------------------------------------------------------------
+    def problem(self) -> str | None:
+        """What stops a start, as one sentence (the engine checks the rest before any model loads)."""
+        if not self.session.settings.get("recipe"):
+            return "No starting recipe: press “Search from the Merge view” after setting up a merge."
+        if not self.session.objectives:
+            return "Choose at least one objective (a demo skill or a task file)."
+        if not self.session.out_dir:
+            return "Choose an output folder for the search (its study, best recipe and trials)."
+        try:
+            check_settings(self.session.settings)
+        except InputError as err:
+            return str(err)
+        return None
+
+    def start(self, resume: bool = False):
+        """Start (or resume) the search; None when it cannot start (the reason is shown)."""
+        problem = self.problem()
+        if problem is not None:
+            self.show_error(problem)
+            return None
+        self.show_error("")
+        if not resume:
+            self.session.clear_trials()
+        settings, out_dir = dict(self.session.settings), self.session.out_dir
+        if not settings.get("storage"):
+            settings["storage"] = self.session.storage_path()
+        self._pausing = False
+        self._started_at = time.monotonic()
+        worker = self.runner.start(lambda token: search_job(settings, out_dir, token),
+                                   "Resuming the search…" if resume else "Starting the search…")
+        if worker is not None:
+            self.pause_button.setEnabled(True)
+            self.resume_button.setEnabled(False)
+            self.form.setEnabled(False)  # what runs stays what is shown
+            self.poll_timer.start()
+        return worker
+
+    def pause(self) -> None:
+        if self.runner.running:
+            self._pausing = True
+            self.runner.cancel()
+            self.runner.set_status("Pausing after the trial under way…")
+
+    def cancel(self) -> None:
+        self.runner.cancel()
+
+    def _on_event(self, event) -> None:
+        row = row_from(event, self.session.objectives)
+        if row is not None:
+            self.session.add_trials([row])
+        elif isinstance(getattr(event, "number", None), int) and getattr(event, "held_out", None) is not None:
+            self.session.set_held_out(event.number, tuple(event.held_out))
+        reason = getattr(event, "reason", None)
+        if isinstance(reason, str) and reason:
+            self.runner.set_status(reason)
+
+    def _on_trials(self, rows) -> None:
+        self.table.trials.upsert(rows)
+        done = sum(1 for t in self.session.trials.values() if t.state != "running")
+        budget = int(self.session.settings.get("trials") or 0)
+        if self.runner.running and budget:
+            self.runner.set_fraction(done / budget)
+        if self.runner.running:
+            best = self.session.best()
+            self.runner.set_status(f"{done} trial(s) done" + (f"; best so far: trial {best.number}, "
+                                                              f"{self._scores_text(best)}" if best else "") + ".")
+
+    def _scores_text(self, trial) -> str:
+        parts = [f"{o} {v:.3g}" for o, v in zip(self.session.objectives, trial.scores) if v is not None]
+        held = [f"{v:.3g}" for v in trial.held_out if v is not None]
+        return ", ".join(parts) + (f" (held out: {', '.join(held)})" if held else "")
+
+    def _on_finished(self, result) -> str:
+        self.searched.emit(result)
+        self._record("done")
+        best = self.session.best()
+        return (f"Search done: {len(self.session.trials)} trials"
+                + (f"; best trial {best.number}: {self._scores_text(best)}." if best else "."))
+
+    def _on_failed(self, summary: str, _details: str) -> None:
+        self.show_error(summary)
+        self._record("failed")
+
+    def _on_cancelled(self) -> str:
+        self._record("paused" if self._pausing else "cancelled")
+        if self._pausing:
+            return (f"Paused after {len(self.session.trials)} trials: the study is kept in its storage; Resume "
+                    f"continues it.")
+        return f"Cancelled after {len(self.session.trials)} trials; Resume continues the study from its storage."
+
+    def _on_done(self) -> None:
+        self.pause_button.setEnabled(False)
+        self.resume_button.setEnabled(bool(self.session.out_dir or self.session.settings.get("storage")))
+        self.form.setEnabled(True)
+        self.plots.flush()
+        if not self.isVisible():
+            self.poll_timer.stop()
+
+    def _record(self, status: str) -> None:
+        if self.history is None:
+            return
+        from fusion_gui.session.search_records import record_search
+
+        record_search(self.history, self.session, status, time.monotonic() - self._started_at)
+
+    # --- the storage, polled --------------------------------------------------------------
+    def poll(self):
+        """Read every trial of the study in the storage off the GUI thread (other workers' too)."""
+        storage = self.session.settings.get("storage") or self.session.storage_path()
+        file = _sqlite_file(storage)
+        if not storage or (file is not None and not file.is_file()) or self.poller.busy:
+            return None  # nothing to read yet (and reading must not create the file)
+        settings, objectives = dict(self.session.settings), self.session.objectives
+        return self.poller.request(lambda _token: _listing_job(settings, storage, objectives))
+
+    def showEvent(self, event) -> None:
+        self.poll_timer.start()
+        self.resume_button.setEnabled(not self.runner.running and bool(self.session.out_dir
+                                                                       or self.session.settings.get("storage")))
+        super().showEvent(event)
+
+    def hideEvent(self, event) -> None:
+        if not self.runner.running:
+            self.poll_timer.stop()
+        super().hideEvent(event)
+
+    # --- trials ----------------------------------------------------------------------------
+    def _select(self, number: int) -> None:
+        trial = self.session.trials.get(number)
+        if trial is None:
+            return
+        self.selected = number
+        params = ", ".join(f"{k} {v:.3g}" for k, v in list(trial.params.items())[:6])
+        self.selection_label.setText(f"Trial {number}: {self._scores_text(trial) or trial.state}. {params}")
+        self.open_button.setEnabled(self.merge is not None)
+        self.write_button.setEnabled(True)
+
+    def open_in_merge(self, number: int) -> bool:
+        """Load a trial's recipe into the Merge view (all or nothing) and show it."""
+        if self.merge is None:
+            return False
+        try:
+            self.merge.load_recipe(self.session.recipe_of(number))
+        except InputError as err:
+            self.show_error(str(err))
+            return False
+        self.show_error("")
+        self.message.emit(f"Opened trial {number}'s recipe in the Merge view: Run writes it.")
+        self.merge_requested.emit()
+        return True
+
+    def write_recipe(self, number: int | None, path: str | Path) -> Path | None:
+        """Write a trial's recipe (the best one when `number` is None)."""
+        if number is None:
+            best = self.session.best()
+            if best is None:
+                self.show_error("No trial has finished yet: there is no best recipe to write.")
+                return None
+            number = best.number
+        try:
+            written = self.session.write_recipe(number, path)
+        except InputError as err:
+            self.show_error(str(err))
+            return None
+        self.message.emit(f"Wrote trial {number}'s recipe to {written}.")
+        return written
+
+    def write_csv(self, path: str | Path) -> Path | None:
+        try:
+            written = self.session.write_csv(path)
+        except InputError as err:
+            self.show_error(str(err))
+            return None
+        self.message.emit(f"Wrote {len(self.session.trials)} trials to {written}.")
+        return written
+
+    def _ask_write(self, number: int | None) -> None:
+        path = ask_save_file(self, "Write recipe", "recipe.yml", "Merge recipes (*.yml *.yaml)")
+        if path:
+            self.write_recipe(number, path)
+
+    def _ask_csv(self) -> None:
+        path = ask_save_file(self, "Export trials", "trials.csv", "CSV (*.csv)")
+        if path:
+            self.write_csv(path)

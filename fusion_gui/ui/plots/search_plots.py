@@ -1,0 +1,203 @@
+"""Live plots of a search, drawn from the SearchSession: score per trial with the best so far, a
+heatmap of a 2-D grid, the Pareto front of two objectives, and the best candidate's parameters as
+per-layer curves. Each plot keeps its items and only sets their data, at most ~20 times a second
+(RedrawThrottle): a search of hundreds of trials never rebuilds a plot. Clicking a point emits
+`trial_clicked(number)`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QTabWidget, QWidget
+
+from fusion_gui.session.search import SearchSession
+from fusion_gui.ui.plots.layer_plot import PALETTE
+from fusion_gui.ui.plots.throttle import RedrawThrottle
+
+FRONT_COLOR, OTHER_COLOR, BEST_COLOR = "#D55E00", "#9aa5b1", "#009E73"
+
+
+def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
+    widget = pg.PlotWidget()
+    widget.setBackground("w")
+    item = widget.getPlotItem()
+    item.setTitle(title, size="9pt")
+    item.setLabel("bottom", bottom)
+    item.setLabel("left", left)
+    item.showGrid(x=True, y=True, alpha=0.25)
+    for side in ("left", "bottom"):
+        item.getAxis(side).enableAutoSIPrefix(False)
+    return widget
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+class SearchPlots(QTabWidget):
+    trial_clicked = Signal(int)
+
+    def __init__(self, session: SearchSession, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self._throttle = RedrawThrottle(self._redraw, parent=self)
+        self._best_shown: int | None = None
+
+        self.scores_plot = _plot("Score per trial (dots) and best so far (line)", "trial", "score")
+        self.scores_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self._dots: list[pg.ScatterPlotItem] = []
+        self._best_lines: list[pg.PlotDataItem] = []
+        self.grid_plot = _plot("Score over the 2-D grid (first objective)", "", "")
+        self._image = pg.ImageItem()
+        self._image.setColorMap(pg.colormap.get("viridis"))
+        self.grid_plot.addItem(self._image)
+        self._grid_dots = pg.ScatterPlotItem(size=7, pen=pg.mkPen("w"), brush=pg.mkBrush(0, 0, 0, 60))
+        self._grid_dots.sigClicked.connect(self._clicked)
+        self.grid_plot.addItem(self._grid_dots)
+        self.pareto_plot = _plot("Pareto front (orange): no other trial beats these on both objectives", "", "")
+        self._all_points = pg.ScatterPlotItem(size=7, pen=None, brush=pg.mkBrush(OTHER_COLOR))
+        self._front_line = pg.PlotDataItem(pen=pg.mkPen(FRONT_COLOR, width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self._front_points = pg.ScatterPlotItem(size=10, pen=pg.mkPen("k"), brush=pg.mkBrush(FRONT_COLOR))
+        for item in (self._all_points, self._front_line, self._front_points):
+            self.pareto_plot.addItem(item)
+        for scatter in (self._all_points, self._front_points):
+            scatter.sigClicked.connect(self._clicked)
+        self.params_plot = _plot("Best candidate's parameters across the layers", "layer depth (0 = first, 1 = last)",
+                                 "value")
+        self.params_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self._param_curves: dict[str, pg.PlotDataItem] = {}
+
+        self.addTab(self.scores_plot, "Scores")
+        self.addTab(self.grid_plot, "Grid heatmap")
+        self.addTab(self.pareto_plot, "Pareto front")
+        self.addTab(self.params_plot, "Best parameters")
+        session.trials_added.connect(lambda _rows: self._throttle.schedule())
+        session.trials_cleared.connect(self.reset)
+        session.settings_changed.connect(lambda _origin: self._fit_tabs())
+        self._fit_tabs()
+
+    # --- shape -----------------------------------------------------------------------------
+    def _fit_tabs(self) -> None:
+        """The heatmap is for a 2-D grid, the front for two objectives; the others always."""
+        objectives = self.session.objectives or ["score"]
+        self.setTabVisible(1, self.session.settings.get("sampler") == "grid2d")
+        self.setTabVisible(2, len(objectives) >= 2)
+        if len(objectives) >= 2:
+            self.pareto_plot.setLabel("bottom", objectives[0])
+            self.pareto_plot.setLabel("left", objectives[1])
+        while len(self._dots) < len(objectives):
+            color = PALETTE[len(self._dots) % len(PALETTE)]
+            name = objectives[len(self._dots)]
+            dots = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(color), name=name)
+            dots.sigClicked.connect(self._clicked)
+            line = pg.PlotDataItem(pen=pg.mkPen(color, width=2), stepMode=None, name=f"best {name}")
+            self.scores_plot.addItem(dots)
+            self.scores_plot.addItem(line)
+            self._dots.append(dots)
+            self._best_lines.append(line)
+        self._throttle.schedule()
+
+    def reset(self) -> None:
+        for item in (*self._dots, *self._best_lines, self._all_points, self._front_points, self._front_line,
+                     self._grid_dots):
+            item.setData([], [])
+        self._image.clear()
+        for curve in self._param_curves.values():
+            curve.setData([], [])
+        self._best_shown = None
+
+    def flush(self) -> None:
+        self._throttle.flush()
+
+    # --- drawing ---------------------------------------------------------------------------
+    def _redraw(self) -> None:
+        trials = [t for t in self.session.ordered() if t.done]
+        for k, (dots, line) in enumerate(zip(self._dots, self._best_lines)):
+            rows = [t for t in trials if k < len(t.scores)]
+            dots.setData([t.number for t in rows], [t.scores[k] for t in rows], data=[t.number for t in rows])
+            best = self.session.best_so_far(k) if k < len(self.session.objectives) else []
+            line.setData([n for n, _ in best], [v for _, v in best])
+        if self.isTabVisible(1):
+            self._draw_grid(trials)
+        if self.isTabVisible(2):
+            self._draw_front(trials)
+        self._draw_best_params()
+
+    def _draw_grid(self, trials) -> None:
+        keys = self.session.param_keys()[:2]
+        if len(keys) < 2:
+            return
+        rows = [t for t in trials if all(k in t.params for k in keys)]
+        xs = sorted({t.params[keys[0]] for t in rows})
+        ys = sorted({t.params[keys[1]] for t in rows})
+        if not xs or not ys:
+            return
+        image = np.full((len(xs), len(ys)), np.nan)
+        for t in rows:
+            image[xs.index(t.params[keys[0]]), ys.index(t.params[keys[1]])] = t.scores[0]
+        dx = (xs[-1] - xs[0]) / max(1, len(xs) - 1) or 1.0
+        dy = (ys[-1] - ys[0]) / max(1, len(ys) - 1) or 1.0
+        finite = image[np.isfinite(image)]
+        self._image.setImage(image, autoLevels=False,
+                             levels=(float(finite.min()), float(finite.max()) + 1e-9) if finite.size else (0, 1))
+        self._image.setRect(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys))
+        self._grid_dots.setData([t.params[keys[0]] for t in rows], [t.params[keys[1]] for t in rows],
+                                data=[t.number for t in rows])
+        self.grid_plot.setLabel("bottom", keys[0])
+        self.grid_plot.setLabel("left", keys[1])
+
+    def _draw_front(self, trials) -> None:
+        rows = [t for t in trials if len(t.scores) >= 2]
+        self._all_points.setData([t.scores[0] for t in rows], [t.scores[1] for t in rows],
+                                 data=[t.number for t in rows])
+        front = [self.session.trials[n] for n in self.session.front()]
+        xs, ys = [t.scores[0] for t in front], [t.scores[1] for t in front]
+        self._front_points.setData(xs, ys, data=[t.number for t in front])
+        self._front_line.setData(xs, ys)
+
+    def _draw_best_params(self) -> None:
+        best = self.session.best()
+        if best is None or best.number == self._best_shown:
+            return
+        try:
+            recipe = self.session.recipe_of(best.number)
+        except Exception:  # noqa: BLE001 - a curve is a picture: no recipe, no curve (the table still has it)
+            return
+        self._best_shown = best.number
+        tuned = {t.get("parameter") for t in self.session.settings.get("tune", [])}
+        curves: dict[str, list] = {}
+        for name, value in (recipe.parameters or {}).items():
+            if name in tuned:
+                curves[name] = value
+        for entry in recipe.models or []:
+            for name, value in (entry.parameters or {}).items():
+                if name in tuned:
+                    curves[f"{_short(entry.model)}: {name}"] = value
+        for label, value in curves.items():
+            ys = [v for v in value if _finite(v)] if isinstance(value, list) else [value] * 2
+            if not ys or not all(_finite(v) for v in ys):
+                continue
+            xs = np.linspace(0.0, 1.0, len(ys))
+            if label not in self._param_curves:
+                color = PALETTE[len(self._param_curves) % len(PALETTE)]
+                self._param_curves[label] = self.params_plot.plot(
+                    [], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5, symbolBrush=color, name=label)
+            self._param_curves[label].setData(xs, ys)
+        self.params_plot.setTitle(f"Best candidate's parameters across the layers (trial {best.number})", size="9pt")
+
+    def _clicked(self, _item, points, *_):
+        if len(points):
+            self.trial_clicked.emit(int(points[0].data()))
+
+    # --- for tests -------------------------------------------------------------------------
+    def point_counts(self) -> dict[str, int]:
+        return {"scores": sum(len(d.data) for d in self._dots), "front": len(self._front_points.data),
+                "pareto_all": len(self._all_points.data), "grid": len(self._grid_dots.data),
+                "param_curves": sum(1 for c in self._param_curves.values() if c.xData is not None and len(c.xData))}
+
+
+def _short(ref: str) -> str:
+    return str(ref).rstrip("/").rsplit("/", 1)[-1]
