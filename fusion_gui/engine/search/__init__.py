@@ -1,0 +1,40 @@
+"""Merge search: tune a merge method's parameters by grid, CMA-ES or NSGA-II against evaluation tasks,
+with every candidate merged in memory (no checkpoint written) and scored; only the chosen recipe is written,
+through the normal merge. Qt-free; one job per module:
+
+- settings.py: `SearchSettings` (+ `Tuned`, `Objective`), `load_settings(path)`, `save_settings(s, path)`,
+  `settings_from_dict`, `dump_settings`, `check_settings` (every check that needs no model). The app writes
+  the same YAML file the command line reads.
+- events.py: what a search yields: `TrialStarted`, `TrialFinished`, `BestSoFar`, `ParetoFront`,
+  `HeldOutScore`, `SearchStopped` (reason: budget, time, grid done, cancelled, paused, failures), and its
+  return value `SearchResult`.
+- loop.py: `run_search(settings, out_dir, cancel, *, mode="new"|"resume"|"worker", pause=None,
+  history=None, record=True)`: the generator. `cancel` stops now (the running trial is marked failed);
+  `pause` stops after the running trial; resume with mode="resume" (the study is in its storage).
+- study.py: `list_trials(storage_url, study_name)` -> [`TrialRow`], every worker's trials (for a live
+  table); `storage_url(settings, out_dir)`: the study's storage (default sqlite in the output folder).
+- genome.py: the search space (`dimensions`), a point's merge recipe (`recipe_dict`), coarse-first grids.
+- candidates.py: `CandidateMerger`: inputs read once, each recipe merged into a model held in memory.
+- objectives.py: demo skills, perplexity and task files, each split into search and held-out examples.
+- export.py: best recipe YAML, trials CSV, held-out JSON, the history record (kind "search").
+"""
+
+from __future__ import annotations
+
+__all__ = ["SearchSettings", "load_settings", "save_settings", "run_search", "list_trials"]
+
+
+def __getattr__(name: str):  # lazy: reading settings imports neither torch nor optuna
+    if name in ("SearchSettings", "load_settings", "save_settings"):
+        from fusion_gui.engine.search import settings
+
+        return getattr(settings, name)
+    if name == "run_search":
+        from fusion_gui.engine.search.loop import run_search
+
+        return run_search
+    if name == "list_trials":
+        from fusion_gui.engine.search.study import list_trials
+
+        return list_trials
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
