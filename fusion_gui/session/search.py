@@ -19,19 +19,25 @@ from psygnal import Signal
 
 from fusion_gui.engine.errors import InputError
 
-SAMPLERS = {"grid": "Grid, 1-D", "grid2d": "Grid, 2-D", "cmaes": "CMA-ES"}
-SCOPES = {"global": "global", "model": "per model", "layers": "per layer group"}
-MINIMIZED = ("perplexity",)  # objectives where lower is better; every other score is higher-better
+# the sampler choices the form offers (None: CMA-ES for one value, NSGA-II for a Pareto front)
+SAMPLERS = {None: "Automatic (CMA-ES; NSGA-II for a front)", "cmaes": "CMA-ES", "grid": "Grid (1-D or 2-D)",
+            "nsga2": "NSGA-II", "tpe": "TPE", "random": "Random"}
+SCOPES = {"global": "global", "model": "per model", "layer": "per layer group"}
 
 
 def default_settings() -> dict:
-    return {"recipe": {}, "tune": [], "layer_groups": 4, "objectives": [], "held_out": 0.3,
-            "trials": 50, "minutes": 10.0, "sampler": "cmaes", "grid_points": 5, "storage": "",
-            "study_name": "search", "seed": 0}
+    """The settings file's keys (engine/search/settings.py) with their defaults; what the form starts from."""
+    return {"method": "", "base": None, "models": [], "fixed": {}, "dtype": "float32", "tune": [],
+            "layer_granularity": 0, "objectives": [], "combine": "pareto", "examples": 40, "held_out": 60,
+            "budget": {"trials": 100, "seconds": 600.0}, "sampler": None, "grid_steps": 5, "storage": None,
+            "study_name": "search", "seed": 0, "device": "auto", "rescore": 3, "max_failures": 3}
 
 
-def minimized(objective: str) -> bool:
-    return any(objective == m or objective.startswith(m + ":") for m in MINIMIZED)
+def objective_of(item):
+    """The engine's Objective for a settings entry (a task name or a {task, file, metric} mapping)."""
+    from fusion_gui.engine.search.settings import _objective
+
+    return _objective(item, "The search settings")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class TrialRow:
     state: str = "complete"  # "running" | "complete" | "failed" | "pruned"
     seconds: float | None = None
     worker: str = ""
+    error: str = ""  # why a failed trial failed, one sentence
     recipe: dict | None = None  # the candidate's recipe mapping when the engine gave it
 
     @property
@@ -85,11 +92,21 @@ class SearchSession:
     # --- settings --------------------------------------------------------------------------
     @property
     def objectives(self) -> list[str]:
-        return list(self.settings.get("objectives") or [])
+        """The objectives' names, as the scores and the table's columns name them."""
+        try:
+            return [objective_of(o).name for o in self.settings.get("objectives") or []]
+        except InputError:
+            return []
 
     @property
     def maximize(self) -> tuple[bool, ...]:
-        return tuple(not minimized(o) for o in self.objectives)
+        try:
+            return tuple(objective_of(o).maximize for o in self.settings.get("objectives") or [])
+        except InputError:
+            return ()
+
+    def set_budget(self, origin: object = None, **budget) -> None:
+        self.set("budget", {**self.settings["budget"], **budget}, origin)
 
     def set(self, key: str, value, origin: object = None) -> None:
         if key not in default_settings():
@@ -108,40 +125,36 @@ class SearchSession:
             self.settings_changed.emit(origin)
 
     def copy_from_merge(self, merge, origin: object = None) -> list[str]:
-        """The Merge view's models, base, method and fixed values become the search's starting recipe.
-        Returns the names of its numeric parameters (what can be tuned)."""
-        from fusion_gui.engine.merge.recipe import recipe_to_dict
-
+        """The Merge view's models, base, method, dtype and fixed global values become what the search
+        merges. Returns the names of the method's numeric parameters (what can be tuned)."""
         state = merge.state
         if not state.model_refs():
             raise InputError("The Merge view has no models: add models there (or press “Try the demo”) first.")
+        if state.uses_slices:
+            raise InputError("The Merge view's recipe uses slices; a search merges whole models: remove the slices.")
         method = merge.method()
         numeric = [p.name for p in (method.params if method is not None else ()) if p.type in (int, float)]
         if not numeric:
             raise InputError(f"The merge method {state.method} has no numeric parameters to tune.")
-        recipe = recipe_to_dict(merge.recipe())
-        tune = [t for t in self.settings.get("tune", []) if t.get("parameter") in numeric]
+        tune = [t for t in self.settings.get("tune", []) if t.get("name") in numeric]
         if not tune:  # a useful start: every model's weight (else the first numeric parameter)
             name = "weight" if "weight" in numeric else numeric[0]
             spec = next(p for p in method.params if p.name == name)
-            tune = [{"parameter": name, "scope": "model" if spec.scope == "model" else "global",
-                     "low": 0.0, "high": float(spec.maximum if spec.maximum is not None else 1.5)}]
-        self.replace_settings({**self.settings, "recipe": recipe, "tune": tune}, origin)
+            tune = [{"name": name, "scope": "model" if spec.scope == "model" else "global", "low": 0.0,
+                     "high": float(spec.maximum if spec.maximum is not None else 1.5)}]
+        tuned = {t["name"] for t in tune}
+        fixed = {k: v for k, v in (state.parameters or {}).items()
+                 if k not in tuned and not isinstance(v, (list, dict))}  # gradients and filters: not in `fixed`
+        models = [m.model for m in state.models]
+        self.replace_settings({**self.settings, "method": state.method, "base": state.base_model, "models": models,
+                               "fixed": fixed, "dtype": state.dtype or "float32", "tune": tune}, origin)
         return numeric
 
     def load_file(self, path: str | Path, origin: object = None) -> None:
-        """All or nothing: a file that does not read leaves the settings as they were."""
-        import yaml
+        """Read with the engine's reader (as `fusion-gui search` does); all or nothing."""
+        from fusion_gui.engine.search.settings import load_settings
 
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as err:
-            raise InputError(f"Cannot read the search settings '{path}': {err.strerror or err}.") from err
-        except yaml.YAMLError as err:
-            raise InputError(f"The search settings '{path}' are not valid YAML ({err.__class__.__name__}).") from err
-        if not isinstance(data, dict):
-            raise InputError(f"The search settings '{path}' must be a mapping of settings.")
-        self.replace_settings(data, origin)
+        self.replace_settings(load_settings(path).to_dict(), origin)
 
     def dump(self) -> str:
         import yaml
@@ -157,10 +170,10 @@ class SearchSession:
         return path
 
     def storage_path(self) -> str:
-        """Where the study lives: the setting, else a SQLite file in the output folder."""
+        """Where the study lives: the setting, else a SQLite file in the output folder ("" without one)."""
         if self.settings.get("storage"):
             return str(self.settings["storage"])
-        return f"sqlite:///{Path(self.out_dir) / 'search.sqlite'}" if self.out_dir else ""
+        return f"sqlite:///{Path(self.out_dir).expanduser().absolute() / 'search.sqlite'}" if self.out_dir else ""
 
     # --- trials ----------------------------------------------------------------------------
     def clear_trials(self) -> None:
@@ -267,4 +280,4 @@ class SearchSession:
         return path
 
 
-__all__ = ["SAMPLERS", "SCOPES", "SearchSession", "TrialRow", "default_settings", "minimized", "pareto_front"]
+__all__ = ["SAMPLERS", "SCOPES", "SearchSession", "TrialRow", "default_settings", "objective_of", "pareto_front"]

@@ -1,18 +1,17 @@
 """The one place the Search tab meets the search engine (fusion_gui.engine.search): the job it runs,
-the trials it lists from a study's storage, and its events turned into TrialRows.
+the trials it lists from a study's storage, a trial's recipe, and trials turned into TrialRows.
 
-Qt-free. Events are read by their fields (number, params, scores, ...), so the views depend on what
-a trial is, not on the event classes' names.
+Qt-free. The app keeps the settings as the YAML mapping the command line reads; the engine parses it
+here (`settings_from_dict`), so the form and `fusion-gui search` can never disagree.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from functools import lru_cache
+from pathlib import Path
 
 from fusion_gui.session.search import TrialRow
-
-_STATES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "running"}
 
 
 def _number(value) -> float | None:
@@ -23,67 +22,69 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _scores(value, objectives: list[str]) -> tuple:
-    if value is None:
-        return ()
-    if isinstance(value, dict):  # {objective: score}
-        return tuple(_number(value.get(o)) for o in objectives) if objectives else tuple(map(_number, value.values()))
-    if isinstance(value, (int, float)):
-        return (_number(value),)
-    return tuple(_number(v) for v in value)
-
-
-def row_from(item: Any, objectives: list[str]) -> TrialRow | None:
-    """A TrialRow from a trial event or a listed trial (anything with a number and params), else None."""
-    number = getattr(item, "number", None)
-    params = getattr(item, "params", None)
-    if not isinstance(number, int) or not isinstance(params, dict):
+def row_from(item, objectives: list[str]) -> TrialRow | None:
+    """A TrialRow from the engine's TrialStarted / TrialFinished events or a listed trial (study.TrialRow);
+    None for a grid point still waiting its turn."""
+    state = getattr(item, "state", "running")  # TrialStarted has none: it runs
+    if state == "waiting" or not item.params:
         return None
-    scores = _scores(getattr(item, "scores", None) if hasattr(item, "scores") else getattr(item, "values", None),
-                     objectives)
-    state = getattr(item, "state", None)
-    state = _STATES.get(getattr(state, "name", str(state)).upper(), str(state).lower()) if state is not None else (
-        "complete" if scores else "running")
-    seconds = getattr(item, "seconds", None)
-    if seconds is None and getattr(item, "duration", None) is not None:
-        seconds = item.duration.total_seconds()
-    recipe = getattr(item, "recipe", None)
-    return TrialRow(number=number, params={k: float(v) for k, v in params.items() if _number(v) is not None},
-                    scores=scores, held_out=_scores(getattr(item, "held_out", None), objectives), state=state,
-                    seconds=_number(seconds), worker=str(getattr(item, "worker", "") or ""),
-                    recipe=recipe if isinstance(recipe, dict) else None)
-
-
-def search_job(settings: dict, out_dir: str, cancel):
-    """The generator the Search tab's worker runs."""
-    from fusion_gui.engine.search import run_search, settings_from_dict
-
-    return run_search(settings_from_dict(settings), out_dir, cancel)
-
-
-def check_settings(settings: dict) -> None:
-    """Raise the engine's InputError naming what is wrong, before any model loads."""
-    from fusion_gui.engine.search import settings_from_dict
-
-    settings_from_dict(settings)
-
-
-def list_trials(settings: dict, storage: str, objectives: list[str]) -> list[TrialRow]:
-    """Every trial of the study in `storage` (this app's and other workers'); [] when there is none yet."""
-    from fusion_gui.engine.search import list_trials as engine_list
-
-    return [row for row in (row_from(t, objectives) for t in engine_list(storage, settings.get("study_name")))
-            if row is not None]
-
-
-def recipe_for_params(settings: dict, params: dict):
-    """The Recipe a trial's parameters stand for."""
-    from fusion_gui.engine.search import recipe_for
-
-    return recipe_for(settings_from(settings), params)
+    scores = getattr(item, "scores", None) or {}
+    return TrialRow(number=item.number, params={k: float(v) for k, v in item.params.items()},
+                    scores=tuple(_number(scores.get(o)) for o in objectives) if scores else (),
+                    state=state, seconds=_number(getattr(item, "seconds", None)),
+                    worker=str(getattr(item, "worker", "") or ""), error=str(getattr(item, "error", "") or ""))
 
 
 def settings_from(settings: dict):
-    from fusion_gui.engine.search import settings_from_dict
+    from fusion_gui.engine.search.settings import settings_from_dict
 
     return settings_from_dict(settings)
+
+
+def check_settings(settings: dict) -> None:
+    """The engine's checks that need no model: InputError names the first problem in one sentence."""
+    from fusion_gui.engine.search.settings import check_settings as engine_check
+
+    engine_check(settings_from(settings))
+
+
+def search_job(settings: dict, out_dir: str, token, *, pause=None, resume: bool = False, history=None):
+    """The generator the Search tab's worker runs (a module function so tests can wrap it)."""
+    from fusion_gui.engine.search.loop import run_search
+
+    return run_search(settings_from(settings), out_dir, token, mode="resume" if resume else "new", pause=pause,
+                      history=history, record=history is not None)
+
+
+def list_trials(settings: dict, storage: str, objectives: list[str]) -> list[TrialRow]:
+    """Every trial of the study in `storage` (this app's and other workers'), by number."""
+    from fusion_gui.engine.search.study import list_trials as engine_list
+
+    rows = (row_from(t, objectives) for t in engine_list(storage, settings.get("study_name") or "search"))
+    return [row for row in rows if row is not None]
+
+
+@lru_cache(maxsize=8)
+def _layer_count(model: str, mtime: float) -> int:
+    from fusion_gui.engine.io.opener import open_model
+    from fusion_gui.engine.naming import count_layers
+
+    with open_model(model) as reader:  # headers only
+        return count_layers(reader.tensors)
+
+
+def recipe_for_params(settings: dict, params: dict):
+    """The Recipe of a trial's parameters: the engine's genome, as the search merged it in memory."""
+    from fusion_gui.engine.merge.recipe import recipe_from_dict
+    from fusion_gui.engine.search.genome import dimensions, recipe_dict
+
+    parsed = settings_from(settings)
+    first = Path(parsed.models[0]).expanduser()
+    n_layers = _layer_count(str(first), first.stat().st_mtime if first.exists() else 0.0)
+    dims = dimensions(parsed, n_layers)
+    missing = [d.name for d in dims if d.name not in params]
+    if missing:
+        from fusion_gui.engine.errors import InputError
+
+        raise InputError(f"The trial has no value for {missing[0]}: it belongs to other search settings.")
+    return recipe_from_dict(recipe_dict(parsed, dims, params, n_layers))

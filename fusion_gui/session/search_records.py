@@ -14,7 +14,7 @@ def search_scores(session: SearchSession) -> list[Score]:
     if best is None:
         return []
     label = f"trial {best.number}"
-    scores = [Score(label, objective, "score", float(value))
+    scores = [Score(label, objective, "search", float(value))
               for objective, value in zip(session.objectives, best.scores) if value is not None]
     scores += [Score(label, objective, "held_out", float(value))
                for objective, value in zip(session.objectives, best.held_out) if value is not None]

@@ -10,11 +10,21 @@ from PySide6.QtWidgets import (
     QTableWidget, QVBoxLayout, QWidget,
 )
 
-from fusion_gui.engine.evaluate.demo import SKILLS
+from fusion_gui.engine.search.settings import SKILLS
 from fusion_gui.session.search import SAMPLERS, SCOPES, SearchSession
 from fusion_gui.ui.panels.distill_form import PathRow
 
 NO_SECOND = "(none)"
+COMBINE = {"pareto": "a Pareto front", "mean": "their mean (one value)"}
+
+
+def objective_text(item) -> str:
+    """How the form names an objective: its task, and the text file perplexity reads."""
+    if isinstance(item, dict):
+        if item.get("file"):
+            return f"{item['task']} on {item['file']}"
+        return f"{item['task']}" + (f" ({item['metric']})" if item.get("metric") else "")
+    return str(item)
 
 
 def _spin(value: float, low: float, high: float, decimals: int = 3, step: float = 0.05) -> QDoubleSpinBox:
@@ -49,26 +59,33 @@ class SearchForm(QWidget):
         add.clicked.connect(self._add_tune_row)
         remove = QPushButton("Remove")
         remove.clicked.connect(self._remove_tune_row)
-        self.layer_groups = QSpinBox(minimum=1, maximum=64)
-        self.layer_groups.setToolTip("Per-layer-group parameters get one value per group, interpolated across "
-                                     "the layers (mergekit-evolve's layer granularity).")
+        self.layer_granularity = QSpinBox(minimum=0, maximum=1024, specialValueText="whole model")
+        self.layer_granularity.setToolTip("Layers per group for per-layer-group parameters: each group gets its "
+                                          "own value (mergekit-evolve's layer granularity).")
 
-        self.objective_1 = QComboBox(editable=True)
-        self.objective_2 = QComboBox(editable=True)
-        self.objective_1.setToolTip("What the search maximizes (a demo skill's accuracy or a task file's score).")
-        self.objective_2.setToolTip("A second objective makes the search find a Pareto front.")
-        self.held_out = _spin(0.3, 0.0, 0.9, 2)
-        self.held_out.setToolTip("Share of each task's examples the search never sees: the best candidates are "
-                                 "re-scored on them.")
-        self.trials = QSpinBox(minimum=1, maximum=100_000)
-        self.minutes = _spin(10.0, 0.0, 10_000.0, 1, 1.0)
+        self.objective_1 = QComboBox()
+        self.objective_2 = QComboBox()
+        self.objective_1.setToolTip("What the search optimizes: a demo skill's accuracy, a task file's score from "
+                                    "the Evaluate tab, or perplexity on its text file (lower is better).")
+        self.objective_2.setToolTip("A second objective: the search finds a Pareto front (or their mean).")
+        self.combine = QComboBox()
+        for key, text in COMBINE.items():
+            self.combine.addItem(text, key)
+        self.examples = QSpinBox(minimum=1, maximum=1_000_000)
+        self.examples.setToolTip("Examples per objective each trial is scored on.")
+        self.held_out = QSpinBox(minimum=1, maximum=1_000_000)
+        self.held_out.setToolTip("Examples the search never sees: the best candidates are re-scored on them.")
+        self.trials = QSpinBox(minimum=0, maximum=100_000, specialValueText="no limit")
+        self.minutes = _spin(10.0, 0.0, 100_000.0, 1, 1.0)
         self.minutes.setSpecialValueText("no limit")
         self.sampler = QComboBox()
         for key, text in SAMPLERS.items():
             self.sampler.addItem(text, key)
         self.grid_points = QSpinBox(minimum=2, maximum=100)
-        self.grid_points.setToolTip("Values per parameter on a grid (coarse ones are tried first).")
+        self.grid_points.setToolTip("Values per parameter on a grid (the ends and middle first, then finer).")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
+        self.device = QComboBox()
+        self.device.addItems(("auto", "cpu", "cuda", "mps"))
         self.storage = QLineEdit(placeholderText="default: search.sqlite in the output folder")
         self.storage.setToolTip("An optuna storage URL (sqlite:///file, postgresql://…): workers sharing it share "
                                 "the study; the app shows all their trials.")
@@ -79,19 +96,29 @@ class SearchForm(QWidget):
         tune_buttons.addWidget(add)
         tune_buttons.addWidget(remove)
         tune_buttons.addStretch(1)
-        tune_buttons.addWidget(QLabel("Layer groups"))
-        tune_buttons.addWidget(self.layer_groups)
+        tune_buttons.addWidget(QLabel("Layers per group"))
+        tune_buttons.addWidget(self.layer_granularity)
+        examples = QHBoxLayout()
+        examples.addWidget(self.examples)
+        examples.addWidget(QLabel("searched,"))
+        examples.addWidget(self.held_out)
+        examples.addWidget(QLabel("held out"))
+        examples.addStretch(1)
         budget = QHBoxLayout()
         budget.addWidget(self.trials)
-        budget.addWidget(QLabel("trials, at most"))
+        budget.addWidget(QLabel("trials,"))
         budget.addWidget(self.minutes)
         budget.addWidget(QLabel("minutes"))
+        budget.addStretch(1)
         sampler = QHBoxLayout()
         sampler.addWidget(self.sampler, 1)
         sampler.addWidget(QLabel("grid points"))
         sampler.addWidget(self.grid_points)
-        sampler.addWidget(QLabel("seed"))
-        sampler.addWidget(self.seed)
+        run_on = QHBoxLayout()
+        run_on.addWidget(self.device)
+        run_on.addWidget(QLabel("seed"))
+        run_on.addWidget(self.seed)
+        run_on.addStretch(1)
         files = QHBoxLayout()
         load = QPushButton("Load settings…")
         load.clicked.connect(self.load_requested)
@@ -109,9 +136,11 @@ class SearchForm(QWidget):
         form.addRow(tune_buttons)
         form.addRow("Objective", self.objective_1)
         form.addRow("Second objective", self.objective_2)
-        form.addRow("Held-out share", self.held_out)
+        form.addRow("Two objectives give", self.combine)
+        form.addRow("Examples", examples)
         form.addRow("Budget", budget)
         form.addRow("Sampler", sampler)
+        form.addRow("Device", run_on)
         form.addRow("Storage", self.storage)
         form.addRow("Study name", self.study_name)
         form.addRow("Output", self.output_row)
@@ -120,18 +149,23 @@ class SearchForm(QWidget):
         layout.addLayout(files)
         layout.addStretch(1)
 
-        for box, key in ((self.layer_groups, "layer_groups"), (self.trials, "trials"),
-                         (self.grid_points, "grid_points"), (self.seed, "seed")):
+        for box, key in ((self.layer_granularity, "layer_granularity"), (self.examples, "examples"),
+                         (self.held_out, "held_out"), (self.grid_points, "grid_steps"), (self.seed, "seed")):
             box.valueChanged.connect(lambda v, key=key: self.session.set(key, int(v), self))
-        for box, key in ((self.held_out, "held_out"), (self.minutes, "minutes")):
-            box.valueChanged.connect(lambda v, key=key: self.session.set(key, float(v), self))
+        self.trials.valueChanged.connect(lambda v: self.session.set_budget(self, trials=int(v) or None))
+        self.minutes.valueChanged.connect(
+            lambda v: self.session.set_budget(self, seconds=round(float(v) * 60, 3) or None))
         self.sampler.currentIndexChanged.connect(
             lambda _: self.session.set("sampler", self.sampler.currentData(), self))
-        self.storage.editingFinished.connect(lambda: self.session.set("storage", self.storage.text().strip(), self))
+        self.combine.currentIndexChanged.connect(
+            lambda _: self.session.set("combine", self.combine.currentData(), self))
+        self.device.currentTextChanged.connect(lambda text: self.session.set("device", text, self))
+        self.storage.editingFinished.connect(
+            lambda: self.session.set("storage", self.storage.text().strip() or None, self))
         self.study_name.editingFinished.connect(
             lambda: self.session.set("study_name", self.study_name.text().strip() or "search", self))
         for combo in (self.objective_1, self.objective_2):
-            combo.currentTextChanged.connect(lambda _: self._write_objectives())
+            combo.currentIndexChanged.connect(lambda _: self._write_objectives())
         self.output_row.edit.textChanged.connect(lambda text: setattr(self.session, "out_dir", text.strip()))
         session.settings_changed.connect(lambda origin: origin is not self and self.refill())
         self.refill()
@@ -139,71 +173,80 @@ class SearchForm(QWidget):
     # --- settings -> widgets ---------------------------------------------------------------
     def refill(self) -> None:
         s = self.session.settings
-        widgets = (self.layer_groups, self.trials, self.grid_points, self.seed, self.held_out, self.minutes,
-                   self.sampler, self.storage, self.study_name, self.objective_1, self.objective_2, self.tune_table)
+        widgets = (self.layer_granularity, self.examples, self.held_out, self.trials, self.minutes, self.sampler,
+                   self.grid_points, self.seed, self.device, self.combine, self.storage, self.study_name,
+                   self.objective_1, self.objective_2, self.tune_table)
         for w in widgets:
             w.blockSignals(True)
         try:
-            self.layer_groups.setValue(int(s["layer_groups"]))
-            self.trials.setValue(int(s["trials"]))
-            self.grid_points.setValue(int(s["grid_points"]))
+            budget = s.get("budget") or {}
+            self.layer_granularity.setValue(int(s["layer_granularity"]))
+            self.examples.setValue(int(s["examples"]))
+            self.held_out.setValue(int(s["held_out"]))
+            self.trials.setValue(int(budget.get("trials") or 0))
+            self.minutes.setValue(float(budget.get("seconds") or 0.0) / 60)
+            self.sampler.setCurrentIndex(max(0, list(SAMPLERS).index(s["sampler"]) if s["sampler"] in SAMPLERS else 0))
+            self.grid_points.setValue(int(s["grid_steps"]))
             self.seed.setValue(int(s["seed"]))
-            self.held_out.setValue(float(s["held_out"]))
-            self.minutes.setValue(float(s["minutes"] or 0.0))
-            self.sampler.setCurrentIndex(max(0, self.sampler.findData(s["sampler"])))
+            self.device.setCurrentText(str(s["device"]))
+            self.combine.setCurrentIndex(max(0, self.combine.findData(s["combine"])))
             self.storage.setText(str(s["storage"] or ""))
             self.study_name.setText(str(s["study_name"] or ""))
-            self._fill_objectives()
+            self.fill_objectives()
             self._fill_tune()
         finally:
             for w in widgets:
                 w.blockSignals(False)
         self._describe_recipe()
 
-    def _fill_objectives(self) -> None:
-        chosen = self.session.objectives
-        choices = list(dict.fromkeys([*SKILLS, *self.objective_choices(), *chosen]))
-        for combo, extra in ((self.objective_1, []), (self.objective_2, [NO_SECOND])):
+    def fill_objectives(self) -> None:
+        """The choices: the demo skills, the Evaluate tab's task files and text file, and what is chosen."""
+        chosen = list(self.session.settings.get("objectives") or [])
+        choices = [*SKILLS, *self.objective_choices(), *chosen]
+        unique = list({objective_text(c): c for c in choices}.items())
+        for combo, extra in ((self.objective_1, []), (self.objective_2, [(NO_SECOND, None)])):
+            blocked = combo.blockSignals(True)
             combo.clear()
-            combo.addItems(extra + choices)
-        self.objective_1.setCurrentText(chosen[0] if chosen else "")
-        self.objective_2.setCurrentText(chosen[1] if len(chosen) > 1 else NO_SECOND)
+            for text, data in [("(choose)", None)] * (combo is self.objective_1) + extra + unique:
+                combo.addItem(text, data)
+            combo.blockSignals(blocked)
+        self.objective_1.setCurrentText(objective_text(chosen[0]) if chosen else "(choose)")
+        self.objective_2.setCurrentText(objective_text(chosen[1]) if len(chosen) > 1 else NO_SECOND)
 
     def _fill_tune(self) -> None:
-        recipe = self.session.settings.get("recipe") or {}
         from fusion_gui.session.merge import find_method
 
-        method = find_method(recipe.get("merge_method"))
+        method = find_method(self.session.settings.get("method"))
         self.numeric_params = [p.name for p in (method.params if method else ()) if p.type in (int, float)]
         self.tune_table.setRowCount(0)
         for entry in self.session.settings.get("tune", []):
             self._add_tune_row(entry, write=False)
 
     def _describe_recipe(self) -> None:
-        recipe = self.session.settings.get("recipe") or {}
-        if not recipe:
+        s = self.session.settings
+        if not s.get("method"):
             return
-        models = [m.get("model", "?") if isinstance(m, dict) else str(m) for m in recipe.get("models") or []]
-        names = ", ".join(str(m).rstrip("/").rsplit("/", 1)[-1] for m in models)
-        base = str(recipe.get("base_model") or "none").rstrip("/").rsplit("/", 1)[-1]
-        self.method_label.setText(f"Method {recipe.get('merge_method')}, base {base}, models {names}.")
+        names = ", ".join(str(m).rstrip("/").rsplit("/", 1)[-1] for m in s.get("models") or [])
+        base = str(s.get("base") or "none").rstrip("/").rsplit("/", 1)[-1]
+        fixed = ", ".join(f"{k} {v}" for k, v in (s.get("fixed") or {}).items())
+        self.method_label.setText(f"Method {s['method']}, base {base}, models {names}"
+                                  + (f"; fixed: {fixed}." if fixed else "."))
 
     # --- widgets -> settings ---------------------------------------------------------------
     def _write_objectives(self) -> None:
-        first = self.objective_1.currentText().strip()
-        second = self.objective_2.currentText().strip()
-        objectives = [o for o in (first, second) if o and o != NO_SECOND]
-        self.session.set("objectives", list(dict.fromkeys(objectives)), self)
+        objectives = [c.currentData() for c in (self.objective_1, self.objective_2) if c.currentData() is not None]
+        unique = list({objective_text(o): o for o in objectives}.values())
+        self.session.set("objectives", unique, self)
 
     def _add_tune_row(self, entry: dict | None = None, write: bool = True) -> None:
         entry = entry if isinstance(entry, dict) else {
-            "parameter": self.numeric_params[0] if self.numeric_params else "weight", "scope": "model",
+            "name": self.numeric_params[0] if self.numeric_params else "weight", "scope": "model",
             "low": 0.0, "high": 1.0}
         row = self.tune_table.rowCount()
         self.tune_table.insertRow(row)
         name = QComboBox(editable=True)
         name.addItems(self.numeric_params)
-        name.setCurrentText(str(entry.get("parameter", "")))
+        name.setCurrentText(str(entry.get("name", "")))
         scope = QComboBox()
         for key, text in SCOPES.items():
             scope.addItem(text, key)
@@ -228,6 +271,6 @@ class SearchForm(QWidget):
         tune = []
         for row in range(self.tune_table.rowCount()):
             name, scope, low, high = (self.tune_table.cellWidget(row, c) for c in range(4))
-            tune.append({"parameter": name.currentText().strip(), "scope": scope.currentData(),
+            tune.append({"name": name.currentText().strip(), "scope": scope.currentData(),
                          "low": round(low.value(), 6), "high": round(high.value(), 6)})
         self.session.set("tune", tune, self)

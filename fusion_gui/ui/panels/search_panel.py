@@ -18,7 +18,10 @@ from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
+from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.search.events import HeldOutScore, SearchStopped, TrialFinished, TrialStarted
+from fusion_gui.events import Log
 from fusion_gui.session.search import SearchSession
 from fusion_gui.session.search_engine import check_settings, list_trials, row_from, search_job
 from fusion_gui.ui.jobs import JobRunner, LatestJob
@@ -53,10 +56,11 @@ class SearchPanel(QWidget):
         self.session = session if session is not None else SearchSession()
         self.merge, self.evaluate, self.history = merge, evaluate, history
         self.selected: int | None = None
-        self._pausing = False
+        self.pause_token = CancelToken()
         self._started_at = 0.0
+        self._storage_ready = True  # False from a start until its first trial: the engine is creating the study
 
-        self.form = SearchForm(self.session, lambda: tuple(evaluate.task_specs) if evaluate is not None else ())
+        self.form = SearchForm(self.session, self._objective_choices)
         self.form.from_merge_requested.connect(self.copy_from_merge)
         self.form.load_requested.connect(self._ask_load)
         self.form.save_requested.connect(self._ask_save)
@@ -93,9 +97,11 @@ class SearchPanel(QWidget):
         self.csv_button = QPushButton("Export trials CSV…")
         self.csv_button.clicked.connect(self._ask_csv)
 
+        handlers = {TrialStarted: self._on_trial, TrialFinished: self._on_trial, HeldOutScore: self._on_held_out,
+                    SearchStopped: lambda event: event.message, Log: lambda event: event.message}
         self.runner = JobRunner(self, start_button=self.start_button, cancel_button=self.cancel_button,
                                 progress_bar=self.progress_bar, status_label=self.status_label,
-                                every_event=self._on_event, on_finished=self._on_finished,
+                                handlers=handlers, on_finished=self._on_finished,
                                 on_failed=self._on_failed, on_cancelled=self._on_cancelled,
                                 on_done=self._on_done, error_dialog=False)
         self.poller = LatestJob(self)
@@ -149,6 +155,14 @@ class SearchPanel(QWidget):
             self.message.emit(text)
 
     # --- settings --------------------------------------------------------------------------
+    def _objective_choices(self) -> list:
+        """The Evaluate tab's task files and its perplexity text, as objectives (lm-eval tasks cannot be one)."""
+        if self.evaluate is None:
+            return []
+        files = [spec for spec in self.evaluate.task_specs if Path(spec).suffix.lower() in (".jsonl", ".json")]
+        text = [{"task": "perplexity", "file": self.evaluate.text_file}] if self.evaluate.text_file else []
+        return [*files, *text]
+
     def copy_from_merge(self) -> bool:
         if self.merge is None:
             return False
@@ -193,8 +207,8 @@ class SearchPanel(QWidget):
     # --- running ---------------------------------------------------------------------------
     def problem(self) -> str | None:
         """What stops a start, as one sentence (the engine checks the rest before any model loads)."""
-        if not self.session.settings.get("recipe"):
-            return "No starting recipe: press “Search from the Merge view” after setting up a merge."
+        if not self.session.settings.get("method") or not self.session.settings.get("models"):
+            return "Nothing to merge yet: press “Search from the Merge view” after setting up a merge there."
         if not self.session.objectives:
             return "Choose at least one objective (a demo skill or a task file)."
         if not self.session.out_dir:
@@ -214,13 +228,13 @@ class SearchPanel(QWidget):
         self.show_error("")
         if not resume:
             self.session.clear_trials()
-        settings, out_dir = dict(self.session.settings), self.session.out_dir
-        if not settings.get("storage"):
-            settings["storage"] = self.session.storage_path()
-        self._pausing = False
+        settings, out_dir, history = dict(self.session.settings), self.session.out_dir, self.history
+        self.pause_token = pause = CancelToken()
         self._started_at = time.monotonic()
-        worker = self.runner.start(lambda token: search_job(settings, out_dir, token),
-                                   "Resuming the search…" if resume else "Starting the search…")
+        self._storage_ready = False
+        worker = self.runner.start(
+            lambda token: search_job(settings, out_dir, token, pause=pause, resume=resume, history=history),
+            "Resuming the search…" if resume else "Starting the search: the models load once…")
         if worker is not None:
             self.pause_button.setEnabled(True)
             self.resume_button.setEnabled(False)
@@ -229,28 +243,32 @@ class SearchPanel(QWidget):
         return worker
 
     def pause(self) -> None:
+        """Stop after the trial under way; Resume continues the stored study."""
         if self.runner.running:
-            self._pausing = True
-            self.runner.cancel()
+            self.pause_token.cancel()
+            self.pause_button.setEnabled(False)
             self.runner.set_status("Pausing after the trial under way…")
 
     def cancel(self) -> None:
         self.runner.cancel()
 
-    def _on_event(self, event) -> None:
+    def _on_trial(self, event) -> str | None:
+        self._storage_ready = True
         row = row_from(event, self.session.objectives)
         if row is not None:
             self.session.add_trials([row])
-        elif isinstance(getattr(event, "number", None), int) and getattr(event, "held_out", None) is not None:
-            self.session.set_held_out(event.number, tuple(event.held_out))
-        reason = getattr(event, "reason", None)
-        if isinstance(reason, str) and reason:
-            self.runner.set_status(reason)
+        if getattr(event, "state", "") == "failed" and event.error:
+            return f"Trial {event.number} failed: {event.error}"
+        return None
+
+    def _on_held_out(self, event: HeldOutScore) -> str:
+        self.session.set_held_out(event.number, tuple(event.held_out.get(o) for o in self.session.objectives))
+        return f"Re-scored trial {event.number} on held-out examples."
 
     def _on_trials(self, rows) -> None:
         self.table.trials.upsert(rows)
         done = sum(1 for t in self.session.trials.values() if t.state != "running")
-        budget = int(self.session.settings.get("trials") or 0)
+        budget = int((self.session.settings.get("budget") or {}).get("trials") or 0)
         if self.runner.running and budget:
             self.runner.set_fraction(done / budget)
         if self.runner.running:
@@ -264,21 +282,29 @@ class SearchPanel(QWidget):
         return ", ".join(parts) + (f" (held out: {', '.join(held)})" if held else "")
 
     def _on_finished(self, result) -> str:
+        """The engine returns after a pause, a cancel and three failures too: `stopped` says which."""
+        reason, count = result.stopped.reason, len(self.session.trials)
         self.searched.emit(result)
-        self._record("done")
+        if result.history_id is None:  # the engine records finished searches only
+            self._record({"paused": "paused", "cancelled": "cancelled", "failures": "failed"}.get(reason, "done"))
+        if reason == "paused":
+            return f"Paused after {count} trials: the study is kept in its storage; Resume continues it."
+        if reason == "cancelled":
+            return f"Cancelled after {count} trials; Resume continues the study from its storage."
+        if reason == "failures":
+            self.show_error(result.stopped.message)
+            return "The search stopped: its trials failed."
         best = self.session.best()
-        return (f"Search done: {len(self.session.trials)} trials"
-                + (f"; best trial {best.number}: {self._scores_text(best)}." if best else "."))
+        where = f" Best recipe: {result.recipe_file}." if result.recipe_file else ""
+        return (f"{result.stopped.message} {result.trials} complete trials"
+                + (f"; best trial {best.number}: {self._scores_text(best)}." if best else ".") + where)
 
     def _on_failed(self, summary: str, _details: str) -> None:
         self.show_error(summary)
         self._record("failed")
 
     def _on_cancelled(self) -> str:
-        self._record("paused" if self._pausing else "cancelled")
-        if self._pausing:
-            return (f"Paused after {len(self.session.trials)} trials: the study is kept in its storage; Resume "
-                    f"continues it.")
+        self._record("cancelled")
         return f"Cancelled after {len(self.session.trials)} trials; Resume continues the study from its storage."
 
     def _on_done(self) -> None:
@@ -301,8 +327,8 @@ class SearchPanel(QWidget):
         """Read every trial of the study in the storage off the GUI thread (other workers' too)."""
         storage = self.session.settings.get("storage") or self.session.storage_path()
         file = _sqlite_file(storage)
-        if not storage or (file is not None and not file.is_file()) or self.poller.busy:
-            return None  # nothing to read yet (and reading must not create the file)
+        if not storage or (file is not None and not file.is_file()) or self.poller.busy or not self._storage_ready:
+            return None  # nothing to read yet (reading must not create the file, nor race the study's creation)
         settings, objectives = dict(self.session.settings), self.session.objectives
         return self.poller.request(lambda _token: _listing_job(settings, storage, objectives))
 

@@ -6,8 +6,6 @@ per-layer curves. Each plot keeps its items and only sets their data, at most ~2
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
@@ -31,10 +29,6 @@ def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
     for side in ("left", "bottom"):
         item.getAxis(side).enableAutoSIPrefix(False)
     return widget
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 class SearchPlots(QTabWidget):
@@ -65,8 +59,8 @@ class SearchPlots(QTabWidget):
             self.pareto_plot.addItem(item)
         for scatter in (self._all_points, self._front_points):
             scatter.sigClicked.connect(self._clicked)
-        self.params_plot = _plot("Best candidate's parameters across the layers", "layer depth (0 = first, 1 = last)",
-                                 "value")
+        self.params_plot = _plot("Best candidate's parameters across the layer groups",
+                                 "layer group (first layers on the left)", "value")
         self.params_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
         self._param_curves: dict[str, pg.PlotDataItem] = {}
 
@@ -83,8 +77,8 @@ class SearchPlots(QTabWidget):
     def _fit_tabs(self) -> None:
         """The heatmap is for a 2-D grid, the front for two objectives; the others always."""
         objectives = self.session.objectives or ["score"]
-        self.setTabVisible(1, self.session.settings.get("sampler") == "grid2d")
-        self.setTabVisible(2, len(objectives) >= 2)
+        self.setTabVisible(1, self.session.settings.get("sampler") == "grid")
+        self.setTabVisible(2, len(objectives) >= 2 and self.session.settings.get("combine") == "pareto")
         if len(objectives) >= 2:
             self.pareto_plot.setLabel("bottom", objectives[0])
             self.pareto_plot.setLabel("left", objectives[1])
@@ -162,31 +156,22 @@ class SearchPlots(QTabWidget):
         best = self.session.best()
         if best is None or best.number == self._best_shown:
             return
-        try:
-            recipe = self.session.recipe_of(best.number)
-        except Exception:  # noqa: BLE001 - a curve is a picture: no recipe, no curve (the table still has it)
-            return
         self._best_shown = best.number
-        tuned = {t.get("parameter") for t in self.session.settings.get("tune", [])}
-        curves: dict[str, list] = {}
-        for name, value in (recipe.parameters or {}).items():
-            if name in tuned:
-                curves[name] = value
-        for entry in recipe.models or []:
-            for name, value in (entry.parameters or {}).items():
-                if name in tuned:
-                    curves[f"{_short(entry.model)}: {name}"] = value
-        for label, value in curves.items():
-            ys = [v for v in value if _finite(v)] if isinstance(value, list) else [value] * 2
-            if not ys or not all(_finite(v) for v in ys):
-                continue
-            xs = np.linspace(0.0, 1.0, len(ys))
+        curves = param_curves(best.params)
+        width = max((len(v) for v in curves.values()), default=1)
+        for label, values in curves.items():
+            xs = np.arange(len(values), dtype=float) if len(values) > 1 else np.array([0.0, max(1, width - 1)])
+            ys = values if len(values) > 1 else values * 2
             if label not in self._param_curves:
                 color = PALETTE[len(self._param_curves) % len(PALETTE)]
                 self._param_curves[label] = self.params_plot.plot(
                     [], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5, symbolBrush=color, name=label)
             self._param_curves[label].setData(xs, ys)
-        self.params_plot.setTitle(f"Best candidate's parameters across the layers (trial {best.number})", size="9pt")
+        for label, curve in self._param_curves.items():
+            if label not in curves:
+                curve.setData([], [])
+        self.params_plot.setTitle(f"Best candidate's parameters across the layer groups (trial {best.number})",
+                                  size="9pt")
 
     def _clicked(self, _item, points, *_):
         if len(points):
@@ -199,5 +184,14 @@ class SearchPlots(QTabWidget):
                 "param_curves": sum(1 for c in self._param_curves.values() if c.xData is not None and len(c.xData))}
 
 
-def _short(ref: str) -> str:
-    return str(ref).rstrip("/").rsplit("/", 1)[-1]
+def param_curves(params: dict) -> dict[str, list[float]]:
+    """A trial's parameters as curves over the layer groups: "weight/count/g0", "weight/count/g1", ... become
+    one curve "weight/count"; a parameter without groups is one value (a flat line)."""
+    grouped: dict[str, dict[int, float]] = {}
+    for key, value in params.items():
+        name, _, last = key.rpartition("/")
+        if name and last[:1] == "g" and last[1:].isdigit():
+            grouped.setdefault(name, {})[int(last[1:])] = float(value)
+        else:
+            grouped.setdefault(key, {})[0] = float(value)
+    return {name: [groups[g] for g in sorted(groups)] for name, groups in sorted(grouped.items())}

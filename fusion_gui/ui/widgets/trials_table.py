@@ -39,7 +39,7 @@ class TrialsModel(QAbstractTableModel):
         if column == 0:
             return row.number
         if column == 1:
-            return row.state
+            return f"{row.state}: {row.error}" if row.error else row.state
         column -= 2
         if column < n_obj:
             return row.scores[column] if column < len(row.scores) else None
