@@ -115,7 +115,8 @@ class SearchPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form)
-        scroll.setMinimumWidth(380)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the form fits its width
+        scroll.setMinimumWidth(400)
         controls = QHBoxLayout()
         for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button):
             controls.addWidget(button)
@@ -142,6 +143,7 @@ class SearchPanel(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
+        splitter.setSizes([480, 800])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
         self.table.trials.set_objectives(self.session.objectives)

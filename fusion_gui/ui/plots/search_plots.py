@@ -40,14 +40,19 @@ class SearchPlots(QTabWidget):
         self._throttle = RedrawThrottle(self._redraw, parent=self)
         self._best_shown: int | None = None
 
-        self.scores_plot = _plot("Score per trial (dots) and best so far (line)", "trial", "score")
-        self.scores_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        # one plot per objective, stacked: a perplexity near 90 and an accuracy near 0.5 share no axis
+        self.scores_plot = pg.GraphicsLayoutWidget()
+        self.scores_plot.setBackground("w")
+        self._score_names: list[str] = []
         self._dots: list[pg.ScatterPlotItem] = []
         self._best_lines: list[pg.PlotDataItem] = []
-        self.grid_plot = _plot("Score over the 2-D grid (first objective)", "", "")
+        self.grid_plot = _plot("Score over the grid (first objective)", "", "")
         self._image = pg.ImageItem()
-        self._image.setColorMap(pg.colormap.get("viridis"))
         self.grid_plot.addItem(self._image)
+        self._color_bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False, width=14)
+        self._color_bar.setImageItem(self._image, insert_in=self.grid_plot.getPlotItem())
+        self._grid_line = pg.PlotDataItem(pen=pg.mkPen(PALETTE[0], width=2))
+        self.grid_plot.addItem(self._grid_line)
         self._grid_dots = pg.ScatterPlotItem(size=7, pen=pg.mkPen("w"), brush=pg.mkBrush(0, 0, 0, 60))
         self._grid_dots.sigClicked.connect(self._clicked)
         self.grid_plot.addItem(self._grid_dots)
@@ -65,7 +70,7 @@ class SearchPlots(QTabWidget):
         self._param_curves: dict[str, pg.PlotDataItem] = {}
 
         self.addTab(self.scores_plot, "Scores")
-        self.addTab(self.grid_plot, "Grid heatmap")
+        self.addTab(self.grid_plot, "Grid")
         self.addTab(self.pareto_plot, "Pareto front")
         self.addTab(self.params_plot, "Best parameters")
         session.trials_added.connect(lambda _rows: self._throttle.schedule())
@@ -82,21 +87,39 @@ class SearchPlots(QTabWidget):
         if len(objectives) >= 2:
             self.pareto_plot.setLabel("bottom", objectives[0])
             self.pareto_plot.setLabel("left", objectives[1])
-        while len(self._dots) < len(objectives):
-            color = PALETTE[len(self._dots) % len(PALETTE)]
-            name = objectives[len(self._dots)]
-            dots = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(color), name=name)
+        if objectives != self._score_names:  # rare: the objectives changed, not a trial
+            self._build_score_plots(objectives)
+        self._throttle.schedule()
+
+    def _build_score_plots(self, objectives: list[str]) -> None:
+        self.scores_plot.clear()
+        self._score_names, self._dots, self._best_lines = list(objectives), [], []
+        first = None
+        for row, name in enumerate(objectives):
+            color = PALETTE[row % len(PALETTE)]
+            plot = self.scores_plot.addPlot(row=row, col=0)
+            plot.setTitle(f"{name} per trial (dots) and best so far (line)", size="9pt")
+            plot.setLabel("left", name)
+            plot.setLabel("bottom", "trial")
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.getAxis("left").setWidth(56)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).enableAutoSIPrefix(False)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            dots = pg.ScatterPlotItem(size=7, pen=None, brush=pg.mkBrush(color))
             dots.sigClicked.connect(self._clicked)
-            line = pg.PlotDataItem(pen=pg.mkPen(color, width=2), stepMode=None, name=f"best {name}")
-            self.scores_plot.addItem(dots)
-            self.scores_plot.addItem(line)
+            line = pg.PlotDataItem(pen=pg.mkPen(color, width=2), stepMode=None)
+            plot.addItem(dots)
+            plot.addItem(line)
             self._dots.append(dots)
             self._best_lines.append(line)
-        self._throttle.schedule()
 
     def reset(self) -> None:
         for item in (*self._dots, *self._best_lines, self._all_points, self._front_points, self._front_line,
-                     self._grid_dots):
+                     self._grid_dots, self._grid_line):
             item.setData([], [])
         self._image.clear()
         for curve in self._param_curves.values():
@@ -120,28 +143,58 @@ class SearchPlots(QTabWidget):
             self._draw_front(trials)
         self._draw_best_params()
 
+    def _grid_axis(self, key: str) -> list[float]:
+        """The grid's values along one dimension, from the settings (the points not tried yet stay empty)."""
+        from fusion_gui.session.merge import find_method
+
+        name = key.split("/", 1)[0]
+        entry = next((t for t in self.session.settings.get("tune", []) if t.get("name") == name), None)
+        method = find_method(self.session.settings.get("method"))
+        spec = method.param(name) if method is not None and entry is not None else None
+        if entry is None or spec is None:
+            return []
+        low = max(entry["low"], spec.minimum) if spec.minimum is not None else entry["low"]
+        high = min(entry["high"], spec.maximum) if spec.maximum is not None else entry["high"]
+        steps = int(self.session.settings.get("grid_steps") or 2)
+        return [low + (high - low) * k / (steps - 1) for k in range(steps)]
+
     def _draw_grid(self, trials) -> None:
+        """A 1-D grid: score against the value; a 2-D grid: a heatmap of the first objective."""
         keys = self.session.param_keys()[:2]
-        if len(keys) < 2:
+        if not keys:
             return
         rows = [t for t in trials if all(k in t.params for k in keys)]
-        xs = sorted({t.params[keys[0]] for t in rows})
-        ys = sorted({t.params[keys[1]] for t in rows})
-        if not xs or not ys:
+        name = (self.session.objectives or ["score"])[0]
+        self.grid_plot.setLabel("bottom", keys[0])
+        if len(keys) == 1:
+            rows.sort(key=lambda t: t.params[keys[0]])
+            self._grid_line.setData([t.params[keys[0]] for t in rows], [t.scores[0] for t in rows])
+            self._grid_dots.setData([t.params[keys[0]] for t in rows], [t.scores[0] for t in rows],
+                                    data=[t.number for t in rows])
+            self.grid_plot.setLabel("left", name)
+            self.grid_plot.setTitle(f"{name} over the grid", size="9pt")
+            return
+        xs, ys = self._grid_axis(keys[0]), self._grid_axis(keys[1])
+        if not rows or len(xs) < 2 or len(ys) < 2:
             return
         image = np.full((len(xs), len(ys)), np.nan)
         for t in rows:
-            image[xs.index(t.params[keys[0]]), ys.index(t.params[keys[1]])] = t.scores[0]
-        dx = (xs[-1] - xs[0]) / max(1, len(xs) - 1) or 1.0
-        dy = (ys[-1] - ys[0]) / max(1, len(ys) - 1) or 1.0
+            i = int(np.argmin([abs(x - t.params[keys[0]]) for x in xs]))
+            j = int(np.argmin([abs(y - t.params[keys[1]]) for y in ys]))
+            image[i, j] = t.scores[0]
+        dx, dy = xs[1] - xs[0], ys[1] - ys[0]
         finite = image[np.isfinite(image)]
-        self._image.setImage(image, autoLevels=False,
-                             levels=(float(finite.min()), float(finite.max()) + 1e-9) if finite.size else (0, 1))
+        levels = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if levels[1] <= levels[0]:
+            levels = (levels[0], levels[0] + 1e-9)
+        self._image.setImage(image, autoLevels=False)
+        self._color_bar.setLevels(levels)
         self._image.setRect(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys))
         self._grid_dots.setData([t.params[keys[0]] for t in rows], [t.params[keys[1]] for t in rows],
                                 data=[t.number for t in rows])
-        self.grid_plot.setLabel("bottom", keys[0])
         self.grid_plot.setLabel("left", keys[1])
+        self.grid_plot.setTitle(f"{name} over the 2-D grid (colour bar on the right; empty: not tried yet)",
+                                size="9pt")
 
     def _draw_front(self, trials) -> None:
         rows = [t for t in trials if len(t.scores) >= 2]

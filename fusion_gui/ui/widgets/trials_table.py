@@ -135,7 +135,9 @@ class TrialsTable(QTableView):
         self.verticalHeader().setDefaultSectionSize(22)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.horizontalHeader().setDefaultSectionSize(92)
+        self.horizontalHeader().setMinimumSectionSize(72)  # "complete" stays readable
         self.horizontalHeader().setStretchLastSection(True)
+        self.trials.modelReset.connect(self.resizeColumnsToContents)  # new columns: fit their headers once
         self.doubleClicked.connect(lambda index: self.trial_chosen.emit(self.number_at(index)))
         self.selectionModel().currentRowChanged.connect(
             lambda index, _: index.isValid() and self.trial_selected.emit(self.number_at(index)))
