@@ -12,7 +12,6 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 
-from fusion_gui.session.search import SearchSession, TrialRow, pareto_front  # noqa: E402
 from helpers import drain  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
     JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
@@ -73,21 +72,6 @@ def run_search(qtbot, panel, resume=False):
         pass
     panel.plots.flush()
     return worker
-
-
-# --- Qt-free pieces --------------------------------------------------------------------------
-
-def test_pareto_front_keeps_only_unbeaten_trials():
-    points = [(0, (0.9, 0.1)), (1, (0.5, 0.5)), (2, (0.4, 0.4)), (3, (0.1, 0.9)), (4, (0.5, 0.5))]
-    assert sorted(pareto_front(points, (True, True))) == [0, 1, 3, 4]
-    assert sorted(pareto_front(points, (True, False))) == [0]  # lower second objective is better
-
-
-def test_session_keeps_a_finished_trial_over_a_late_running_copy():
-    session = SearchSession()
-    session.add_trials([TrialRow(1, {"w": 0.5}, (0.7,), state="complete")])
-    assert session.add_trials([TrialRow(1, {"w": 0.5}, (), state="running")]) == []
-    assert session.trials[1].scores == (0.7,)
 
 
 # --- the form --------------------------------------------------------------------------------
@@ -174,7 +158,7 @@ def test_a_tiny_search_fills_the_plots_and_the_table_and_opens_a_trial(window, d
         panel.plots.setCurrentIndex(index)
         save_screenshot(window, f"{name}.png")
 
-    with open(panel.write_csv(tmp_path / "trials.csv"), newline="") as f:
+    with open(panel.trial_bar.write_csv(tmp_path / "trials.csv"), newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0][:4] == ["trial", "state", "perplexity", "count"] and len(rows) == 5
 
@@ -233,3 +217,4 @@ def test_pause_resume_and_cancel_leave_the_app_usable(window, demo, text, tmp_pa
     assert {"paused", "cancelled"} <= statuses
     window.tabs.setCurrentIndex(0)
     assert window.models_panel.isEnabled() and not window.document.locked  # the rest of the app is untouched
+

@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import csv
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from psygnal import Signal
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.session.search_trials import TrialRow
 
 # the sampler choices the form offers (None: CMA-ES for one value, NSGA-II for a Pareto front)
 SAMPLERS = {None: "Automatic (CMA-ES; NSGA-II for a front)", "cmaes": "CMA-ES", "grid": "Grid (1-D or 2-D)",
@@ -40,29 +40,6 @@ def objective_of(item):
     return _objective(item, "The search settings")
 
 
-@dataclass(frozen=True)
-class TrialRow:
-    """One trial as the views show it: numbers only (the storage and the events both map to it)."""
-
-    number: int
-    params: dict = field(default_factory=dict)  # parameter key -> value
-    scores: tuple = ()  # one per objective (None: not scored yet or failed)
-    held_out: tuple = ()  # the same objectives re-scored on held-out examples (empty until then)
-    state: str = "complete"  # "running" | "complete" | "failed" | "pruned"
-    seconds: float | None = None
-    worker: str = ""
-    error: str = ""  # why a failed trial failed, one sentence
-    recipe: dict | None = None  # the candidate's recipe mapping when the engine gave it
-
-    @property
-    def done(self) -> bool:
-        return self.state == "complete" and bool(self.scores) and all(_finite(s) for s in self.scores)
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def pareto_front(points: list[tuple[int, tuple]], maximize: tuple[bool, ...]) -> list[int]:
     """Numbers of the trials no other trial beats on both objectives (ties kept): one sweep, O(n log n)."""
     signed = sorted(((tuple(v if up else -v for v, up in zip(vals[:2], maximize)), n) for n, vals in points),
@@ -78,6 +55,19 @@ def pareto_front(points: list[tuple[int, tuple]], maximize: tuple[bool, ...]) ->
     return front
 
 
+def param_curves(params: dict) -> dict[str, list[float]]:
+    """A trial's parameters as curves over the layer groups: "weight/count/g0", "weight/count/g1", ... become
+    one curve "weight/count"; a parameter without groups is one value (a flat line)."""
+    grouped: dict[str, dict[int, float]] = {}
+    for key, value in params.items():
+        name, _, last = key.rpartition("/")
+        if name and last[:1] == "g" and last[1:].isdigit():
+            grouped.setdefault(name, {})[int(last[1:])] = float(value)
+        else:
+            grouped.setdefault(key, {})[0] = float(value)
+    return {name: [groups[g] for g in sorted(groups)] for name, groups in sorted(grouped.items())}
+
+
 class SearchSession:
     settings_changed = Signal(object)  # origin: the view that asked, or None
     trials_added = Signal(list)  # the TrialRows new or changed since the last emission
@@ -88,6 +78,7 @@ class SearchSession:
         self.settings = default_settings()
         self.out_dir = ""
         self.trials: dict[int, TrialRow] = {}
+        self.trials_settings: dict | None = None  # the settings the trials shown ran with (the form may move on)
 
     # --- settings --------------------------------------------------------------------------
     @property
@@ -181,16 +172,20 @@ class SearchSession:
         self.trials_cleared.emit()
 
     def add_trials(self, rows) -> list[TrialRow]:
-        """Upsert rows by trial number; a finished row is never replaced by an older running one."""
+        """Upsert rows by trial number and emit the ones that changed. A finished row is never replaced by
+        a late running copy; what one source lacks (held-out scores from events, the worker from the
+        storage) is kept from the other, so polling the storage re-emits nothing that is already shown."""
         changed = []
         for row in rows:
             old = self.trials.get(row.number)
-            if old == row or (old is not None and old.state != "running" and row.state == "running"):
-                continue
-            if old is not None and not row.held_out and old.held_out:
-                row = TrialRow(**{**row.__dict__, "held_out": old.held_out})
-            if old is not None and row.recipe is None and old.recipe is not None:
-                row = TrialRow(**{**row.__dict__, "recipe": old.recipe})
+            if old is not None:
+                if old.state != "running" and row.state == "running":
+                    continue
+                row = TrialRow(**{**row.__dict__, "held_out": row.held_out or old.held_out,
+                                  "worker": row.worker or old.worker,
+                                  "seconds": old.seconds if old.seconds is not None else row.seconds})
+                if row == old:
+                    continue
             self.trials[row.number] = row
             changed.append(row)
         if changed:
@@ -238,17 +233,13 @@ class SearchSession:
 
     # --- recipes and export ----------------------------------------------------------------
     def recipe_of(self, number: int):
-        """The Recipe of a trial: the engine's own mapping when it gave one, else built from its params."""
-        from fusion_gui.engine.merge.recipe import recipe_from_dict
-
+        """The Recipe of a trial, built from its parameters as the engine merged it."""
         trial = self.trials.get(number)
         if trial is None:
             raise InputError(f"There is no trial {number} in this search.")
-        if trial.recipe is not None:
-            return recipe_from_dict(copy.deepcopy(trial.recipe))
         from fusion_gui.session.search_engine import recipe_for_params
 
-        return recipe_for_params(self.settings, trial.params)
+        return recipe_for_params(self.trials_settings or self.settings, trial.params)
 
     def write_recipe(self, number: int, path: str | Path) -> Path:
         from fusion_gui.engine.merge.recipe import dump_recipe
@@ -280,4 +271,5 @@ class SearchSession:
         return path
 
 
-__all__ = ["SAMPLERS", "SCOPES", "SearchSession", "TrialRow", "default_settings", "objective_of", "pareto_front"]
+__all__ = ["SAMPLERS", "SCOPES", "SearchSession", "TrialRow", "default_settings", "objective_of", "param_curves",
+           "pareto_front"]

@@ -11,7 +11,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from fusion_gui.session.search import TrialRow
+from fusion_gui.session.search_trials import TrialRow
 
 
 def _number(value) -> float | None:

@@ -10,6 +10,7 @@ Clicking a point, or double-clicking a row, opens that trial's recipe in the Mer
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from fusion_gui.session.search import SearchSession
 from fusion_gui.session.search_engine import check_settings, list_trials, row_from, search_job
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.panels.search_form import SearchForm
+from fusion_gui.ui.panels.search_trial_bar import TrialBar, scores_text
 from fusion_gui.ui.plots.search_plots import SearchPlots
 from fusion_gui.ui.widgets.file_dialogs import ask_open_file, ask_save_file
 from fusion_gui.ui.widgets.trials_table import TrialsTable
@@ -82,21 +84,15 @@ class SearchPanel(QWidget):
         self.error_label.setStyleSheet(ERROR_STYLE)
         self.error_label.setVisible(False)
         self.plots = SearchPlots(self.session)
-        self.plots.trial_clicked.connect(self.open_in_merge)
         self.table = TrialsTable()
-        self.table.trial_chosen.connect(self.open_in_merge)
-        self.table.trial_selected.connect(self._select)
         self.plots.trial_clicked.connect(self.table.select_trial)
-        self.selection_label = QLabel("No trial selected.")
-        self.open_button = QPushButton("Open in Merge", enabled=False)
-        self.open_button.clicked.connect(lambda: self.selected is not None and self.open_in_merge(self.selected))
-        self.write_button = QPushButton("Write recipe…", enabled=False)
-        self.write_button.clicked.connect(lambda: self._ask_write(self.selected))
-        self.best_button = QPushButton("Export best recipe…")
-        self.best_button.clicked.connect(lambda: self._ask_write(None))
-        self.csv_button = QPushButton("Export trials CSV…")
-        self.csv_button.clicked.connect(self._ask_csv)
-
+        self.trial_bar = TrialBar(self.session, merge)
+        self.trial_bar.message.connect(self.message)
+        self.trial_bar.error.connect(self.show_error)
+        self.trial_bar.merge_requested.connect(self.merge_requested)
+        self.plots.trial_clicked.connect(self.trial_bar.open_in_merge)
+        self.table.trial_chosen.connect(self.trial_bar.open_in_merge)
+        self.table.trial_selected.connect(self.trial_bar.select)
         handlers = {TrialStarted: self._on_trial, TrialFinished: self._on_trial, HeldOutScore: self._on_held_out,
                     SearchStopped: lambda event: event.message, Log: lambda event: event.message}
         self.runner = JobRunner(self, start_button=self.start_button, cancel_button=self.cancel_button,
@@ -121,10 +117,6 @@ class SearchPanel(QWidget):
         for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button):
             controls.addWidget(button)
         controls.addWidget(self.progress_bar, 1)
-        chosen = QHBoxLayout()
-        chosen.addWidget(self.selection_label, 1)
-        for button in (self.open_button, self.write_button, self.best_button, self.csv_button):
-            chosen.addWidget(button)
         live = QSplitter(Qt.Orientation.Vertical)
         live.addWidget(self.plots)
         live.addWidget(self.table)
@@ -137,7 +129,7 @@ class SearchPanel(QWidget):
         right_layout.addWidget(self.status_label)
         right_layout.addWidget(self.error_label)
         right_layout.addWidget(live, 1)
-        right_layout.addLayout(chosen)
+        right_layout.addWidget(self.trial_bar)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(scroll)
         splitter.addWidget(right)
@@ -231,6 +223,7 @@ class SearchPanel(QWidget):
         if not resume:
             self.session.clear_trials()
         settings, out_dir, history = dict(self.session.settings), self.session.out_dir, self.history
+        self.session.trials_settings = copy.deepcopy(settings)
         self.pause_token = pause = CancelToken()
         self._started_at = time.monotonic()
         self._storage_ready = False
@@ -276,12 +269,7 @@ class SearchPanel(QWidget):
         if self.runner.running:
             best = self.session.best()
             self.runner.set_status(f"{done} trial(s) done" + (f"; best so far: trial {best.number}, "
-                                                              f"{self._scores_text(best)}" if best else "") + ".")
-
-    def _scores_text(self, trial) -> str:
-        parts = [f"{o} {v:.3g}" for o, v in zip(self.session.objectives, trial.scores) if v is not None]
-        held = [f"{v:.3g}" for v in trial.held_out if v is not None]
-        return ", ".join(parts) + (f" (held out: {', '.join(held)})" if held else "")
+                                                              f"{scores_text(self.session, best)}" if best else "") + ".")
 
     def _on_finished(self, result) -> str:
         """The engine returns after a pause, a cancel and three failures too: `stopped` says which."""
@@ -299,7 +287,7 @@ class SearchPanel(QWidget):
         best = self.session.best()
         where = f" Best recipe: {result.recipe_file}." if result.recipe_file else ""
         return (f"{result.stopped.message} {result.trials} complete trials"
-                + (f"; best trial {best.number}: {self._scores_text(best)}." if best else ".") + where)
+                + (f"; best trial {best.number}: {scores_text(self.session, best)}." if best else ".") + where)
 
     def _on_failed(self, summary: str, _details: str) -> None:
         self.show_error(summary)
@@ -346,61 +334,3 @@ class SearchPanel(QWidget):
         super().hideEvent(event)
 
     # --- trials ----------------------------------------------------------------------------
-    def _select(self, number: int) -> None:
-        trial = self.session.trials.get(number)
-        if trial is None:
-            return
-        self.selected = number
-        params = ", ".join(f"{k} {v:.3g}" for k, v in list(trial.params.items())[:6])
-        self.selection_label.setText(f"Trial {number}: {self._scores_text(trial) or trial.state}. {params}")
-        self.open_button.setEnabled(self.merge is not None)
-        self.write_button.setEnabled(True)
-
-    def open_in_merge(self, number: int) -> bool:
-        """Load a trial's recipe into the Merge view (all or nothing) and show it."""
-        if self.merge is None:
-            return False
-        try:
-            self.merge.load_recipe(self.session.recipe_of(number))
-        except InputError as err:
-            self.show_error(str(err))
-            return False
-        self.show_error("")
-        self.message.emit(f"Opened trial {number}'s recipe in the Merge view: Run writes it.")
-        self.merge_requested.emit()
-        return True
-
-    def write_recipe(self, number: int | None, path: str | Path) -> Path | None:
-        """Write a trial's recipe (the best one when `number` is None)."""
-        if number is None:
-            best = self.session.best()
-            if best is None:
-                self.show_error("No trial has finished yet: there is no best recipe to write.")
-                return None
-            number = best.number
-        try:
-            written = self.session.write_recipe(number, path)
-        except InputError as err:
-            self.show_error(str(err))
-            return None
-        self.message.emit(f"Wrote trial {number}'s recipe to {written}.")
-        return written
-
-    def write_csv(self, path: str | Path) -> Path | None:
-        try:
-            written = self.session.write_csv(path)
-        except InputError as err:
-            self.show_error(str(err))
-            return None
-        self.message.emit(f"Wrote {len(self.session.trials)} trials to {written}.")
-        return written
-
-    def _ask_write(self, number: int | None) -> None:
-        path = ask_save_file(self, "Write recipe", "recipe.yml", "Merge recipes (*.yml *.yaml)")
-        if path:
-            self.write_recipe(number, path)
-
-    def _ask_csv(self) -> None:
-        path = ask_save_file(self, "Export trials", "trials.csv", "CSV (*.csv)")
-        if path:
-            self.write_csv(path)

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QTabWidget, QWidget
 
-from fusion_gui.session.search import SearchSession
+from fusion_gui.session.search import SearchSession, param_curves
 from fusion_gui.ui.plots.layer_plot import PALETTE
 from fusion_gui.ui.plots.throttle import RedrawThrottle
 
@@ -235,16 +235,3 @@ class SearchPlots(QTabWidget):
         return {"scores": sum(len(d.data) for d in self._dots), "front": len(self._front_points.data),
                 "pareto_all": len(self._all_points.data), "grid": len(self._grid_dots.data),
                 "param_curves": sum(1 for c in self._param_curves.values() if c.xData is not None and len(c.xData))}
-
-
-def param_curves(params: dict) -> dict[str, list[float]]:
-    """A trial's parameters as curves over the layer groups: "weight/count/g0", "weight/count/g1", ... become
-    one curve "weight/count"; a parameter without groups is one value (a flat line)."""
-    grouped: dict[str, dict[int, float]] = {}
-    for key, value in params.items():
-        name, _, last = key.rpartition("/")
-        if name and last[:1] == "g" and last[1:].isdigit():
-            grouped.setdefault(name, {})[int(last[1:])] = float(value)
-        else:
-            grouped.setdefault(key, {})[0] = float(value)
-    return {name: [groups[g] for g in sorted(groups)] for name, groups in sorted(grouped.items())}
