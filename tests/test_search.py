@@ -49,7 +49,7 @@ def settings_for(demo, text: Path | None = None, **kw) -> SearchSettings:
 def run(settings, out, **kw):
     from fusion_gui.engine.search.loop import run_search
 
-    return drain(run_search(settings, out, record=False, **kw))
+    return drain(run_search(settings, out, **kw))
 
 
 def of(events, kind):
@@ -114,7 +114,8 @@ def test_each_trial_reads_no_input_again(demo, monkeypatch, one_torch_thread):
 # ---- settings ----------------------------------------------------------------------------------------
 
 def test_settings_round_trip_through_yaml(demo, tmp_path, text):
-    settings = settings_for(demo, text, tune=(Tuned("weight", "layer", 0.0, 2.0), Tuned("lambda", "global", 0.5, 1.5)),
+    settings = settings_for(demo, text, tune=(Tuned("weight", "layer", 0.0, 2.0, 0.8),
+                                              Tuned("lambda", "global", 0.5, 1.5)),
                             layer_granularity=1, seconds=60.0, sampler="tpe", storage="sqlite:///x.sqlite")
     save_settings(settings, tmp_path / "s.yml")
     assert load_settings(tmp_path / "s.yml") == settings
@@ -134,6 +135,9 @@ def test_grid_order_is_coarse_first():
 
 def test_a_search_finds_the_best_trial_and_exports_it(demo, tmp_path, text, one_torch_thread):
     result, events = run(settings_for(demo, text, trials=5), tmp_path / "out")
+    started = of(events, ev.SearchStarted)[0]
+    assert started.dimensions == ("weight/count", "weight/reverse") and started.objectives == ("perplexity",)
+    assert started.maximize == (False,) and not started.pareto
     finished = of(events, ev.TrialFinished)
     assert [e.number for e in finished] == [0, 1, 2, 3, 4] and all(e.state == "complete" for e in finished)
     best = min(finished, key=lambda e: e.scores["perplexity"])
@@ -144,6 +148,15 @@ def test_a_search_finds_the_best_trial_and_exports_it(demo, tmp_path, text, one_
     recipe = Path(result.recipe_file).read_text()
     assert f"{best.params['weight/count']}" in recipe and "task_arithmetic" in recipe
     assert len(Path(result.trials_csv).read_text().splitlines()) == 6
+
+
+def test_a_search_starts_from_the_given_recipe(demo, tmp_path, text, one_torch_thread):
+    settings = settings_for(demo, text, tune=(Tuned("weight", "layer", 0.0, 2.0, 0.8),), layer_granularity=1, trials=2)
+    _, events = run(settings, tmp_path / "out")
+    started = of(events, ev.TrialStarted)
+    assert started[0].params == {"weight/count/g0": 0.8, "weight/count/g1": 0.8, "weight/reverse/g0": 0.8,
+                                 "weight/reverse/g1": 0.8}
+    assert started[1].params != started[0].params
 
 
 def test_a_grid_runs_every_point_once_then_stops(demo, tmp_path, text, one_torch_thread):
@@ -165,13 +178,15 @@ def test_two_objectives_give_a_pareto_front(demo, tmp_path, text, one_torch_thre
 
 
 def test_history_gets_a_search_record(demo, tmp_path, text, one_torch_thread):
-    from fusion_gui.engine.search.loop import run_search
     from fusion_gui.session.history import History
+    from fusion_gui.session.search_record import record_search
 
     history = History(tmp_path / "history.sqlite")
-    result, _ = drain(run_search(settings_for(demo, text, trials=2), tmp_path / "out", history=history))
-    record = history.get(result.history_id)
-    assert record.kind == "search" and "task_arithmetic" in record.recipe
+    settings = settings_for(demo, text, trials=2)
+    result, _ = run(settings, tmp_path / "out")
+    record = history.get(record_search(history, settings, result))
+    assert record.kind == "search" and record.status == "done" and "task_arithmetic" in record.recipe
+    assert record.recipe == Path(result.recipe_file).read_text()
     assert {(s.task, s.metric) for s in record.scores} == {("perplexity", "search"), ("perplexity", "held_out")}
 
 
@@ -181,7 +196,7 @@ def test_cancel_presents_nothing_and_resume_continues_the_study(demo, tmp_path, 
     from fusion_gui.engine.search.loop import run_search
 
     cancel, out = CancelToken(), tmp_path / "out"
-    gen = run_search(settings_for(demo, text, trials=4), out, cancel, record=False)
+    gen = run_search(settings_for(demo, text, trials=4), out, cancel)
     events = []
     for event in gen:
         events.append(event)
@@ -255,6 +270,7 @@ def test_a_new_search_refuses_a_folder_that_holds_one(demo, tmp_path, text, one_
     ({"tune": (Tuned("weight", "layer", 0.0, 1.0),)}, "set layer_granularity"),
     ({"combine": "pareto", "sampler": "cmaes"}, "CMA-ES optimizes one value"),
     ({"trials": None}, "budget"),
+    ({"tune": (Tuned("weight", "model", 0.0, 1.0, 1.5),)}, "outside its bounds"),
 ])
 def test_bad_settings_are_one_sentence(demo, change, words):
     with pytest.raises(InputError, match=words) as err:
@@ -274,6 +290,16 @@ def test_bad_settings_files_are_one_sentence(tmp_path):
             load_settings(tmp_path / "s.yml")
 
 
+def test_inputs_that_do_not_fit_in_memory_are_one_sentence(demo, monkeypatch):
+    import psutil
+
+    from fusion_gui.engine.search.candidates import CandidateMerger
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": 1000})())
+    with pytest.raises(InputError, match="holds its 3 inputs and one merged model in memory"):
+        CandidateMerger([str(demo.count), str(demo.reverse)], str(demo.base), "cpu")
+
+
 def test_resuming_a_search_that_was_never_started_says_so(demo, tmp_path, text):
     with pytest.raises(InputError, match="no search"):
         run(settings_for(demo, text), tmp_path / "nothing", mode="resume")
@@ -281,6 +307,7 @@ def test_resuming_a_search_that_was_never_started_says_so(demo, tmp_path, text):
 
 # ---- several processes, one study ------------------------------------------------------------------
 
+@pytest.mark.slow  # two fresh processes that each import torch and transformers
 def test_two_worker_processes_share_one_sqlite_study(demo, tmp_path, text, one_torch_thread):
     from fusion_gui.engine.search.study import list_trials, storage_url
 
@@ -308,8 +335,11 @@ def test_two_worker_processes_share_one_sqlite_study(demo, tmp_path, text, one_t
 
 def test_the_cli_writes_the_best_recipe_and_merges_it(demo, tmp_path, text, run_cli, one_torch_thread):
     save_settings(settings_for(demo, text, trials=2), tmp_path / "search.yml")
-    code, out, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out", "--merge", "--no-history")
+    code, out, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out", "--merge")
     assert code == 0, err
+    from fusion_gui.session.history import History
+
+    assert History().runs(kind="search")[0].output == str(tmp_path / "out")
     assert "trial 0: perplexity" in err and "Best recipe:" in out
     assert (tmp_path / "out" / "best-model" / "config.json").is_file()
     code, _, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out2", "--worker")

@@ -43,7 +43,7 @@ def run(args) -> int:
         raise InputError("A worker only runs trials; --merge belongs to the process that started the search.")
     quiet_transformers()
     mode = "worker" if args.worker else "resume" if args.resume else "new"
-    result = _drive(lambda cancel: run_search(settings, args.out_dir, cancel, mode=mode, record=not args.no_history))
+    result = _recorded(settings, mode, args, lambda cancel: run_search(settings, args.out_dir, cancel, mode=mode))
     print(f"{result.stopped.message} {result.trials} complete trials in {result.seconds:.1f} s.")
     for best in result.best[:1]:
         both = ", ".join(f"{k} {v:.3f} search / {best.held_out[k]:.3f} held out" for k, v in best.search.items())
@@ -55,6 +55,29 @@ def run(args) -> int:
     if args.merge and result.recipe_file:
         _merge_best(result)
     return EXIT_OK
+
+
+def _recorded(settings, mode: str, args, start):
+    """Run the search; the process that owns it (not a worker) records it in the history, whatever its outcome."""
+    import time
+
+    from fusion_gui.cli.recording import open_history
+
+    history = None if args.no_history or mode == "worker" else open_history()
+    began, status, result = time.perf_counter(), "failed", None
+    try:
+        result = _drive(start)
+        status = {"cancelled": "cancelled", "paused": "cancelled", "failures": "failed"}.get(result.stopped.reason,
+                                                                                              "done")
+        return result
+    except (Cancelled, KeyboardInterrupt):
+        status = "cancelled"
+        raise
+    finally:
+        if history is not None:
+            from fusion_gui.session.search_record import record_search
+
+            record_search(history, settings, result, status, time.perf_counter() - began)
 
 
 def _merge_best(result) -> None:

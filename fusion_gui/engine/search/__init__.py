@@ -5,18 +5,20 @@ through the normal merge. Qt-free; one job per module:
 - settings.py: `SearchSettings` (+ `Tuned`, `Objective`), `load_settings(path)`, `save_settings(s, path)`,
   `settings_from_dict`, `dump_settings`, `check_settings` (every check that needs no model). The app writes
   the same YAML file the command line reads.
-- events.py: what a search yields: `TrialStarted`, `TrialFinished`, `BestSoFar`, `ParetoFront`,
-  `HeldOutScore`, `SearchStopped` (reason: budget, time, grid done, cancelled, paused, failures), and its
-  return value `SearchResult`.
-- loop.py: `run_search(settings, out_dir, cancel, *, mode="new"|"resume"|"worker", pause=None,
-  history=None, record=True)`: the generator. `cancel` stops now (the running trial is marked failed);
-  `pause` stops after the running trial; resume with mode="resume" (the study is in its storage).
+- events.py: what a search yields: `SearchStarted` (storage URL, dimension and objective names), then
+  `TrialStarted`, `TrialFinished`, `BestSoFar`, `ParetoFront`, `HeldOutScore`, `SearchStopped` (reason:
+  budget, time, grid done, cancelled, paused, failures), and its return value `SearchResult`. A dimension
+  name is "param", "param/model" or "param[/model]/gN" (layer group N): the per-layer curves come from these.
+- loop.py: `run_search(settings, out_dir, cancel, *, mode="new"|"resume"|"worker", pause=None)`: the
+  generator. `cancel` stops now (the running trial is marked failed); `pause` stops after the running
+  trial; resume with mode="resume" (the study is in its storage). A worker joins a study and runs trials
+  only. The caller records the result: fusion_gui/session/search_record.py's `record_search`.
 - study.py: `list_trials(storage_url, study_name)` -> [`TrialRow`], every worker's trials (for a live
   table); `storage_url(settings, out_dir)`: the study's storage (default sqlite in the output folder).
 - genome.py: the search space (`dimensions`), a point's merge recipe (`recipe_dict`), coarse-first grids.
 - candidates.py: `CandidateMerger`: inputs read once, each recipe merged into a model held in memory.
 - objectives.py: demo skills, perplexity and task files, each split into search and held-out examples.
-- export.py: best recipe YAML, trials CSV, held-out JSON, the history record (kind "search").
+- export.py: best recipe YAML, trials CSV, held-out JSON.
 """
 
 from __future__ import annotations

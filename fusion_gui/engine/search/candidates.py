@@ -20,6 +20,7 @@ from fusion_gui.engine.merge.tasks import TaskPlanner, TensorTask
 from fusion_gui.engine.methods import get_method
 from fusion_gui.engine.methods.base import side_by_side
 from fusion_gui.engine.naming import count_layers
+from fusion_gui.formatting import format_bytes
 
 
 class CandidateMerger:
@@ -30,18 +31,32 @@ class CandidateMerger:
 
         self.device = pick_device(device)
         refs = list(dict.fromkeys([*models, *([base] if base else [])]))
-        self.readers = {}
+        self.readers, self._inputs = {}, {}
         try:
             for ref in refs:
                 self.readers[ref] = open_model(ref)
             self.n_layers = count_layers(self.readers[refs[0]].tensors)
+            self._check_memory()
             # the held model: the base's (or first model's) architecture and tokenizer, its weights replaced per trial
             self.model, self.tokenizer = load_causal_lm(base or models[0], str(self.device))
         except BaseException:
             self.close()
             raise
         self.weights = self.model.state_dict()  # views of the parameters: copying into them changes the model
-        self._inputs: dict[tuple[str, str, torch.dtype], torch.Tensor] = {}
+
+    def _check_memory(self) -> None:
+        """The inputs (float32, as the search holds them) and the held model must fit, or the search would swap."""
+        import psutil
+
+        need = sum(i.nbytes // i.dtype.itemsize * 4 for r in self.readers.values() for i in r.tensors.values())
+        need += need // len(self.readers)  # the held model, about one input's size
+        if self.device.type == "cuda":
+            free, where = torch.cuda.mem_get_info(self.device)[0], "GPU memory"
+        else:
+            free, where = psutil.virtual_memory().available, "memory"
+        if need > 0.9 * free:
+            raise InputError(f"A search holds its {len(self.readers)} inputs and one merged model in {where}: about "
+                             f"{format_bytes(need)}, but only {format_bytes(free)} is free.")
 
     @property
     def input_bytes(self) -> int:

@@ -11,6 +11,19 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class SearchStarted:
+    """First event once the study is open: what the plots' axes and the trials table need."""
+
+    storage: str  # the optuna storage URL: study.list_trials(storage, study_name) lists every worker's trials
+    study_name: str
+    dimensions: tuple[str, ...]  # parameter names, e.g. ("weight/count/g0", "weight/count/g1", ...)
+    objectives: tuple[str, ...]  # e.g. ("count", "reverse")
+    maximize: tuple[bool, ...]  # per objective
+    pareto: bool  # two objectives kept apart (a front), not one value
+    trials_so_far: int  # trials already in the study (resume, or other workers)
+
+
+@dataclass(frozen=True)
 class TrialStarted:
     number: int  # the study's trial number (unique across workers)
     params: dict  # parameter name -> value, e.g. {"weight/count": 0.8, "lambda": 1.1}
@@ -71,5 +84,5 @@ class SearchResult:
     trials_csv: str | None = None
     seconds: float = 0.0
     peak_bytes: int | None = None
-    history_id: int | None = None
+    recipe_text: str = ""  # the best recipe's YAML, as written
     extra: dict = field(default_factory=dict)

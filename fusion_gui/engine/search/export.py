@@ -1,5 +1,6 @@
 """What a finished search leaves behind: the best recipe (a normal merge recipe YAML), every trial as CSV,
-the held-out scores as JSON, and one record in the history. Files appear whole (written aside, then renamed).
+the held-out scores as JSON (the history record is session/search_record.py). Files appear whole (written
+aside, then renamed).
 """
 
 from __future__ import annotations
@@ -47,21 +48,3 @@ def trials_csv_text(rows: list[TrialRow], objectives: list[str]) -> str:
 def held_out_text(best: tuple[HeldOutScore, ...]) -> str:
     return json.dumps([{"trial": b.number, "params": b.params, "search": b.search, "held_out": b.held_out}
                        for b in best], indent=1) + "\n"
-
-
-def record_search(settings, out_dir: Path, best: tuple[HeldOutScore, ...], trials: int, seconds: float,
-                  peak_bytes: int | None, status: str, recipe: str, history=None) -> int | None:
-    """One history run of kind "search": the settings, the best recipe, search and held-out scores."""
-    from fusion_gui.session.history import History, InputFile, Score
-
-    history = history if history is not None else History()
-    inputs = [InputFile(m, "model") for m in settings.models]
-    if settings.base:
-        inputs.insert(0, InputFile(settings.base, "base"))
-    scores = [Score(f"trial {b.number}", name, split, value)
-              for b in best[:1] for split, part in (("search", b.search), ("held_out", b.held_out))
-              for name, value in part.items()]
-    return history.record("search", title=f"{settings.method} search: {trials} trials", recipe=recipe,
-                          inputs=inputs, output=str(out_dir), scores=scores, seconds=seconds, peak_bytes=peak_bytes,
-                          status=status, details={"settings": settings.to_dict(),
-                                                  "held_out": json.loads(held_out_text(best))})

@@ -24,6 +24,7 @@ class Dimension:
     model: int | None = None  # index into settings.models (None: every model, or a global parameter)
     group: int | None = None  # layer group (None: all layers)
     integer: bool = False
+    start: float | None = None  # the first trial's value
 
 
 def model_names(models: tuple[str, ...]) -> list[str]:
@@ -55,10 +56,11 @@ def dimensions(settings: SearchSettings, n_layers: int) -> list[Dimension]:
         models = [(i, f"/{label}") for i, label in enumerate(labels)] if per_model else [(None, "")]
         if t.scope == "layer":
             for i, suffix in models:
-                out += [Dimension(f"{t.name}{suffix}/g{g}", t.name, low, high, i, g, integer)
+                out += [Dimension(f"{t.name}{suffix}/g{g}", t.name, low, high, i, g, integer, t.start)
                         for g in range(len(groups))]
         else:
-            out += [Dimension(f"{t.name}{suffix}", t.name, low, high, i, None, integer) for i, suffix in models]
+            out += [Dimension(f"{t.name}{suffix}", t.name, low, high, i, None, integer, t.start)
+                    for i, suffix in models]
     return out
 
 
@@ -86,7 +88,8 @@ def recipe_dict(settings: SearchSettings, dims: list[Dimension], point: dict, n_
     if parameters:
         recipe["parameters"] = parameters
     if not any(grouped) and not any(any(m) for m in grouped_model):
-        recipe["models"] = [{"model": m, **({"parameters": p} if p else {})} for m, p in zip(settings.models, per_model)]
+        recipe["models"] = [{"model": m, **({"parameters": p} if p else {})}
+                            for m, p in zip(settings.models, per_model)]
         return recipe
     slices = []
     for g, (start, end) in enumerate(layer_groups(n_layers, settings.layer_granularity)):
@@ -99,6 +102,13 @@ def recipe_dict(settings: SearchSettings, dims: list[Dimension], point: dict, n_
         slices.append({"sources": sources, **({"parameters": grouped[g]} if grouped[g] else {})})
     recipe["slices"] = slices
     return recipe
+
+
+def start_point(dims: list[Dimension]) -> dict | None:
+    """The first trial, when any tune entry gives a start (the others start in the middle of their bounds)."""
+    if all(d.start is None for d in dims):
+        return None
+    return {d.name: d.start if d.start is not None else (d.low + d.high) / 2 for d in dims}
 
 
 def grid_points(dims: list[Dimension], steps: int) -> list[dict]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError, out_of_memory_sentence
 from fusion_gui.engine.search import export
-from fusion_gui.engine.search.events import (BestSoFar, HeldOutScore, ParetoFront, SearchResult, SearchStopped,
-                                             TrialFinished, TrialStarted)
+from fusion_gui.engine.search.events import (BestSoFar, HeldOutScore, ParetoFront, SearchResult, SearchStarted,
+                                             SearchStopped, TrialFinished, TrialStarted)
 from fusion_gui.engine.search.genome import dimensions, recipe_dict
 from fusion_gui.engine.search.settings import SearchSettings, check_settings
 from fusion_gui.engine.search.study import (complete_trials, fail_orphans, list_trials, open_study, storage_url,
@@ -29,11 +29,10 @@ _FRONT_MAX = 10  # Pareto-front members re-scored on the held-out examples at mo
 
 
 def run_search(settings: SearchSettings, out_dir: str | Path | None, cancel: CancelToken | None = None, *,
-               mode: str = "new", pause: CancelToken | None = None, history=None,
-               record: bool = True) -> Generator[Event, None, SearchResult]:
+               mode: str = "new", pause: CancelToken | None = None) -> Generator[Event, None, SearchResult]:
     """Generator: run (or resume, or join) a search; yields events, returns a SearchResult.
     `cancel` stops at once (the running trial is marked failed); `pause` stops after the running trial
-    (resume later with mode="resume"). `history`: a session History (default: the user's), record=False: none."""
+    (resume later with mode="resume"). The caller records the result in the history (session/search_record.py)."""
     from fusion_gui.engine.merge.memory import JobMemory
 
     if mode not in MODES:
@@ -52,12 +51,12 @@ def run_search(settings: SearchSettings, out_dir: str | Path | None, cancel: Can
     memory = JobMemory().start()
     start = time.perf_counter()
     try:
-        return (yield from _search(settings, out, url, cancel, pause, mode, start, memory, history, record))
+        return (yield from _search(settings, out, url, cancel, pause, mode, start, memory))
     finally:
         memory.stop()
 
 
-def _search(settings, out, url, cancel, pause, mode, start, memory, history, record):
+def _search(settings, out, url, cancel, pause, mode, start, memory):
     from fusion_gui.engine.search.candidates import CandidateMerger
     from fusion_gui.engine.search.objectives import Objectives
 
@@ -76,6 +75,8 @@ def _search(settings, out, url, cancel, pause, mode, start, memory, history, rec
             yield Log(f"Trial {number} was left unfinished by a process that ended; it is marked failed.", "warning")
         yield Log(f"Search {settings.study_name!r} in {url}: {len(dims)} parameters "
                   f"({', '.join(d.name for d in dims)}), sampler {settings.chosen_sampler}, on {merger.device}.")
+        yield SearchStarted(url, settings.study_name, tuple(d.name for d in dims), tuple(objectives.names),
+                            tuple(o.maximize for o in settings.objectives), settings.pareto, len(study.trials))
         stopped = yield from _trials(settings, study, merger, objectives, dims, cancel, pause, start)
         yield stopped
         result = SearchResult(str(out) if out else "", url, settings.study_name, stopped,
@@ -83,8 +84,7 @@ def _search(settings, out, url, cancel, pause, mode, start, memory, history, rec
         if mode == "worker" or stopped.reason in ("cancelled", "paused", "failures") or not result.trials:
             return _finish(result, memory)  # nothing partial is presented as a result
         best = yield from _held_out(settings, study, merger, objectives, dims, cancel)
-        return (yield from _export(settings, out, url, study, merger, objectives, dims, best, result, memory,
-                                   history, record))
+        return (yield from _export(settings, out, url, study, merger, objectives, dims, best, result, memory))
     finally:
         merger.close()
 
@@ -226,7 +226,7 @@ def _held_out(settings, study, merger, objectives, dims, cancel):
     return tuple(best)
 
 
-def _export(settings, out, url, study, merger, objectives, dims, best, result, memory, history, record):
+def _export(settings, out, url, study, merger, objectives, dims, best, result, memory):
     from dataclasses import replace
 
     top = best[0]
@@ -242,10 +242,5 @@ def _export(settings, out, url, study, merger, objectives, dims, best, result, m
                                                                  objectives.names)))
         export.write_whole(out / export.HELD_OUT_JSON, export.held_out_text(best))
     yield Log(f"Best recipe: {recipe_file or '(no output folder)'}; {scores}.")
-    peak = memory.stop()
-    history_id = None
-    if record:
-        history_id = export.record_search(settings, out or Path.cwd(), best, result.trials, result.seconds, peak,
-                                          "done", text, history)
-    return replace(result, best=best, recipe_file=recipe_file, trials_csv=csv_file, peak_bytes=peak,
-                   history_id=history_id, extra={"recipe": recipe, "input_bytes": merger.input_bytes})
+    return replace(result, best=best, recipe_file=recipe_file, trials_csv=csv_file, peak_bytes=memory.stop(),
+                   recipe_text=text, extra={"recipe": recipe, "input_bytes": merger.input_bytes})

@@ -7,7 +7,7 @@ The app writes the same file the command line reads (`fusion-gui search SEARCH.y
     models: [demo/count, demo/reverse]
     fixed: {}                      # method parameters kept at one value (recipe `parameters:`)
     tune:                          # scope: global | model (one per model) | layer (per layer group)
-      - {name: weight, scope: model, low: 0.0, high: 1.5}
+      - {name: weight, scope: model, low: 0.0, high: 1.5, start: 0.8}   # start: optional first trial
     layer_granularity: 0           # layers per group for scope `layer` (mergekit-evolve's genome); 0: none
     objectives: [count, reverse]   # demo skills, perplexity ({task: perplexity, file: text.txt}),
                                    # or a task file ({task: qa.jsonl, metric: acc_norm}); one or two
@@ -44,12 +44,15 @@ TASK_FILE_SUFFIXES = (".jsonl", ".json")
 
 @dataclass(frozen=True)
 class Tuned:
-    """One method parameter to tune, within [low, high]."""
+    """One method parameter to tune, within [low, high]; `start` (optional) is the first trial's value, e.g.
+    a known good recipe's, so the best found is never worse on the search examples (CMA-ES itself starts
+    from the middle of the bounds)."""
 
     name: str
     scope: str = "model"
     low: float = 0.0
     high: float = 1.0
+    start: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class SearchSettings:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["models"] = list(self.models)
-        data["tune"] = [asdict(t) for t in self.tune]
+        data["tune"] = [{k: v for k, v in asdict(t).items() if v is not None} for t in self.tune]
         data["objectives"] = [{k: v for k, v in asdict(o).items() if v is not None} for o in self.objectives]
         data["budget"] = {"trials": data.pop("trials"), "seconds": data.pop("seconds")}
         return data
@@ -160,14 +163,15 @@ def _as_list(value: Any, key: str, where: str) -> list:
 def _tuned(item: Any, where: str) -> Tuned:
     if not isinstance(item, dict) or "name" not in item:
         raise InputError(f"{where}: each tune entry is a mapping like {{name: weight, scope: model, low: 0, high: 1}}.")
-    extra = set(item) - {"name", "scope", "low", "high"}
+    extra = set(item) - {"name", "scope", "low", "high", "start"}
     if extra:
         raise InputError(f"{where}: tune entry {item['name']!r} has unknown key {sorted(extra)[0]!r}.")
     try:
+        start = item.get("start")
         return Tuned(str(item["name"]), str(item.get("scope", "model")), float(item.get("low", 0.0)),
-                     float(item.get("high", 1.0)))
+                     float(item.get("high", 1.0)), None if start is None else float(start))
     except (TypeError, ValueError):
-        raise InputError(f"{where}: tune entry {item['name']!r} needs numbers for low and high.") from None
+        raise InputError(f"{where}: tune entry {item['name']!r} needs numbers for low, high and start.") from None
 
 
 def _objective(item: Any, where: str) -> Objective:
@@ -242,6 +246,8 @@ def check_settings(settings: SearchSettings) -> None:
                     f"{spec.maximum if spec.maximum is not None else 'inf'}]"
             raise InputError(f"Tune entry {t.name!r}: bounds [{t.low}, {t.high}] leave no valid value "
                              f"(the parameter takes {valid}, and low must be below high).")
+        if t.start is not None and not low <= t.start <= high:
+            raise InputError(f"Tune entry {t.name!r}: start {t.start} is outside its bounds [{low}, {high}].")
         if t.scope == "layer" and s.layer_granularity < 1:
             raise InputError(f"Tune entry {t.name!r} has scope layer: set layer_granularity (layers per group) to 1 "
                              f"or more.")

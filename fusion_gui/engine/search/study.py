@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.search.genome import Dimension, grid_points
+from fusion_gui.engine.search.genome import Dimension, grid_points, start_point
 from fusion_gui.engine.search.settings import SearchSettings
 
 STORAGE_FILE = "search.sqlite"
@@ -84,6 +84,8 @@ def open_study(settings: SearchSettings, url: str, directions: list[str], dims: 
         if settings.chosen_sampler == "grid":
             for point in grid_points(dims, settings.grid_steps):
                 study.enqueue_trial(point, user_attrs={"grid": True})
+        elif start_point(dims) is not None:  # the known recipe is trial 0: the search can only improve on it
+            study.enqueue_trial(start_point(dims), user_attrs={"start": True})
     return study
 
 
