@@ -88,7 +88,7 @@ def test_form_round_trips_the_settings_yaml(window, demo, text, tmp_path):
     assert written["layer_granularity"] == 1 and written["examples"] == 6 and written["held_out"] == 6
     assert written["budget"] == {"trials": 40, "seconds": 150.0} and written["sampler"] == "nsga2"
     assert written["objectives"] == ["count", {"task": "perplexity", "file": str(text)}]
-    assert written["tune"] == [{"name": "weight", "scope": "layer", "low": 0.0, "high": 1.25}]
+    assert written["tune"] == [{"name": "weight", "scope": "layer", "low": 0.0, "high": 1.25, "start": 0.8}]
     assert written["method"] == "task_arithmetic" and written["models"] == [str(demo.count), str(demo.reverse)]
 
     from fusion_gui.engine.search.settings import check_settings, load_settings

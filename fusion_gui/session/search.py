@@ -68,6 +68,14 @@ def param_curves(params: dict) -> dict[str, list[float]]:
     return {name: [groups[g] for g in sorted(groups)] for name, groups in sorted(grouped.items())}
 
 
+def _current_value(state, name: str) -> float | None:
+    """The Merge view's one value of a parameter (global, or the same for every model), else None."""
+    values = {state.parameters.get(name)} if name in (state.parameters or {}) else {
+        (m.parameters or {}).get(name) for m in state.models}
+    value = values.pop() if len(values) == 1 else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class SearchSession:
     settings_changed = Signal(object)  # origin: the view that asked, or None
     trials_added = Signal(list)  # the TrialRows new or changed since the last emission
@@ -132,7 +140,8 @@ class SearchSession:
             name = "weight" if "weight" in numeric else numeric[0]
             spec = next(p for p in method.params if p.name == name)
             tune = [{"name": name, "scope": "model" if spec.scope == "model" else "global", "low": 0.0,
-                     "high": float(spec.maximum if spec.maximum is not None else 1.5)}]
+                     "high": float(spec.maximum if spec.maximum is not None else 1.5), "start": None}]
+        tune = [{**t, "start": _current_value(state, t["name"])} for t in tune]  # the first trial: this recipe
         tuned = {t["name"] for t in tune}
         fixed = {k: v for k, v in (state.parameters or {}).items()
                  if k not in tuned and not isinstance(v, (list, dict))}  # gradients and filters: not in `fixed`

@@ -48,12 +48,23 @@ def check_settings(settings: dict) -> None:
     engine_check(settings_from(settings))
 
 
-def search_job(settings: dict, out_dir: str, token, *, pause=None, resume: bool = False, history=None):
+def search_job(settings: dict, out_dir: str, token, *, pause=None, resume: bool = False):
     """The generator the Search tab's worker runs (a module function so tests can wrap it)."""
     from fusion_gui.engine.search.loop import run_search
 
-    return run_search(settings_from(settings), out_dir, token, mode="resume" if resume else "new", pause=pause,
-                      history=history, record=history is not None)
+    return run_search(settings_from(settings), out_dir, token, mode="resume" if resume else "new", pause=pause)
+
+
+def record(history, settings: dict, result, status: str, seconds: float | None) -> int | None:
+    """The search in the history (the engine leaves that to its caller); a history problem never fails it."""
+    import sqlite3
+
+    from fusion_gui.session.search_record import record_search
+
+    try:
+        return record_search(history, settings_from(settings), result, status, seconds)
+    except (sqlite3.Error, OSError):
+        return None
 
 
 def list_trials(settings: dict, storage: str, objectives: list[str]) -> list[TrialRow]:

@@ -15,6 +15,7 @@ from fusion_gui.session.search import SAMPLERS, SCOPES, SearchSession
 from fusion_gui.ui.panels.distill_form import PathRow
 
 NO_SECOND = "(none)"
+NO_START = -1000.0  # the Start spin box's "none"
 COMBINE = {"pareto": "a Pareto front", "mean": "their mean (one value)"}
 
 
@@ -50,8 +51,11 @@ class SearchForm(QWidget):
         from_merge.setToolTip("Copy the Merge view's models, base, method and fixed values as the starting recipe.")
         from_merge.clicked.connect(self.from_merge_requested)
 
-        self.tune_table = QTableWidget(0, 4)
-        self.tune_table.setHorizontalHeaderLabels(["Parameter", "Scope", "Low", "High"])
+        self.tune_table = QTableWidget(0, 5)
+        self.tune_table.setHorizontalHeaderLabels(["Parameter", "Scope", "Low", "High", "Start"])
+        self.tune_table.horizontalHeaderItem(4).setToolTip(
+            "Optional: the first trial's value (the Merge view's, when copied), so the best found is never worse "
+            "than the recipe you had.")
         self.tune_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.tune_table.verticalHeader().setVisible(False)
         self.tune_table.setFixedHeight(112)  # three rows; more scroll
@@ -255,12 +259,15 @@ class SearchForm(QWidget):
         scope.setCurrentIndex(max(0, scope.findData(entry.get("scope", "global"))))
         low = _spin(float(entry.get("low", 0.0)), -1000.0, 1000.0)
         high = _spin(float(entry.get("high", 1.0)), -1000.0, 1000.0)
-        for column, widget in enumerate((name, scope, low, high)):
+        start = _spin(NO_START if entry.get("start") is None else float(entry["start"]), NO_START, 1000.0)
+        start.setSpecialValueText("none")
+        for column, widget in enumerate((name, scope, low, high, start)):
             self.tune_table.setCellWidget(row, column, widget)
         name.currentTextChanged.connect(lambda _: self._write_tune())
         scope.currentIndexChanged.connect(lambda _: self._write_tune())
         low.valueChanged.connect(lambda _: self._write_tune())
         high.valueChanged.connect(lambda _: self._write_tune())
+        start.valueChanged.connect(lambda _: self._write_tune())
         if write:
             self._write_tune()
 
@@ -272,7 +279,8 @@ class SearchForm(QWidget):
     def _write_tune(self) -> None:
         tune = []
         for row in range(self.tune_table.rowCount()):
-            name, scope, low, high = (self.tune_table.cellWidget(row, c) for c in range(4))
+            name, scope, low, high, start = (self.tune_table.cellWidget(row, c) for c in range(5))
             tune.append({"name": name.currentText().strip(), "scope": scope.currentData(),
-                         "low": round(low.value(), 6), "high": round(high.value(), 6)})
+                         "low": round(low.value(), 6), "high": round(high.value(), 6),
+                         "start": None if start.value() == NO_START else round(start.value(), 6)})
         self.session.set("tune", tune, self)

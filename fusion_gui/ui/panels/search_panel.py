@@ -21,10 +21,12 @@ from PySide6.QtWidgets import (
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.search.events import HeldOutScore, SearchStopped, TrialFinished, TrialStarted
+from fusion_gui.engine.search.events import (
+    HeldOutScore, SearchStarted, SearchStopped, TrialFinished, TrialStarted,
+)
 from fusion_gui.events import Log
 from fusion_gui.session.search import SearchSession
-from fusion_gui.session.search_engine import check_settings, list_trials, row_from, search_job
+from fusion_gui.session.search_engine import check_settings, list_trials, record, row_from, search_job
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.panels.search_form import SearchForm
 from fusion_gui.ui.panels.search_trial_bar import TrialBar, scores_text
@@ -35,6 +37,7 @@ from fusion_gui.ui.widgets.trials_table import TrialsTable
 POLL_MS = 2000  # how often the storage is read for other workers' trials while the tab is shown
 SETTINGS_FILTER = "Search settings (*.yml *.yaml)"
 ERROR_STYLE = "color: #b00020"
+STATUS = {"paused": "paused", "cancelled": "cancelled", "failures": "failed"}  # the history's word for a stop
 
 
 def _sqlite_file(storage: str) -> Path | None:
@@ -93,8 +96,9 @@ class SearchPanel(QWidget):
         self.plots.trial_clicked.connect(self.trial_bar.open_in_merge)
         self.table.trial_chosen.connect(self.trial_bar.open_in_merge)
         self.table.trial_selected.connect(self.trial_bar.select)
-        handlers = {TrialStarted: self._on_trial, TrialFinished: self._on_trial, HeldOutScore: self._on_held_out,
-                    SearchStopped: lambda event: event.message, Log: lambda event: event.message}
+        handlers = {SearchStarted: self._on_started, TrialStarted: self._on_trial, TrialFinished: self._on_trial,
+                    HeldOutScore: self._on_held_out, SearchStopped: lambda event: event.message,
+                    Log: lambda event: event.message}
         self.runner = JobRunner(self, start_button=self.start_button, cancel_button=self.cancel_button,
                                 progress_bar=self.progress_bar, status_label=self.status_label,
                                 handlers=handlers, on_finished=self._on_finished,
@@ -222,13 +226,13 @@ class SearchPanel(QWidget):
         self.show_error("")
         if not resume:
             self.session.clear_trials()
-        settings, out_dir, history = dict(self.session.settings), self.session.out_dir, self.history
+        settings, out_dir = dict(self.session.settings), self.session.out_dir
         self.session.trials_settings = copy.deepcopy(settings)
         self.pause_token = pause = CancelToken()
         self._started_at = time.monotonic()
         self._storage_ready = False
         worker = self.runner.start(
-            lambda token: search_job(settings, out_dir, token, pause=pause, resume=resume, history=history),
+            lambda token: search_job(settings, out_dir, token, pause=pause, resume=resume),
             "Resuming the search…" if resume else "Starting the search: the models load once…")
         if worker is not None:
             self.pause_button.setEnabled(True)
@@ -247,8 +251,12 @@ class SearchPanel(QWidget):
     def cancel(self) -> None:
         self.runner.cancel()
 
+    def _on_started(self, event: SearchStarted) -> str:
+        self._storage_ready = True  # the study exists: reading it races nothing now
+        done = f"; {event.trials_so_far} trials already in it" if event.trials_so_far else ""
+        return f"Searching {len(event.dimensions)} parameters ({', '.join(event.dimensions)}){done}."
+
     def _on_trial(self, event) -> str | None:
-        self._storage_ready = True
         row = row_from(event, self.session.objectives)
         if row is not None:
             self.session.add_trials([row])
@@ -275,8 +283,7 @@ class SearchPanel(QWidget):
         """The engine returns after a pause, a cancel and three failures too: `stopped` says which."""
         reason, count = result.stopped.reason, len(self.session.trials)
         self.searched.emit(result)
-        if result.history_id is None:  # the engine records finished searches only
-            self._record({"paused": "paused", "cancelled": "cancelled", "failures": "failed"}.get(reason, "done"))
+        self._record(STATUS.get(reason, "done"), result)
         if reason == "paused":
             return f"Paused after {count} trials: the study is kept in its storage; Resume continues it."
         if reason == "cancelled":
@@ -305,12 +312,10 @@ class SearchPanel(QWidget):
         if not self.isVisible():
             self.poll_timer.stop()
 
-    def _record(self, status: str) -> None:
-        if self.history is None:
-            return
-        from fusion_gui.session.search_records import record_search
-
-        record_search(self.history, self.session, status, time.monotonic() - self._started_at)
+    def _record(self, status: str, result=None) -> None:
+        """Every search goes into the history, however it ended."""
+        if self.history is not None and self.session.trials_settings:
+            record(self.history, self.session.trials_settings, result, status, time.monotonic() - self._started_at)
 
     # --- the storage, polled --------------------------------------------------------------
     def poll(self):
