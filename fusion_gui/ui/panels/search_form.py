@@ -251,15 +251,19 @@ class SearchForm(QWidget):
         row = self.tune_table.rowCount()
         self.tune_table.insertRow(row)
         name = QComboBox(editable=True)
+        name.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        name.setMinimumContentsLength(6)
         name.addItems(self.numeric_params)
         name.setCurrentText(str(entry.get("name", "")))
         scope = QComboBox()
+        scope.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        scope.setMinimumContentsLength(6)  # the list shows the whole words
         for key, text in SCOPES.items():
             scope.addItem(text, key)
         scope.setCurrentIndex(max(0, scope.findData(entry.get("scope", "global"))))
-        low = _spin(float(entry.get("low", 0.0)), -1000.0, 1000.0)
-        high = _spin(float(entry.get("high", 1.0)), -1000.0, 1000.0)
-        start = _spin(NO_START if entry.get("start") is None else float(entry["start"]), NO_START, 1000.0)
+        low = _spin(float(entry.get("low", 0.0)), -1000.0, 1000.0, 2)
+        high = _spin(float(entry.get("high", 1.0)), -1000.0, 1000.0, 2)
+        start = _spin(NO_START if entry.get("start") is None else float(entry["start"]), NO_START, 1000.0, 2)
         start.setSpecialValueText("none")
         for column, widget in enumerate((name, scope, low, high, start)):
             self.tune_table.setCellWidget(row, column, widget)

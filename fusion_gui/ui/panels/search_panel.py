@@ -116,7 +116,8 @@ class SearchPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the form fits its width
-        scroll.setMinimumWidth(400)
+        scroll.setMinimumWidth(self.form.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+                               + 2 * scroll.frameWidth())  # with the font in use
         controls = QHBoxLayout()
         for button in (self.start_button, self.pause_button, self.resume_button, self.cancel_button):
             controls.addWidget(button)
@@ -139,7 +140,7 @@ class SearchPanel(QWidget):
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
-        splitter.setSizes([480, 800])
+        splitter.setSizes([500, 780])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
         self.table.trials.set_objectives(self.session.objectives)

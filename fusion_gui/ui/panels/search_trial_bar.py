@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.session.search import SearchSession, TrialRow
@@ -29,14 +29,18 @@ class TrialBar(QWidget):
         super().__init__(parent)
         self.session, self.merge = session, merge
         self.selected: int | None = None
-        self.selection_label = QLabel("No trial selected: click a point or a row (double-click opens it).")
+        self.selection_label = QLabel("A clicked point (double-clicked row) opens in Merge.")
+        self.selection_label.setWordWrap(True)
+        self.selection_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.open_button = QPushButton("Open in Merge", enabled=False)
         self.open_button.clicked.connect(lambda: self.selected is not None and self.open_in_merge(self.selected))
         self.write_button = QPushButton("Write recipe…", enabled=False)
         self.write_button.clicked.connect(lambda: self._ask_write(self.selected))
-        self.best_button = QPushButton("Export best recipe…")
+        self.best_button = QPushButton("Best recipe…")
+        self.best_button.setToolTip("Write the best trial's recipe (the first objective's best).")
         self.best_button.clicked.connect(lambda: self._ask_write(None))
-        self.csv_button = QPushButton("Export trials CSV…")
+        self.csv_button = QPushButton("Trials CSV…")
+        self.csv_button.setToolTip("Every trial: scores, held-out scores, parameters, seconds, worker.")
         self.csv_button.clicked.connect(self._ask_csv)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
