@@ -192,6 +192,12 @@ def test_a_tiny_search_fills_the_plots_and_the_table_and_opens_a_trial(window, d
     other = next(t for t in panel.session.trials.values() if t.worker == "gpu-box:4242")  # grid points wait as 4-8
     assert other.scores == (90.0, 0.0) and panel.session.best().number == other.number
 
+    assert panel.start() is None  # a new search would mix with the stored one: Resume is the way on
+    assert "already holds a search" in panel.error_label.text() and "Resume" in panel.error_label.text()
+    panel.form.output_row.setText(str(tmp_path / "elsewhere"))  # another folder: its (no) trials are shown
+    panel.poll()
+    assert panel.table.trials.rowCount() == 0 and not panel.session.trials
+
 
 def test_pause_resume_and_cancel_leave_the_app_usable(window, demo, text, tmp_path, qtbot):
     panel = set_up(window, demo, text, tmp_path, sampler="cmaes", trials=6)

@@ -64,6 +64,7 @@ class SearchPanel(QWidget):
         self.pause_token = CancelToken()
         self._started_at = 0.0
         self._storage_ready = True  # False from a start until its first trial: the engine is creating the study
+        self._shown_storage = ""  # the storage whose trials are shown
 
         self.form = SearchForm(self.session, self._objective_choices)
         self.form.from_merge_requested.connect(self.copy_from_merge)
@@ -204,7 +205,7 @@ class SearchPanel(QWidget):
             self.save_settings(path)
 
     # --- running ---------------------------------------------------------------------------
-    def problem(self) -> str | None:
+    def problem(self, resume: bool = False) -> str | None:
         """What stops a start, as one sentence (the engine checks the rest before any model loads)."""
         if not self.session.settings.get("method") or not self.session.settings.get("models"):
             return "Nothing to merge yet: press “Search from the Merge view” after setting up a merge there."
@@ -212,6 +213,9 @@ class SearchPanel(QWidget):
             return "Choose at least one objective (a demo skill or a task file)."
         if not self.session.out_dir:
             return "Choose an output folder for the search (its study, best recipe and trials)."
+        if not resume and self.session.trials and self._shown_storage == self.session.storage_path():
+            return (f"{self.session.storage_path()} already holds a search with {len(self.session.trials)} trials: "
+                    f"press Resume to continue it, or choose another output folder.")
         try:
             check_settings(self.session.settings)
         except InputError as err:
@@ -220,7 +224,7 @@ class SearchPanel(QWidget):
 
     def start(self, resume: bool = False):
         """Start (or resume) the search; None when it cannot start (the reason is shown)."""
-        problem = self.problem()
+        problem = self.problem(resume)
         if problem is not None:
             self.show_error(problem)
             return None
@@ -228,6 +232,7 @@ class SearchPanel(QWidget):
         if not resume:
             self.session.clear_trials()
         settings, out_dir = dict(self.session.settings), self.session.out_dir
+        self._shown_storage = self.session.storage_path()
         self.session.trials_settings = copy.deepcopy(settings)
         self.pause_token = pause = CancelToken()
         self._started_at = time.monotonic()
@@ -321,7 +326,11 @@ class SearchPanel(QWidget):
     # --- the storage, polled --------------------------------------------------------------
     def poll(self):
         """Read every trial of the study in the storage off the GUI thread (other workers' too)."""
-        storage = self.session.settings.get("storage") or self.session.storage_path()
+        storage = self.session.storage_path()
+        if storage != self._shown_storage and not self.runner.running:
+            self._shown_storage = storage  # another study: its trials replace the ones shown
+            self.poller.cancel_pending()
+            self.session.clear_trials()
         file = _sqlite_file(storage)
         if not storage or (file is not None and not file.is_file()) or self.poller.busy or not self._storage_ready:
             return None  # nothing to read yet (reading must not create the file, nor race the study's creation)
