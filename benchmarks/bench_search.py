@@ -4,12 +4,13 @@ against writing each candidate to disk, and peak memory of a search against one 
     python benchmarks/bench_search.py [--trials 100] [--seconds 600] [--rounds 3] [--round-trials 4]
         [--out benchmarks/results/search_bench.txt]
 
-1. Quality: a CMA-ES search (task arithmetic, one weight per fine-tune, the mean of both skills on
-   `--examples` problems each) within the budget; its best recipe and the demo's default merge (weight 0.8
+1. Quality: a CMA-ES search (task arithmetic, one weight per fine-tune and layer (the demo has 2 layers) in
+   [0, 1.6], trial 0 the demo's merge, the mean of both skills on `--examples` problems each) within the budget; its best recipe and the demo's default merge (weight 0.8
    each) are scored on the same `--held-out` problems per skill, which the search never saw.
 2. Speed: interleaved rounds of `--round-trials` trials each way, the same evaluation: in memory (the
-   search's CandidateMerger) against the normal merge to a folder + loading it. Medians and their ratio, for
-   whole trials and for making the candidate alone (the part in-memory candidates change).
+   search's CandidateMerger) against the normal merge to a folder + loading it, each trial scored on
+   `--speed-examples` problems per skill. Medians and their ratio, for whole trials and for making the
+   candidate alone (the part in-memory candidates change; the evaluation costs the same both ways).
 3. Memory: fresh processes; the job's own peak RSS growth (engine/merge/memory.py's JobMemory) of a short
    search against that of one merge to disk plus loading and evaluating the result.
 The machine is shared: the load average is printed at the start and the end.
@@ -52,7 +53,9 @@ def settings(demo, args, **kw):
     from fusion_gui.engine.search.settings import Objective, SearchSettings, Tuned
 
     base = dict(method="task_arithmetic", base=str(demo.base), models=(str(demo.count), str(demo.reverse)),
-                tune=(Tuned("weight", "model", 0.0, 2.0),), objectives=(Objective("count"), Objective("reverse")),
+                # one weight per fine-tune and layer group; trial 0 is the demo's merge, CMA-ES starts there too
+                tune=(Tuned("weight", "layer", 0.0, 1.6, 0.8),), layer_granularity=1,
+                objectives=(Objective("count"), Objective("reverse")),
                 combine="mean", examples=args.examples, held_out=args.held_out, trials=args.trials,
                 seconds=args.seconds, sampler="cmaes", seed=0, device="cpu", rescore=3)
     return SearchSettings(**{**base, **kw})
@@ -102,7 +105,7 @@ def speed(demo, args, say) -> None:
     from fusion_gui.engine.search.genome import dimensions, recipe_dict
     from fusion_gui.engine.search.objectives import Objectives
 
-    s = settings(demo, args)
+    s = settings(demo, args, examples=args.speed_examples)
     tmp = Path(tempfile.mkdtemp(prefix="search-speed-"))
     objectives = Objectives(s, tmp / "data")
     merger = CandidateMerger(list(s.models), s.base, "cpu")
@@ -210,8 +213,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--seconds", type=float, default=600)
-    p.add_argument("--examples", type=int, default=40)
-    p.add_argument("--held-out", type=int, default=100)
+    p.add_argument("--examples", type=int, default=150, help="search problems per skill")
+    p.add_argument("--held-out", type=int, default=200, help="held-out problems per skill")
+    p.add_argument("--speed-examples", type=int, default=20, help="problems per skill a trial scores in part 2")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--round-trials", type=int, default=4)
     p.add_argument("--memory-trials", type=int, default=10)

@@ -212,6 +212,18 @@ def test_cancel_presents_nothing_and_resume_continues_the_study(demo, tmp_path, 
     assert (out / "best-recipe.yml").exists()
 
 
+def test_closing_the_generator_mid_trial_leaves_no_trial_running(demo, tmp_path, text, one_torch_thread):
+    from fusion_gui.engine.search.loop import run_search
+    from fusion_gui.engine.search.study import list_trials, storage_url
+
+    settings = settings_for(demo, text, trials=3)
+    gen = run_search(settings, tmp_path / "out")
+    assert any(isinstance(event, ev.TrialStarted) for event in gen)  # stops at the first trial's start
+    gen.close()  # what Ctrl-C does in the CLI
+    [row] = list_trials(storage_url(settings, tmp_path / "out"))
+    assert (row.state, row.error) == ("failed", "cancelled")
+
+
 def test_a_trial_left_running_by_a_killed_process_is_failed_on_resume(demo, tmp_path, text, one_torch_thread):
     import socket
 

@@ -9,6 +9,7 @@ process started: run trials only; the process that started it re-scores and expo
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -60,7 +61,8 @@ def _search(settings, out, url, cancel, pause, mode, start, memory):
     from fusion_gui.engine.search.candidates import CandidateMerger
     from fusion_gui.engine.search.objectives import Objectives
 
-    data_dir = (out or Path.cwd()) / "data"
+    # the objectives' split data: in the output folder, or (a worker with only a storage URL) a temporary one
+    data_dir = out / "data" if out else Path(tempfile.mkdtemp(prefix="fusion-search-"))
     objectives = Objectives(settings, data_dir)  # reads and splits the data: a missing file fails before any model
     yield Log(f"Loading {len(settings.models) + bool(settings.base)} models once for the whole search ...")
     merger = CandidateMerger(list(settings.models), settings.base, settings.device)
@@ -127,10 +129,9 @@ def _trials(settings, study, merger, objectives, dims, cancel, pause, start):
             continue
         trial.set_user_attr("worker", worker_id())
         point = {d.name: _suggest(trial, d) for d in dims}
-        yield TrialStarted(trial.number, point)
-        began = time.perf_counter()
-        finished = None
+        began, finished = time.perf_counter(), None
         try:
+            yield TrialStarted(trial.number, point)
             model, tokenizer = merger.load(recipe_dict(settings, dims, point, merger.n_layers), cancel)
             scores = objectives.score(model, tokenizer, "search", cancel)
             values = _values(settings, objectives.names, scores)
