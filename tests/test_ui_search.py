@@ -83,6 +83,8 @@ def test_form_round_trips_the_settings_yaml(window, demo, text, tmp_path):
     form.minutes.setValue(2.5)
     form.tune_table.cellWidget(0, 1).setCurrentIndex(form.tune_table.cellWidget(0, 1).findData("layer"))
     form.tune_table.cellWidget(0, 3).setValue(1.25)
+    window.resize(1280, 800)
+    save_screenshot(window, "search-form.png")  # before any trial: what a user sees first
     saved = panel.save_settings(tmp_path / "search.yml")
     written = dict(panel.session.settings)
     assert written["layer_granularity"] == 1 and written["examples"] == 6 and written["held_out"] == 6

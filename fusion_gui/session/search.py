@@ -22,7 +22,7 @@ from fusion_gui.session.search_trials import TrialRow
 # the sampler choices the form offers (None: CMA-ES for one value, NSGA-II for a Pareto front)
 SAMPLERS = {None: "Automatic (CMA-ES; NSGA-II for a front)", "cmaes": "CMA-ES", "grid": "Grid (1-D or 2-D)",
             "nsga2": "NSGA-II", "tpe": "TPE", "random": "Random"}
-SCOPES = {"global": "global", "model": "per model", "layer": "per layer group"}
+SCOPES = {"global": "global", "model": "per model", "layer": "layer groups"}  # how the form names each scope
 
 
 def default_settings() -> dict:

@@ -173,8 +173,18 @@ class SearchForm(QWidget):
         for combo in (self.objective_1, self.objective_2):
             combo.currentIndexChanged.connect(lambda _: self._write_objectives())
         self.output_row.edit.textChanged.connect(lambda text: setattr(self.session, "out_dir", text.strip()))
-        session.settings_changed.connect(lambda origin: origin is not self and self.refill())
+        session.settings_changed.connect(self._on_settings_changed)
         self.refill()
+
+    def _on_settings_changed(self, origin) -> None:
+        if origin is not self:
+            self.refill()
+        self._enable_what_applies()
+
+    def _enable_what_applies(self) -> None:
+        """Grid points matter to a grid, the way two objectives combine only with two."""
+        self.grid_points.setEnabled(self.session.settings.get("sampler") == "grid")
+        self.combine.setEnabled(len(self.session.settings.get("objectives") or []) == 2)
 
     # --- settings -> widgets ---------------------------------------------------------------
     def refill(self) -> None:
@@ -204,6 +214,7 @@ class SearchForm(QWidget):
             for w in widgets:
                 w.blockSignals(False)
         self._describe_recipe()
+        self._enable_what_applies()
 
     def fill_objectives(self) -> None:
         """The choices: the demo skills, the Evaluate tab's task files and text file, and what is chosen."""
