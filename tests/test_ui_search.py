@@ -226,3 +226,19 @@ def test_pause_resume_and_cancel_leave_the_app_usable(window, demo, text, tmp_pa
     window.tabs.setCurrentIndex(0)
     assert window.models_panel.isEnabled() and not window.document.locked  # the rest of the app is untouched
 
+    # as after closing the app: nothing in the form; the folder brings back the settings and the trials
+    kept = {n for n, t in panel.session.trials.items() if t.state == "complete"}
+    window.tabs.setCurrentWidget(panel)
+    panel.session.replace_settings({})
+    panel.form.output_row.setText("")
+    panel.session.clear_trials()
+    with qtbot.waitSignal(panel.opener.result, timeout=JOB_TIMEOUT_MS):
+        panel.reopen(tmp_path / "search")
+    assert panel.session.settings["method"] == "task_arithmetic" and panel.session.objectives == ["perplexity"]
+    qtbot.waitUntil(lambda: kept <= set(panel.session.trials), timeout=JOB_TIMEOUT_MS)
+    run_search(qtbot, panel, resume=True)
+    assert "budget of 6 trials is spent" in panel.status_label.text(), panel.status_label.text()
+    assert (tmp_path / "search" / "best-recipe.yml").is_file()
+    assert panel.reopen(tmp_path / "nothing-here") is not None
+    qtbot.waitUntil(lambda: "no search in" in panel.error_label.text().lower(), timeout=JOB_TIMEOUT_MS)
+

@@ -115,8 +115,13 @@ class SearchSession:
             self.settings_changed.emit(origin)
 
     def replace_settings(self, settings: dict, origin: object = None) -> None:
+        from dataclasses import fields
+
+        from fusion_gui.engine.search.settings import SearchSettings
+
         merged = {**default_settings(), **copy.deepcopy(settings)}
-        unknown = sorted(set(merged) - set(default_settings()))
+        known = set(default_settings()) | {f.name for f in fields(SearchSettings)}
+        unknown = sorted(set(merged) - known)
         if unknown:
             raise InputError(f"Unknown search setting{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.")
         if merged != self.settings:

@@ -75,6 +75,27 @@ def list_trials(settings: dict, storage: str, objectives: list[str]) -> list[Tri
     return [row for row in rows if row is not None]
 
 
+def stored_settings(out_dir: str, study_name: str = "search") -> dict:
+    """The settings a search in `out_dir` (its default SQLite storage) ran with, as its study keeps them."""
+    import optuna
+
+    from fusion_gui.engine.errors import InputError
+    from fusion_gui.engine.search.study import STORAGE_FILE, storage
+
+    file = Path(out_dir).expanduser().absolute() / STORAGE_FILE
+    if not file.is_file():
+        raise InputError(f"There is no search in {out_dir}: it holds no {STORAGE_FILE}.")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage(f"sqlite:///{file}"))
+    except KeyError:
+        raise InputError(f"{file} holds no search named {study_name!r}.") from None
+    settings = study.user_attrs.get("settings")
+    if not isinstance(settings, dict):
+        raise InputError(f"The search in {out_dir} did not keep its settings; load its settings file instead.")
+    return settings
+
+
 @lru_cache(maxsize=8)
 def _layer_count(model: str, mtime: float) -> int:
     from fusion_gui.engine.io.opener import open_model

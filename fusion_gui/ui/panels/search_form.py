@@ -38,6 +38,7 @@ class SearchForm(QWidget):
     from_merge_requested = Signal()
     load_requested = Signal()
     save_requested = Signal()
+    reopen_requested = Signal()
 
     def __init__(self, session: SearchSession, objective_choices=lambda: (), parent: QWidget | None = None):
         super().__init__(parent)
@@ -129,8 +130,13 @@ class SearchForm(QWidget):
         load.clicked.connect(self.load_requested)
         save = QPushButton("Save settings…")
         save.clicked.connect(self.save_requested)
+        reopen = QPushButton("Open a search folder…")
+        reopen.setToolTip("A search started earlier (in this app or with `fusion-gui search`): its settings and "
+                          "trials come back from its storage, and Resume continues it.")
+        reopen.clicked.connect(self.reopen_requested)
         files.addWidget(load)
         files.addWidget(save)
+        files.addWidget(reopen)
         files.addStretch(1)
 
         form = QFormLayout()

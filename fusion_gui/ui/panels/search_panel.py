@@ -26,7 +26,9 @@ from fusion_gui.engine.search.events import (
 )
 from fusion_gui.events import Log
 from fusion_gui.session.search import SearchSession
-from fusion_gui.session.search_engine import check_settings, list_trials, record, row_from, search_job
+from fusion_gui.session.search_engine import (
+    check_settings, list_trials, record, row_from, search_job, stored_settings,
+)
 from fusion_gui.ui.jobs import JobRunner, LatestJob
 from fusion_gui.ui.panels.search_form import SearchForm
 from fusion_gui.ui.panels.search_trial_bar import TrialBar, scores_text
@@ -50,6 +52,11 @@ def _listing_job(settings: dict, storage: str, objectives: list[str]):
     return list_trials(settings, storage, objectives)
 
 
+def _reopen_job(folder: str):
+    yield from ()
+    return folder, stored_settings(folder)
+
+
 class SearchPanel(QWidget):
     message = Signal(str)
     merge_requested = Signal()  # a trial's recipe was loaded into the Merge view: show it
@@ -70,6 +77,7 @@ class SearchPanel(QWidget):
         self.form.from_merge_requested.connect(self.copy_from_merge)
         self.form.load_requested.connect(self._ask_load)
         self.form.save_requested.connect(self._ask_save)
+        self.form.reopen_requested.connect(self._ask_reopen)
         self.start_button = QPushButton("Start search")
         self.start_button.clicked.connect(self.start)
         self.pause_button = QPushButton("Pause", enabled=False)
@@ -105,6 +113,9 @@ class SearchPanel(QWidget):
                                 handlers=handlers, on_finished=self._on_finished,
                                 on_failed=self._on_failed, on_cancelled=self._on_cancelled,
                                 on_done=self._on_done, error_dialog=False)
+        self.opener = LatestJob(self)  # reads a search folder's stored settings off the GUI thread
+        self.opener.result.connect(self._on_reopened)
+        self.opener.failed.connect(lambda summary, _details: self.show_error(summary))
         self.poller = LatestJob(self)
         self.poller.result.connect(self.session.add_trials)
         self.poll_timer = QTimer(self, interval=POLL_MS)
@@ -203,6 +214,33 @@ class SearchPanel(QWidget):
         path = ask_save_file(self, "Save search settings", "search.yml", SETTINGS_FILTER)
         if path:
             self.save_settings(path)
+
+    def reopen(self, folder: str | Path):
+        """Bring back a search started earlier: its settings from its study, then its trials; Resume goes on."""
+        if self.runner.running:
+            return None
+        folder = str(folder)
+        return self.opener.request(lambda _token: _reopen_job(folder))
+
+    def _on_reopened(self, found) -> None:
+        folder, settings = found
+        try:
+            self.session.replace_settings(settings)
+        except InputError as err:
+            self.show_error(str(err))
+            return
+        self.show_error("")
+        self.form.output_row.setText(folder)
+        self.resume_button.setEnabled(True)
+        self.poll()
+        self.message.emit(f"Opened the search in {folder}: Resume continues it.")
+
+    def _ask_reopen(self) -> None:
+        from fusion_gui.ui.widgets.file_dialogs import ask_folder
+
+        folder = ask_folder(self, "A search's output folder")
+        if folder:
+            self.reopen(folder)
 
     # --- running ---------------------------------------------------------------------------
     def problem(self, resume: bool = False) -> str | None:
