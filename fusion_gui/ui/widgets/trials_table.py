@@ -28,11 +28,18 @@ class TrialsModel(QAbstractTableModel):
         self._row_of: dict[int, int] = {}
         self.objectives: list[str] = []
         self.param_keys: list[str] = []
+        self._columns_key: tuple | None = None
+        self._columns: list[str] = []
 
     # --- columns ---------------------------------------------------------------------------
     def columns(self) -> list[str]:
-        return ["Trial", "State", *self.objectives, *(f"{o} (held out)" for o in self.objectives),
-                *self.param_keys, "Seconds", "Worker"]
+        """The headers; kept until the objectives or parameters change (Qt asks for the count per cell)."""
+        key = (tuple(self.objectives), tuple(self.param_keys))
+        if key != self._columns_key:
+            self._columns_key = key
+            self._columns = ["Trial", "State", *self.objectives, *(f"{o} (held out)" for o in self.objectives),
+                             *self.param_keys, "Seconds", "Worker"]
+        return self._columns
 
     def _value(self, row: TrialRow, column: int):
         n_obj, n_par = len(self.objectives), len(self.param_keys)
