@@ -145,6 +145,11 @@ def test_a_search_finds_the_best_trial_and_exports_it(demo, tmp_path, text, one_
     assert result.stopped.reason == "budget"
     assert set(result.best[0].held_out) == {"perplexity"}
     assert result.best[0].held_out["perplexity"] != result.best[0].search["perplexity"]  # other text
+    from fusion_gui.engine.merge.recipe import load_recipe, recipe_from_dict, recipe_to_dict
+    from fusion_gui.engine.search.genome import recipe_for
+
+    picked = recipe_from_dict(recipe_for(settings_for(demo, text), best.params))  # as the app opens a clicked trial
+    assert recipe_to_dict(load_recipe(result.recipe_file)) == recipe_to_dict(picked)
     recipe = Path(result.recipe_file).read_text()
     assert f"{best.params['weight/count']}" in recipe and "task_arithmetic" in recipe
     assert len(Path(result.trials_csv).read_text().splitlines()) == 6
@@ -175,6 +180,24 @@ def test_two_objectives_give_a_pareto_front(demo, tmp_path, text, one_torch_thre
     front = of(events, ev.ParetoFront)[-1]
     assert front.numbers and set(front.scores[0]) == {"perplexity", "count"}
     assert {b.number for b in result.best} == set(front.numbers)
+
+
+def test_task_files_are_objectives_with_held_out_lines(demo, tmp_path, one_torch_thread):
+    import json
+
+    gen, choice = tmp_path / "digits.jsonl", tmp_path / "pick.jsonl"
+    gen.write_text("".join(json.dumps({"prompt": f"{i}>", "answer": str(i + 1)}) + "\n" for i in range(10)))
+    choice.write_text("".join(json.dumps({"query": f"{i}>", "choices": ["a", "b", "c"], "answer": i % 3}) + "\n"
+                              for i in range(10)))
+    settings = settings_for(demo, trials=2, combine="pareto", sampler="nsga2",
+                            objectives=(Objective(str(gen)), Objective(str(choice), metric="acc")))
+    result, events = run(settings, tmp_path / "out")
+    assert set(of(events, ev.TrialFinished)[0].scores) == {"digits", "pick/acc"}
+    data = tmp_path / "out" / "data"
+    # every fifth line held out; the search part capped at `examples` (6 of 8)
+    assert (data / "digits-held_out.jsonl").read_text().splitlines() == gen.read_text().splitlines()[4::5]
+    assert len((data / "digits-search.jsonl").read_text().splitlines()) == settings.examples == 6
+    assert set(result.best[0].held_out) == {"digits", "pick/acc"}
 
 
 def test_history_gets_a_search_record(demo, tmp_path, text, one_torch_thread):
@@ -312,6 +335,16 @@ def test_inputs_that_do_not_fit_in_memory_are_one_sentence(demo, monkeypatch):
         CandidateMerger([str(demo.count), str(demo.reverse)], str(demo.base), "cpu")
 
 
+def test_resuming_with_other_settings_says_which_differ(demo, tmp_path, text, one_torch_thread):
+    pause = CancelToken()
+    pause.cancel()
+    run(settings_for(demo, text), tmp_path / "out", pause=pause)
+    changed = settings_for(demo, text, tune=(Tuned("weight", "model", 0.0, 1.0),), trials=9)
+    with pytest.raises(InputError, match=r"differ from the stored search's \(tune\)"):
+        run(changed, tmp_path / "out", mode="resume")
+    run(settings_for(demo, text, trials=1), tmp_path / "out", mode="resume")  # a new budget is fine
+
+
 def test_resuming_a_search_that_was_never_started_says_so(demo, tmp_path, text):
     with pytest.raises(InputError, match="no search"):
         run(settings_for(demo, text), tmp_path / "nothing", mode="resume")
@@ -353,6 +386,8 @@ def test_the_cli_writes_the_best_recipe_and_merges_it(demo, tmp_path, text, run_
 
     assert History().runs(kind="search")[0].output == str(tmp_path / "out")
     assert "trial 0: perplexity" in err and "Best recipe:" in out
+    code, listed, _ = run_cli("history", "list", "--kind", "search")
+    assert code == 0 and "task_arithmetic search: 2 trials" in listed
     assert (tmp_path / "out" / "best-model" / "config.json").is_file()
     code, _, err = run_cli("search", tmp_path / "search.yml", tmp_path / "out2", "--worker")
     assert code == 2 and "no search" in err

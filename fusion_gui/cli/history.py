@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     h = sub.add_parser("history", help="list, show or export the recorded merges, distillations and evaluations")
     h.add_argument("action", nargs="?", default="list", choices=["list", "show", "export"])
     h.add_argument("target", nargs="?", help="show: a run's id; export: FILE.csv or FILE.json")
-    h.add_argument("--kind", choices=["merge", "distill", "eval"], help="only runs of this kind")
+    h.add_argument("--kind", choices=["merge", "distill", "eval", "search"], help="only runs of this kind")
     h.add_argument("--sort", metavar="SCORE", help="best first by a score, e.g. arc_easy/acc_norm or acc")
     h.add_argument("--search", metavar="TEXT", help="runs whose title, recipe, output or inputs contain TEXT")
     h.add_argument("--limit", type=int, default=None, help="at most N runs")

@@ -66,7 +66,7 @@ class Score:
 @dataclass(frozen=True)
 class RunRecord:
     id: int
-    kind: str  # "merge" | "distill" | "eval"
+    kind: str  # "merge" | "distill" | "eval" | "search"
     started: float  # seconds since the epoch
     seconds: float | None
     status: str  # "done" | "failed" | "cancelled"

@@ -15,7 +15,8 @@ through the normal merge. Qt-free; one job per module:
   only. The caller records the result: fusion_gui/session/search_record.py's `record_search`.
 - study.py: `list_trials(storage_url, study_name)` -> [`TrialRow`], every worker's trials (for a live
   table); `storage_url(settings, out_dir)`: the study's storage (default sqlite in the output folder).
-- genome.py: the search space (`dimensions`), a point's merge recipe (`recipe_dict`), coarse-first grids.
+- genome.py: the search space (`dimensions`), a point's merge recipe (`recipe_dict`; `recipe_for(settings,
+  trial_row.params)` for a trial picked in the app), coarse-first grids.
 - candidates.py: `CandidateMerger`: inputs read once, each recipe merged into a model held in memory.
 - objectives.py: demo skills, perplexity and task files, each split into search and held-out examples.
 - export.py: best recipe YAML, trials CSV, held-out JSON.

@@ -111,6 +111,17 @@ def start_point(dims: list[Dimension]) -> dict | None:
     return {d.name: d.start if d.start is not None else (d.low + d.high) / 2 for d in dims}
 
 
+def recipe_for(settings: SearchSettings, params: dict) -> dict:
+    """The merge recipe of a trial's parameters (e.g. a point clicked in the app), reading only the first model's
+    headers for its layer count; feed it to merge/recipe.py's recipe_from_dict to open or write it."""
+    from fusion_gui.engine.io.opener import open_model
+    from fusion_gui.engine.naming import count_layers
+
+    with open_model(settings.models[0]) as reader:
+        n_layers = count_layers(reader.tensors)
+    return recipe_dict(settings, dimensions(settings, n_layers), params, n_layers)
+
+
 def grid_points(dims: list[Dimension], steps: int) -> list[dict]:
     """Every point of a 1-D or 2-D grid, coarse first: the ends and the middle, then the points that halve
     the spacing, and so on, so a search stopped early has still covered the whole range."""

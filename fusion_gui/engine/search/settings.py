@@ -14,7 +14,7 @@ The app writes the same file the command line reads (`fusion-gui search SEARCH.y
     combine: pareto                # two objectives: pareto (a front) or mean (one number)
     examples: 40                   # search examples per objective
     held_out: 60                   # examples the search never sees, for re-scoring the best
-    budget: {trials: 100, seconds: 600}
+    budget: {trials: 100, seconds: 600}   # trials: the whole study's; seconds: this run's (a resume gets more)
     sampler: cmaes                 # cmaes | grid | nsga2 | tpe | random (default: cmaes, nsga2 for a front)
     grid_steps: 5
     storage: null                  # an optuna RDB URL; default: sqlite file in the output folder

@@ -18,6 +18,9 @@ from fusion_gui.engine.search.genome import Dimension, grid_points, start_point
 from fusion_gui.engine.search.settings import SearchSettings
 
 STORAGE_FILE = "search.sqlite"
+# what must not change when a search is resumed or joined (the budget, device and storage may)
+_SAME_ON_RESUME = ("method", "base", "models", "fixed", "dtype", "tune", "layer_granularity", "objectives", "combine",
+                   "examples", "held_out", "sampler", "grid_steps", "seed")
 
 
 def storage_url(settings: SearchSettings, out_dir: str | Path | None) -> str:
@@ -75,6 +78,12 @@ def open_study(settings: SearchSettings, url: str, directions: list[str], dims: 
     if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
         raise InputError(f"The stored search {settings.study_name!r} has other objectives; use another output "
                          f"folder or study_name.")
+    stored = study.user_attrs.get("settings")
+    if mode != "new" and stored:
+        changed = [k for k in _SAME_ON_RESUME if stored.get(k) != settings.to_dict().get(k)]
+        if changed:
+            raise InputError(f"These settings differ from the stored search's ({', '.join(changed)}): resume or join "
+                             f"it with the settings it started with, or start a new search.")
     if mode == "new":
         if exists and study.trials:
             raise InputError(f"{url} already holds search {settings.study_name!r} with {len(study.trials)} "
