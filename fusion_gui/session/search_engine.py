@@ -8,7 +8,6 @@ here (`settings_from_dict`), so the form and `fusion-gui search` can never disag
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from pathlib import Path
 
 from fusion_gui.session.search_trials import TrialRow
@@ -96,27 +95,13 @@ def stored_settings(out_dir: str, study_name: str = "search") -> dict:
     return settings
 
 
-@lru_cache(maxsize=8)
-def _layer_count(model: str, mtime: float) -> int:
-    from fusion_gui.engine.io.opener import open_model
-    from fusion_gui.engine.naming import count_layers
-
-    with open_model(model) as reader:  # headers only
-        return count_layers(reader.tensors)
-
-
 def recipe_for_params(settings: dict, params: dict):
     """The Recipe of a trial's parameters: the engine's genome, as the search merged it in memory."""
+    from fusion_gui.engine.errors import InputError
     from fusion_gui.engine.merge.recipe import recipe_from_dict
-    from fusion_gui.engine.search.genome import dimensions, recipe_dict
+    from fusion_gui.engine.search.genome import recipe_for
 
-    parsed = settings_from(settings)
-    first = Path(parsed.models[0]).expanduser()
-    n_layers = _layer_count(str(first), first.stat().st_mtime if first.exists() else 0.0)
-    dims = dimensions(parsed, n_layers)
-    missing = [d.name for d in dims if d.name not in params]
-    if missing:
-        from fusion_gui.engine.errors import InputError
-
-        raise InputError(f"The trial has no value for {missing[0]}: it belongs to other search settings.")
-    return recipe_from_dict(recipe_dict(parsed, dims, params, n_layers))
+    try:
+        return recipe_from_dict(recipe_for(settings_from(settings), params))
+    except KeyError as err:
+        raise InputError(f"The trial has no value for {err.args[0]}: it belongs to other search settings.") from None
