@@ -206,6 +206,9 @@ def test_pause_resume_and_cancel_leave_the_app_usable(window, demo, text, tmp_pa
     worker = panel.start()
     qtbot.waitUntil(lambda: any(t.state == "complete" for t in panel.session.trials.values()), timeout=JOB_TIMEOUT_MS)
     assert not panel.form.isEnabled() and panel.pause_button.isEnabled()
+    panel.plots.flush()
+    window.resize(1280, 800)
+    save_screenshot(window, "search-running.png")
     with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
         panel.pause_button.click()
     assert "Paused after" in panel.status_label.text(), panel.status_label.text()

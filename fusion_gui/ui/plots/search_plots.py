@@ -31,6 +31,13 @@ def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
     return widget
 
 
+class TrialAxis(pg.AxisItem):
+    """Trial numbers are whole: ticks between them stay unlabelled."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+        return [str(int(round(v))) if abs(v - round(v)) < 1e-9 else "" for v in values]
+
+
 class SearchPlots(QTabWidget):
     trial_clicked = Signal(int)
 
@@ -97,7 +104,7 @@ class SearchPlots(QTabWidget):
         first = None
         for row, name in enumerate(objectives):
             color = PALETTE[row % len(PALETTE)]
-            plot = self.scores_plot.addPlot(row=row, col=0)
+            plot = self.scores_plot.addPlot(row=row, col=0, axisItems={"bottom": TrialAxis("bottom")})
             plot.setTitle(f"{name} per trial (dots) and best so far (line)", size="9pt")
             plot.setLabel("left", name)
             plot.setLabel("bottom", "trial")
