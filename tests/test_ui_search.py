@@ -146,6 +146,13 @@ def test_a_tiny_search_fills_the_plots_and_the_table_and_opens_a_trial(window, d
     assert (tmp_path / "search" / "best-recipe.yml").is_file()
     runs = window.session.history.runs("search")
     assert runs and runs[0].status == "done" and str(tmp_path / "search") in runs[0].output
+    window.tabs.setCurrentWidget(window.history_panel)  # the History tab opens the search's best recipe
+    window.history_panel.kind_combo.setCurrentIndex(window.history_panel.kind_combo.findData("search"))
+    window.history_panel.table.selectRow(0)
+    assert window.history_panel.open_selected() and window.tabs.currentIndex() == 0
+    weights = {m.model: m.parameters["weight"] for m in window.document.recipe().models}
+    assert weights == {str(demo.count): best.params["weight/count"], str(demo.reverse): best.params["weight/reverse"]}
+    window.tabs.setCurrentWidget(panel)
 
     column = panel.table.trials.columns().index("perplexity")
     panel.table.sortByColumn(column, Qt.SortOrder.AscendingOrder)
