@@ -320,8 +320,8 @@ class SearchPanel(QWidget):
             self.runner.set_fraction(done / budget)
         if self.runner.running:
             best = self.session.best()
-            self.runner.set_status(f"{done} trial(s) done" + (f"; best so far: trial {best.number}, "
-                                                              f"{scores_text(self.session, best)}" if best else "") + ".")
+            so_far = f"; best so far: trial {best.number}, {scores_text(self.session, best)}" if best else ""
+            self.runner.set_status(f"{done} trial(s) done{so_far}.")
 
     def _on_finished(self, result) -> str:
         """The engine returns after a pause, a cancel and three failures too: `stopped` says which."""
