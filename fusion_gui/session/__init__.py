@@ -6,6 +6,7 @@ objects are tested without Qt. Anything slow they need (pre-flight, vocabulary c
 
 from fusion_gui.session.merge import MergeSession, find_method
 from fusion_gui.session.merge_state import MergeState, is_scalar, starting_value
+from fusion_gui.session.search import SearchSession
 from fusion_gui.session.tabs import CompareState, DistillState, EvalState
 
 
@@ -17,8 +18,9 @@ class Session:
         self.compare = CompareState()
         self.evaluate = EvalState()
         self.distill = DistillState()
+        self.search = SearchSession()
         self.history = None  # the run history (History), opened on first use: see open_history
 
 
-__all__ = ["CompareState", "DistillState", "EvalState", "MergeSession", "MergeState", "Session",
+__all__ = ["CompareState", "DistillState", "EvalState", "MergeSession", "MergeState", "SearchSession", "Session",
            "find_method", "is_scalar", "starting_value"]

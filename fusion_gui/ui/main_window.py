@@ -31,6 +31,7 @@ from fusion_gui.ui.panels.models_panel import WEIGHT_SUFFIXES, ModelsPanel
 from fusion_gui.ui.panels.plot_tabs import PlotTabs
 from fusion_gui.ui.panels.recipe_panel import RecipePanel, save_recipe_file
 from fusion_gui.ui.panels.run_panel import RunPanel
+from fusion_gui.ui.panels.search_panel import SearchPanel
 from fusion_gui.ui.panels.start_panel import StartPanel
 from fusion_gui.ui.panels.strategy_panel import StrategyPanel
 from fusion_gui.ui.panels.tokenizer_panel import TokenizerPanel
@@ -115,6 +116,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.eval_panel, "Evaluate")
         self.tabs.addTab(self.distill_panel, "Distill")
+        self.search_panel = SearchPanel(self.session.search, self.document, self.session.evaluate, self.session.history)
+        self.tabs.addTab(self.search_panel, "Search")
+        self.search_panel.merge_requested.connect(lambda: self._show_merge(False))
         self.history_panel = HistoryPanel(self.document, self.session.history)
         self.eval_panel.tasks_panel.history = self.session.history
         self.tabs.addTab(self.history_panel, "History")
@@ -128,7 +132,8 @@ class MainWindow(QMainWindow):
         for panels, page in (((self.models_panel, self.strategy_panel, self.run_panel, self.start_panel,
                                self.tokenizer_panel, self.document), self.merge_splitter),
                              ((self.compare_panel,), self.compare_panel), ((self.eval_panel,), self.eval_panel),
-                             ((self.distill_panel,), self.distill_panel), ((self.history_panel,), self.history_panel)):
+                             ((self.distill_panel,), self.distill_panel), ((self.history_panel,), self.history_panel),
+                             ((self.search_panel,), self.search_panel)):
             for panel in panels:
                 panel.message.connect(lambda text, page=page: self.tab_status.show(page, text))
         self.models_panel.models_added.connect(self._remember_models)

@@ -47,7 +47,7 @@ class HistoryPanel(QWidget):
         self.sort_combo.currentIndexChanged.connect(self.refresh)
         self.kind_combo = QComboBox()
         for text, kind in (("All runs", None), ("Merges", "merge"), ("Distillations", "distill"),
-                           ("Evaluations", "eval")):
+                           ("Evaluations", "eval"), ("Searches", "search")):
             self.kind_combo.addItem(text, kind)
         self.kind_combo.currentIndexChanged.connect(self.refresh)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -139,7 +139,8 @@ class HistoryPanel(QWidget):
     def _update_buttons(self) -> None:
         chosen = self.selected()
         one_merge = len(chosen) == 1 and chosen[0].kind == "merge" and bool(chosen[0].recipe)
-        self.open_button.setEnabled(one_merge)
+        one_search = len(chosen) == 1 and chosen[0].kind == "search" and bool(chosen[0].recipe)  # its best recipe
+        self.open_button.setEnabled(one_merge or one_search)
         self.rerun_button.setEnabled(one_merge)
         self.diff_button.setEnabled(len(chosen) == 2 and all(r.recipe for r in chosen))
 
