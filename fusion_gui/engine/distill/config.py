@@ -40,6 +40,7 @@ import yaml
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.parse_text import load_yaml, read_text
+from fusion_gui.engine.distill.teacher_options import OnPolicySpec, check_teacher_options, parse_on_policy
 
 @dataclass(frozen=True)
 class LossParam:
@@ -125,6 +126,8 @@ class DistillConfig:
     losses: tuple[LossSpec, ...]
     training: TrainOptions = TrainOptions()
     temperature: float = 1.0
+    teacher_cache: str | None = None  # teacher_options: read the teacher's top-k from a capture
+    on_policy: OnPolicySpec | None = None  # teacher_options: GKD's lmbda share of student-written batches
 
 
 def _check_keys(d: dict, allowed, where: str) -> None:
@@ -195,7 +198,8 @@ def _training(raw: dict) -> TrainOptions:
 
 
 def config_from_dict(raw: dict) -> DistillConfig:
-    _check_keys(raw, ("teacher", "student", "data", "losses", "training", "temperature"), "the distill config")
+    _check_keys(raw, ("teacher", "student", "data", "losses", "training", "temperature", "teacher_cache",
+                      "on_policy"), "the distill config")
     for key in ("teacher", "student", "data", "losses"):
         if raw.get(key) in (None, "", {}):
             raise InputError(f"The distill config needs '{key}'.")
@@ -205,9 +209,12 @@ def config_from_dict(raw: dict) -> DistillConfig:
         raise InputError("'data' needs a 'path'.")
     spec = DataSpec(str(data["path"]), str(data.get("text_field", "text")),
                     _number(data.get("eval_fraction", 0.1), "data.eval_fraction", low=0, high=0.9))
-    return DistillConfig(str(raw["teacher"]), str(raw["student"]), spec, _losses(raw["losses"]),
-                         _training(raw.get("training") or {}),
-                         _number(raw.get("temperature", 1.0), "temperature", low=1e-3))
+    losses, training = _losses(raw["losses"]), _training(raw.get("training") or {})
+    cache = str(raw["teacher_cache"]) if raw.get("teacher_cache") else None
+    on_policy = parse_on_policy(raw.get("on_policy"))
+    check_teacher_options(cache, on_policy, losses, training.seq_length)
+    return DistillConfig(str(raw["teacher"]), str(raw["student"]), spec, losses, training,
+                         _number(raw.get("temperature", 1.0), "temperature", low=1e-3), cache, on_policy)
 
 
 def load_config(path: str | Path) -> DistillConfig:
@@ -221,7 +228,9 @@ def load_config(path: str | Path) -> DistillConfig:
 def config_to_dict(config: DistillConfig) -> dict:
     losses = {s.name: ({"weight": s.weight, **s.params} if s.params else s.weight) for s in config.losses}
     return {"teacher": config.teacher, "student": config.student, "data": asdict(config.data),
-            "losses": losses, "temperature": config.temperature, "training": asdict(config.training)}
+            "losses": losses, "temperature": config.temperature, "training": asdict(config.training)} | (
+        {"teacher_cache": config.teacher_cache} if config.teacher_cache else {}) | (
+        {"on_policy": asdict(config.on_policy)} if config.on_policy else {})
 
 
 def dump_config(config: DistillConfig) -> str:

@@ -199,6 +199,10 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
         raise InputError(f"'{o.resume_from}' is not a Trainer checkpoint folder (no trainer_state.json).")
     # everything a user can get wrong is checked here, before any weights load or anything is written
     tokenizer, vocab = check_tokenizers(config.teacher, config.student)
+    if config.teacher_cache:  # another teacher's or data's cache is refused before anything is written
+        from fusion_gui.engine.distill.teacher_cache import check_cache
+
+        check_cache(config.teacher_cache, config)
     train_ds, eval_ds = load_blocks(config.data.path, config.data.text_field, tokenizer, o.seq_length,
                                     config.data.eval_fraction, o.seed)
     on_gpu = o.device != "cpu" and torch.cuda.is_available()
@@ -267,22 +271,29 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     o = config.training
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.precision) if on_gpu else None
     save_dtype = _saved_dtype(config.student)  # loading in fp32 overwrites config.dtype: read it first
-    teacher = AutoModelForCausalLM.from_pretrained(config.teacher, dtype=half or torch.float32)
+    teacher = None if config.teacher_cache else (  # a cache stands in for the teacher: never loaded
+        AutoModelForCausalLM.from_pretrained(config.teacher, dtype=half or torch.float32))
     student = AutoModelForCausalLM.from_pretrained(config.student, dtype=torch.float32)
-    t_width, s_width = teacher.config.get_text_config().hidden_size, student.config.get_text_config().hidden_size
-    if any(s.name.startswith("hidden_") for s in config.losses) and t_width != s_width:
+    hidden = any(s.name.startswith("hidden_") for s in config.losses)
+    t_width = teacher.config.get_text_config().hidden_size if hidden else 0
+    s_width = student.config.get_text_config().hidden_size
+    if hidden and t_width != s_width:
         torch.manual_seed(o.seed)  # the projection starts the same in a run and its resumed twin
         student.add_module(_PROJECTION, torch.nn.Linear(s_width, t_width, bias=False))
     recorder = _Recorder()
     callback = _EventCallback(emit, recorder, taid, cancel, stop, pause, started, save_now)
     # checkpoints (scheduled or asked for) go where they outlive the job, for resume_from
     trainer_dir = ckpt_dir if (o.checkpoint_every or save_now is not None) else temp / ".trainer"
-    trainer = DistillTrainer(
+    from fusion_gui.engine.distill.teacher_setup import trainer_setup
+
+    trainer_class, teacher_args = trainer_setup(config, teacher, tokenizer, emit)
+    trainer = trainer_class(
         model=student, args=_training_args(config, trainer_dir, on_gpu), train_dataset=train_ds,
-        eval_dataset=eval_ds, callbacks=[callback], teacher=teacher, specs=config.losses,
-        temperature=config.temperature, vocab=vocab, taid=taid, recorder=recorder)
+        eval_dataset=eval_ds, callbacks=[callback], specs=config.losses,
+        temperature=config.temperature, vocab=vocab, taid=taid, recorder=recorder, **teacher_args)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events say it instead
-    teacher.to(trainer.args.device).eval().requires_grad_(False)
+    if teacher is not None:
+        teacher.to(trainer.args.device).eval().requires_grad_(False)
     trainer.train(resume_from_checkpoint=o.resume_from or None)
     if callback.cancelled:
         if cancel is not None and cancel.cancelled:
