@@ -139,3 +139,23 @@ def test_training_from_the_cache_matches_the_live_teacher(models, tmp_path):
     a, b = [e.losses["forward_kl"] for e in live], [e.losses["forward_kl"] for e in cached]
     assert len(a) == len(b) == 8 and a[-1] < a[0]
     assert max(abs(x - y) / x for x, y in zip(a, b)) < 1e-3, (a, b)
+
+
+def test_cli_captures_then_trains_from_the_cache(models, tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("FUSION_GUI_HISTORY", "0")
+    (tmp_path / "distill.yml").write_text(
+        f"teacher: {models / 'teacher'}\nstudent: {models / 'student'}\ndata: {models / 'corpus.txt'}\n"
+        "losses: {forward_kl: 1.0}\ntraining: {max_steps: 2, batch_size: 4, seq_length: 32, device: cpu}\n")
+    code, out, err = run_cli("capture-teacher", tmp_path / "distill.yml", tmp_path / "cache", "--top-k", "8")
+    assert code == 0, err
+    assert "top 8" in out and "--teacher-cache" in out
+    code, out, err = run_cli("distill", tmp_path / "distill.yml", tmp_path / "out", "--teacher-cache",
+                             tmp_path / "cache", "--no-smoke")
+    assert code == 0, err
+    assert "2 steps" in out
+    assert "teacher_cache" in (tmp_path / "out" / "distill_config.yml").read_text()
+    (tmp_path / "hidden.yml").write_text((tmp_path / "distill.yml").read_text().replace(
+        "{forward_kl: 1.0}", "{forward_kl: 1.0, hidden_mse: 1.0}"))
+    code, _, err = run_cli("distill", tmp_path / "hidden.yml", tmp_path / "out2", "--teacher-cache",
+                           tmp_path / "cache")
+    assert code == 2 and "hidden_mse" in err and not (tmp_path / "out2").exists()

@@ -15,6 +15,8 @@ def add_parser(sub) -> None:
     d.add_argument("out_dir", help="output folder for the student (must not exist, unless --force)")
     d.add_argument("--resume-from", metavar="CHECKPOINT", default=None,
                    help="continue from a checkpoint-N folder (overrides training.resume_from)")
+    d.add_argument("--teacher-cache", metavar="DIR", default=None,
+                   help="train from a teacher cache written by capture-teacher (overrides teacher_cache)")
     d.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--no-smoke", action="store_true", help="skip the smoke check of the distilled student")
@@ -26,6 +28,10 @@ def run(args) -> int:
     from fusion_gui.engine.distill import distill, load_config
 
     config = load_config(args.config)
+    if getattr(args, "teacher_cache", None):
+        from fusion_gui.engine.distill import config_from_dict, config_to_dict
+
+        config = config_from_dict(config_to_dict(config) | {"teacher_cache": args.teacher_cache})  # re-checked
     if args.resume_from:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training,
                                                                           resume_from=args.resume_from))
