@@ -80,6 +80,15 @@ def encode_document(tokenizer, text: str) -> list[int]:
     return ids
 
 
+def leading_special_tokens(tokenizer) -> list[int]:
+    """What the tokenizer puts before any text of an input (a BOS for Llama-style ones, else nothing)."""
+    ids = list(tokenizer("")["input_ids"])
+    eos = tokenizer.eos_token_id
+    while ids and eos is not None and ids[-1] == eos:
+        ids.pop()
+    return ids
+
+
 def pack_examples(examples, seq_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Join (ids, loss mask) examples into one stream and cut it into [n, seq_length] blocks of
     input ids and labels (-100 where a token carries no loss). The tail that fills no block is dropped."""
