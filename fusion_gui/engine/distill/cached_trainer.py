@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fusion_gui.engine.distill.losses as L
 from fusion_gui.engine.distill.sparse_kl import sparse_forward_kl
-from fusion_gui.engine.distill.trainer import DistillTrainer
 
 
 def loss_mask(inputs):
@@ -14,8 +13,9 @@ def loss_mask(inputs):
     return None if labels is None else labels[:, 1:] != -100
 
 
-class CachedTeacherTrainer(DistillTrainer):
-    """DistillTrainer whose teacher is a TeacherCache (set as `teacher_cache`); no teacher model exists."""
+class CachedTeacherMixin:
+    """Put before DistillTrainer (teacher_setup does): its teacher is a TeacherCache (`teacher_cache`);
+    no teacher model exists."""
 
     def __init__(self, *args, teacher_cache, **kwargs):
         super().__init__(*args, teacher=None, **kwargs)
@@ -24,16 +24,16 @@ class CachedTeacherTrainer(DistillTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         ids = inputs["input_ids"]
         out = model(input_ids=ids)
-        s_logits, labels, T = out.logits[:, :-1, : self.vocab], ids[:, 1:], self.temperature
+        s_logits, labels, T = out.logits[:, :-1, : self.setup.vocab], ids[:, 1:], self.setup.temperature
         mask = loss_mask(inputs)
         top_ids, top_log_probs, rest = self.teacher_cache.lookup(ids)
         terms = {}
-        for spec in self.specs:  # the config allows forward_kl and ce with a cache
+        for spec in self.setup.specs:  # the config allows forward_kl and ce with a cache
             if spec.name == "forward_kl":
                 terms[spec.name] = sparse_forward_kl(s_logits, top_ids, top_log_probs, rest, mask, temperature=T)
             else:
                 terms[spec.name] = L.cross_entropy(s_logits, labels, mask)
-        total = sum(s.weight * terms[s.name] * (T * T if s.name in L.LOGIT_LOSSES else 1.0) for s in self.specs)
+        total = sum(s.weight * terms[s.name] * (T * T if s.name in L.LOGIT_LOSSES else 1.0) for s in self.setup.specs)
         record = {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
         if not model.training:  # the teacher's own perplexity is not in the cache
             if "forward_kl" in terms and T == 1.0:

@@ -4,7 +4,8 @@
 teacher: path/to/teacher          # causal-LM folders
 student: path/to/student
 data:
-  path: corpus.txt                # .txt, .jsonl or a datasets.save_to_disk folder
+  path: corpus.txt                # .txt, .jsonl or a datasets.save_to_disk folder; a .jsonl of chat
+                                  # `messages` or `prompt`/`completion` rows trains on the answers only
   text_field: text                # for .jsonl and datasets
   eval_fraction: 0.1              # held-out blocks (at least one)
 losses:                           # name: weight, or name: {weight: w, <params>}
@@ -27,6 +28,9 @@ training:
   resume_from: null               # a checkpoint-N folder
   seed: 0
   device: auto                    # auto | cpu
+  loss_chunk: 2048                # positions per chunk of the logit losses (full logits never exist); 0: off
+  lora_rank: 0                    # > 0: train the student as a LoRA of this rank, merged at the end
+  lora_alpha: 16
 ```
 """
 
@@ -116,6 +120,9 @@ class TrainOptions:
     resume_from: str | None = None
     seed: int = 0
     device: str = "auto"
+    loss_chunk: int = 2048
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
 
 
 @dataclass(frozen=True)
@@ -180,14 +187,14 @@ def _training(raw: dict) -> TrainOptions:
     if raw.get("max_steps") is not None and raw.get("epochs") is not None:
         raise InputError("'training' takes max_steps or epochs, not both.")
     ints = {"max_steps": 1, "batch_size": 1, "seq_length": 2, "warmup_steps": 0, "grad_accumulation": 1,
-            "eval_every": 0, "checkpoint_every": 0, "seed": 0}
+            "eval_every": 0, "checkpoint_every": 0, "seed": 0, "loss_chunk": 0, "lora_rank": 0}
     values = {}
     for key, value in raw.items():
         if value is None:
             values[key] = None
         elif key in ints:
             values[key] = _number(value, f"training.{key}", int, low=ints[key])
-        elif key in ("epochs", "learning_rate"):
+        elif key in ("epochs", "learning_rate", "lora_alpha"):
             values[key] = _number(value, f"training.{key}", low=0)
         else:
             values[key] = str(value)

@@ -4,13 +4,14 @@ it wrote; the loss covers those tokens only. The other batches train on the data
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import torch
 
 import fusion_gui.engine.distill.losses as L
+from fusion_gui.engine.distill.batch_loss import batch_loss
 from fusion_gui.engine.distill.teacher_events import StudentSample
-from fusion_gui.engine.distill.trainer import DistillTrainer
 
 SAMPLE_TOKENS = 48  # tokens of a live sample the view shows
 
@@ -42,8 +43,8 @@ def generate_completions(model, prompts: torch.Tensor, max_new_tokens: int, temp
     return out, mask
 
 
-class OnPolicyTrainer(DistillTrainer):
-    """DistillTrainer with GKD's on-policy batches (`on_policy`: an OnPolicySpec); `emit` receives the
+class OnPolicyMixin:
+    """Put before DistillTrainer (teacher_setup does): GKD's on-policy batches (`on_policy`: an OnPolicySpec); `emit` receives the
     live StudentSample events, `tokenizer` decodes them."""
 
     def __init__(self, *args, on_policy, tokenizer, emit, **kwargs):
@@ -55,34 +56,30 @@ class OnPolicyTrainer(DistillTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training or self.coin.random() >= self.on_policy.lmbda:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        spec, tok = self.on_policy, self.sample_tokenizer
+        spec, tok, vocab = self.on_policy, self.sample_tokenizer, self.setup.vocab
         ids = inputs["input_ids"]
         prompts = ids[:, : ids.shape[1] - spec.max_new_tokens]
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         seq, mask = generate_completions(self.accelerator.unwrap_model(model), prompts, spec.max_new_tokens,
-                                         spec.temperature, tok.eos_token_id, pad, self.vocab)
-        out = model(input_ids=seq)
-        with torch.no_grad():
-            t_logits = self.teacher(input_ids=seq).logits[:, :-1, : self.vocab]
-        s_logits, T = out.logits[:, :-1, : self.vocab], self.temperature
-        terms = {}
-        for s in self.specs:  # the divergences to the teacher; data losses do not apply to the student's text
-            if s.name == "forward_kl":
-                terms[s.name] = L.forward_kl(s_logits, t_logits, mask, temperature=T)
-            elif s.name == "reverse_kl":
-                terms[s.name] = L.reverse_kl(s_logits, t_logits, mask, temperature=T)
-            elif s.name == "jsd":
-                terms[s.name] = L.generalized_jsd(s_logits, t_logits, mask, beta=s.params["beta"], temperature=T)
-            elif s.name == "taid":
-                terms[s.name] = L.taid(s_logits, t_logits, self.taid.t, mask, temperature=T)
-        total = sum(s.weight * terms[s.name] * T * T for s in self.specs if s.name in terms)
-        if not terms:
-            total = out.logits.sum() * 0.0  # no divergence configured: this batch teaches nothing
-        self.recorder.add("train", {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())})
+                                         spec.temperature, tok.eos_token_id, pad, vocab)
+        labels = torch.full_like(seq, -100)  # loss on the written tokens only (batch_loss masks the rest)
+        labels[:, 1:][mask] = seq[:, 1:][mask]
+        # the divergences to the teacher; data losses (ce) do not apply to the student's own text
+        divergences = tuple(s for s in self.setup.specs if s.name in L.LOGIT_LOSSES)
+        setup = dataclasses.replace(self.setup, specs=divergences or self.setup.specs[:0])
+        if not divergences:
+            out = model(input_ids=seq)
+            total, record = out.logits.sum() * 0.0, {"total": 0.0}  # nothing to match: this batch teaches nothing
+        else:
+            total, record, out = batch_loss(setup, model, self.teacher, {"input_ids": seq, "labels": labels},
+                                            self.taid.t if self.taid else None, False)
+        self.recorder.add("train", record)
         step = self.state.global_step + 1
         if spec.samples_every and step != self.last_sample_step and (step == 1 or step % spec.samples_every == 0):
             self.last_sample_step = step
-            self.emit(_sample(step, tok, seq[0], mask[0], t_logits[0], prompts.shape[1]))
+            with torch.no_grad():
+                t_logits = self.teacher(input_ids=seq[:1]).logits[0, :-1, :vocab]
+            self.emit(_sample(step, tok, seq[0], mask[0], t_logits, prompts.shape[1]))
         return (total, out) if return_outputs else total
 
 

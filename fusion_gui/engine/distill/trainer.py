@@ -24,8 +24,10 @@ from transformers.utils import logging as hf_logging
 from fusion_gui import __version__
 from fusion_gui.engine.cancel import CancelToken
 import fusion_gui.engine.distill.losses as L
+from fusion_gui.engine.distill.batch_loss import LossSetup, batch_loss, can_chunk
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
+from fusion_gui.engine.distill.teacher_setup import trainer_setup
 from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.engine.evaluate.smoke import check_output
 from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
@@ -62,11 +64,9 @@ class _Recorder:
 class DistillTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by accumulation
 
-    def __init__(self, *args, teacher, specs, temperature, vocab, taid, recorder, **kwargs):
+    def __init__(self, *args, teacher, setup: LossSetup, taid, recorder, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher, self.specs, self.temperature, self.vocab = teacher, specs, temperature, vocab
-        self.taid, self.recorder = taid, recorder
-        self.need_hidden = any(s.name.startswith("hidden_") for s in specs)
+        self.teacher, self.setup, self.taid, self.recorder = teacher, setup, taid, recorder
 
     def _save_checkpoint(self, model, trial):
         """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later;
@@ -84,39 +84,11 @@ class DistillTrainer(Trainer):
             release(folder)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        ids = inputs["input_ids"]
-        out = model(input_ids=ids, output_hidden_states=self.need_hidden)
-        with torch.no_grad():
-            t_out = self.teacher(input_ids=ids, output_hidden_states=self.need_hidden)
-        # slicing to the tokenizer's length drops padded embedding rows that no text ever uses
-        s_logits, t_logits = out.logits[:, :-1, : self.vocab], t_out.logits[:, :-1, : self.vocab]
-        labels, T = ids[:, 1:], self.temperature
-        terms = {}
-        for spec in self.specs:
-            if spec.name == "forward_kl":
-                terms[spec.name] = L.forward_kl(s_logits, t_logits, temperature=T)
-            elif spec.name == "reverse_kl":
-                terms[spec.name] = L.reverse_kl(s_logits, t_logits, temperature=T)
-            elif spec.name == "jsd":
-                terms[spec.name] = L.generalized_jsd(s_logits, t_logits, beta=spec.params["beta"], temperature=T)
-            elif spec.name == "taid":
-                terms[spec.name] = L.taid(s_logits, t_logits, self.taid.t, temperature=T)
-            elif spec.name == "ce":
-                terms[spec.name] = L.cross_entropy(s_logits, labels)
-            else:  # last hidden state, projected to the teacher's width when they differ
-                unwrapped = self.accelerator.unwrap_model(model)
-                proj = getattr(unwrapped, _PROJECTION, None)
-                s_h, t_h = out.hidden_states[-1], t_out.hidden_states[-1]
-                s_h = proj(s_h.to(proj.weight.dtype)) if proj is not None else s_h
-                fn = L.hidden_mse if spec.name == "hidden_mse" else L.hidden_cosine
-                terms[spec.name] = fn(s_h, t_h)
-        # logit losses at temperature T have gradients ~1/T^2 smaller (Hinton et al.): scale back
-        total = sum(s.weight * terms[s.name] * (T * T if s.name in L.LOGIT_LOSSES else 1.0) for s in self.specs)
-        record = {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
-        if not model.training:  # the numbers a user compares: distance to the teacher, both perplexities
-            record["kl_teacher"] = float(L.forward_kl(s_logits, t_logits))
-            record["ce_student"] = float(L.cross_entropy(s_logits, labels))
-            record["ce_teacher"] = float(L.cross_entropy(t_logits, labels))
+        unwrapped = self.accelerator.unwrap_model(model)
+        # chunking calls the body and output layer apart: only on an unwrapped model (DDP syncs in forward)
+        heads = can_chunk(unwrapped, self.teacher) if self.setup.chunk and unwrapped is model else None
+        total, record, out = batch_loss(self.setup, model, self.teacher, inputs, self.taid.t if self.taid else None,
+                                        not model.training, getattr(unwrapped, _PROJECTION, None), heads)
         self.recorder.add("train" if model.training else "eval", record)
         return (total, out) if return_outputs else total
 
@@ -284,13 +256,12 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     callback = _EventCallback(emit, recorder, taid, cancel, stop, pause, started, save_now)
     # checkpoints (scheduled or asked for) go where they outlive the job, for resume_from
     trainer_dir = ckpt_dir if (o.checkpoint_every or save_now is not None) else temp / ".trainer"
-    from fusion_gui.engine.distill.teacher_setup import trainer_setup
-
-    trainer_class, teacher_args = trainer_setup(config, teacher, tokenizer, emit)
+    trainer_class, teacher_args = trainer_setup(config, DistillTrainer, teacher, tokenizer, emit)
     trainer = trainer_class(
         model=student, args=_training_args(config, trainer_dir, on_gpu), train_dataset=train_ds,
-        eval_dataset=eval_ds, callbacks=[callback], specs=config.losses,
-        temperature=config.temperature, vocab=vocab, taid=taid, recorder=recorder, **teacher_args)
+        eval_dataset=eval_ds, callbacks=[callback],
+        setup=LossSetup(config.losses, config.temperature, vocab, o.loss_chunk), taid=taid, recorder=recorder,
+        **teacher_args)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events say it instead
     if teacher is not None:
         teacher.to(trainer.args.device).eval().requires_grad_(False)
