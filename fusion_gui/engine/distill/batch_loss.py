@@ -9,6 +9,7 @@ import torch
 
 import fusion_gui.engine.distill.losses as L
 from fusion_gui.engine.distill.chunked import Head, chunked_loss, split_head
+from fusion_gui.engine.distill.uld_loss import uld
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ def logit_terms(specs, s_logits, t_logits, targets, mask, temperature: float, ta
             terms[spec.name] = L.taid(s_logits, t_logits, taid_t, mask, temperature=T)
         elif spec.name == "ce":
             terms[spec.name] = L.cross_entropy(s_logits, targets, mask)
+        elif spec.name == "uld":  # one vocabulary: ULD over the whole distributions
+            terms[spec.name] = uld(s_logits, t_logits, None, mask, temperature=T)
     if evaluating:  # the numbers a user compares: distance to the teacher, both perplexities
         with torch.no_grad():
             terms["kl_teacher"] = L.forward_kl(s_logits, t_logits, mask)

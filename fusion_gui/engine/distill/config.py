@@ -82,6 +82,8 @@ LOSS_SPECS: dict[str, LossInfo] = {s.name: s for s in (
              "(a learned projection when the widths differ)."),
     LossInfo("hidden_cosine", "Hidden-state cosine", "1 - cosine similarity of the last hidden states."),
     LossInfo("ce", "Cross-entropy", "Next-token cross-entropy of the student on the data itself."),
+    LossInfo("uld", "Universal logit distillation", "Sorted-probability Wasserstein distance (Boizard et al. "
+             "2024): needs no shared tokens; across vocabularies it covers the tokens only one side has."),
 )}
 # name -> (parameter -> default); weight is common to all
 LOSS_PARAMS: dict[str, dict[str, float]] = {n: {p.name: p.default for p in s.params} for n, s in LOSS_SPECS.items()}

@@ -1,5 +1,5 @@
 """Which Trainer a distillation runs on and what stands for its teacher: the live model, a teacher
-cache (no model), or the live model with on-policy batches. The variants are mixins on the trainer's
+cache (no model), the live model with on-policy batches, or a teacher of another vocabulary. The variants are mixins on the trainer's
 own class (passed in, so they need not import it)."""
 
 from __future__ import annotations
@@ -18,4 +18,60 @@ def trainer_setup(config, base: type, teacher, tokenizer, emit) -> tuple[type, d
 
         return (type("OnPolicyTrainer", (OnPolicyMixin, base), {}),
                 {"teacher": teacher, "on_policy": config.on_policy, "tokenizer": tokenizer, "emit": emit})
+    cross = _cross_vocab_args(config, teacher)
+    if cross is not None:
+        from fusion_gui.engine.distill.cross_vocab_trainer import CrossVocabMixin
+
+        return type("CrossVocabTrainer", (CrossVocabMixin, base), {}), cross
     return base, {"teacher": teacher}
+
+
+def match_tokenizers(config):
+    """(the student's tokenizer, its vocabulary size): the same vocabulary as before, or, when the
+    teacher's differs, any that shares tokens with it (the losses then go through vocab_alignment)."""
+    from fusion_gui.engine.distill.data import check_tokenizers
+    from fusion_gui.engine.errors import InputError
+
+    try:
+        return check_tokenizers(config.teacher, config.student)
+    except InputError as err:
+        cross = _cross_tokenizers(config)
+        if cross is None:
+            raise err from None
+    s_tok, t_tok = cross
+    from fusion_gui.engine.distill.cross_vocab_trainer import CROSS_VOCAB_LOSSES
+    from fusion_gui.engine.distill.vocab_alignment import shared_vocab
+
+    shared = shared_vocab(s_tok, t_tok)  # refuses vocabularies with no token in common
+    sizes = f"the teacher's {len(t_tok)} tokens, the student's {len(s_tok)}, {shared.size} shared"
+    other = [s.name for s in config.losses if s.name not in CROSS_VOCAB_LOSSES]
+    if other:
+        raise InputError(f"Teacher and student use different vocabularies ({sizes}): use forward_kl, uld and ce "
+                         f"across them, not {', '.join(other)}.")
+    if config.on_policy is not None or config.teacher_cache:
+        raise InputError(f"Teacher and student use different vocabularies ({sizes}); on-policy batches and "
+                         f"teacher caches need one vocabulary.")
+    return s_tok, len(s_tok)
+
+
+def _cross_tokenizers(config):
+    """(student, teacher) tokenizers when both load and their vocabularies differ; else None."""
+    from transformers import AutoTokenizer
+
+    try:
+        s_tok, t_tok = AutoTokenizer.from_pretrained(config.student), AutoTokenizer.from_pretrained(config.teacher)
+    except (OSError, ValueError):
+        return None
+    return (s_tok, t_tok) if s_tok.get_vocab() != t_tok.get_vocab() else None
+
+
+def _cross_vocab_args(config, teacher) -> dict | None:
+    cross = _cross_tokenizers(config)
+    if cross is None:
+        return None
+    from fusion_gui.engine.distill.vocab_alignment import SequenceAligner, shared_vocab
+
+    s_tok, t_tok = cross
+    rows = teacher.get_output_embeddings().weight.shape[0]
+    return {"teacher": teacher, "aligner": SequenceAligner(s_tok, t_tok), "shared": shared_vocab(s_tok, t_tok),
+            "teacher_vocab": min(rows, len(t_tok))}

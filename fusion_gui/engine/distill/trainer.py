@@ -26,8 +26,8 @@ from fusion_gui.engine.cancel import CancelToken
 import fusion_gui.engine.distill.losses as L
 from fusion_gui.engine.distill.batch_loss import LossSetup, batch_loss, can_chunk
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
-from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
-from fusion_gui.engine.distill.teacher_setup import trainer_setup
+from fusion_gui.engine.distill.data import load_blocks
+from fusion_gui.engine.distill.teacher_setup import match_tokenizers, trainer_setup
 from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.engine.evaluate.smoke import check_output
 from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
@@ -170,7 +170,7 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
     if o.resume_from and not (Path(o.resume_from) / "trainer_state.json").is_file():
         raise InputError(f"'{o.resume_from}' is not a Trainer checkpoint folder (no trainer_state.json).")
     # everything a user can get wrong is checked here, before any weights load or anything is written
-    tokenizer, vocab = check_tokenizers(config.teacher, config.student)
+    tokenizer, vocab = match_tokenizers(config)  # another vocabulary is aligned, not refused
     if config.teacher_cache:  # another teacher's or data's cache is refused before anything is written
         from fusion_gui.engine.distill.teacher_cache import check_cache
 
