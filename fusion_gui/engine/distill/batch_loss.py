@@ -16,7 +16,7 @@ from fusion_gui.engine.distill.uld_loss import uld
 class LossSetup:
     specs: tuple  # LossSpec
     temperature: float
-    vocab: int  # logits are sliced to the tokenizer's length (padded embedding rows never occur)
+    vocab: int  # logits are sliced to the output rows both models have
     chunk: int = 0  # positions per chunk of the logit losses; 0: full logits
 
 

@@ -165,7 +165,7 @@ def token_difference(token: str, teacher_id: int | None, student_id: int | None)
 
 def check_tokenizers(teacher: str, student: str):
     """Load both tokenizers (files only, no weights) and insist they map the same tokens to the
-    same ids; returns (tokenizer, vocabulary size both share)."""
+    same ids; returns (tokenizer, output rows both models share: the logits the losses compare)."""
     from transformers import AutoConfig, AutoTokenizer
 
     loaded = []
@@ -184,10 +184,13 @@ def check_tokenizers(teacher: str, student: str):
             f"Teacher '{teacher}' and student '{student}' use different vocabularies: the teacher's has "
             f"{len(t_vocab)} tokens and the student's {len(s_vocab)}; "
             f"{token_difference(diff, t_vocab.get(diff), s_vocab.get(diff))}. Distillation needs the same tokenizer.")
-    vocab = len(s_tok)
+    vocab, shared = len(s_tok), []
     for role, path, cfg in (("teacher", teacher, t_cfg), ("student", student, s_cfg)):
         rows = getattr(cfg.get_text_config(), "vocab_size", None)
         if rows is not None and rows < vocab:
             raise InputError(f"The {role} '{path}' has {rows} embedding rows, fewer than the tokenizer's "
                              f"{vocab} tokens.")
-    return s_tok, vocab
+        shared.append(rows or vocab)
+    # every row both models have: a padded row no text uses still takes probability at inference,
+    # so the student must learn the teacher's (near zero) mass there too
+    return s_tok, min(shared)

@@ -27,6 +27,8 @@ import fusion_gui.engine.distill.losses as L
 from fusion_gui.engine.distill.batch_loss import LossSetup, batch_loss, can_chunk
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
 from fusion_gui.engine.distill.data import load_blocks
+from fusion_gui.engine.distill.lora_student import as_lora, trainable_parameters
+from fusion_gui.engine.distill.preflight import plan_summary
 from fusion_gui.engine.distill.teacher_setup import match_tokenizers, trainer_setup
 from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.engine.evaluate.smoke import check_output
@@ -203,8 +205,8 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
             if bars:
                 hf_logging.enable_progress_bar()
 
-    yield Log(f"Distilling '{config.teacher}' into '{config.student}': {len(train_ds)} training and "
-              f"{len(eval_ds)} held-out blocks of {o.seq_length} tokens.")
+    yield Log(f"Distilling '{config.teacher}' into '{config.student}': "
+              + plan_summary(config, train_ds, eval_ds, vocab, on_gpu))
     temp.parent.mkdir(parents=True, exist_ok=True)
     for folder in (out_dir.parent, ckpt_dir):  # a killed job's leftovers, never a running one's
         yield from sweep_partials(folder)
@@ -246,6 +248,10 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     teacher = None if config.teacher_cache else (  # a cache stands in for the teacher: never loaded
         AutoModelForCausalLM.from_pretrained(config.teacher, dtype=half or torch.float32))
     student = AutoModelForCausalLM.from_pretrained(config.student, dtype=torch.float32)
+    if o.lora_rank:
+        student = as_lora(student, o.lora_rank, o.lora_alpha)
+        emit(Log(f"Training the student as a LoRA of rank {o.lora_rank}: {trainable_parameters(student):,} "
+                 f"trainable parameters; merged into the student at the end."))
     hidden = any(s.name.startswith("hidden_") for s in config.losses)
     t_width = teacher.config.get_text_config().hidden_size if hidden else 0
     s_width = student.config.get_text_config().hidden_size
@@ -277,6 +283,8 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     student = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(student, _PROJECTION):
         delattr(student, _PROJECTION)
+    if o.lora_rank:
+        student = student.merge_and_unload()  # the output is a whole model, like a full fine-tune's
     if save_dtype is not None:
         student.to(save_dtype)
     shutil.rmtree(temp / ".trainer", ignore_errors=True)
