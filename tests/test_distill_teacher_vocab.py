@@ -160,3 +160,15 @@ def test_cross_vocabulary_refusals(models, tmp_path):
     with pytest.raises(InputError, match="share no token"):
         _run(distill(config, tmp_path / "b"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_overlap_sentence_names_both_sizes_and_the_shared_tokens(models):
+    from fusion_gui.engine.distill.vocab_overlap import vocab_overlap
+
+    gen = vocab_overlap(str(models / "teacher"), str(models / "student"))
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    overlap = stop.value.value
+    assert 0 < overlap.shared_by_text < overlap.student_size == 128
+    assert overlap.comparison.common_size < overlap.comparison.union_size
+    assert overlap.sentence().startswith(f"Different vocabularies: the teacher has {overlap.teacher_size:,} tokens")

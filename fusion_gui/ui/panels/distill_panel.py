@@ -26,6 +26,8 @@ from fusion_gui.ui.widgets.verdict import VerdictView
 from fusion_gui.session.tabs import DistillState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_duration
+from fusion_gui.ui.panels.distill_teacher_box import TeacherOptionsBox
+from fusion_gui.ui.widgets.student_samples import StudentSamplesView
 from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
@@ -146,6 +148,8 @@ class DistillPanel(QWidget):
             box = QGroupBox(title)
             box.setLayout(layout)
             form_layout.addWidget(box)
+        self.teacher_box = TeacherOptionsBox(self.config_dict)  # offline cache, on-policy, vocabularies
+        form_layout.addWidget(self.teacher_box)
         form_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -188,6 +192,8 @@ class DistillPanel(QWidget):
         right_layout.addLayout(bottom)
         self.verdict_view = VerdictView()  # the smoke check's verdict of the distilled student
         right_layout.addWidget(self.verdict_view)
+        self.samples_view = StudentSamplesView()  # on-policy: the student's completions, scored by the teacher
+        right_layout.addWidget(self.samples_view)
         right_layout.addWidget(self.log_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -204,11 +210,11 @@ class DistillPanel(QWidget):
             self, start_button=self.start_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.status_label,
             handlers={TrainStep: self._on_train_step, EvalStep: self._on_eval_step, Log: self._on_log,
-                      **self.verdict_view.handlers()},
+                      **self.verdict_view.handlers(), **self.samples_view.handlers()},
             on_finished=self._on_finished, on_failed=lambda *_: self.result_label.setText(""),
             on_cancelled=self._on_cancelled, on_done=self._on_done, failure_title="Distillation failed",
             cancelled_text="Cancelled: nothing was written.")
-        self.runner.started.connect(lambda _: self.verdict_view.clear())
+        self.runner.started.connect(lambda _: (self.verdict_view.clear(), self.samples_view.clear_samples()))
         self._bind_state(form)
 
     def _bind_state(self, form: QWidget) -> None:
@@ -247,7 +253,7 @@ class DistillPanel(QWidget):
                          "lr_schedule": self.lr_schedule.currentText(), "warmup_steps": self.warmup_steps.value(),
                          "eval_every": self.eval_every.value(), "precision": self.precision.currentText(),
                          "device": self.device.currentText(), "seed": self.seed.value()},
-        }
+        } | (self.teacher_box.config_part() if hasattr(self, "teacher_box") else {})
 
     def set_inputs(self, teacher: str = "", student: str = "", data: str = "", output: str = "") -> None:
         for row, value in ((self.teacher_row, teacher), (self.student_row, student), (self.data_row, data),
