@@ -117,7 +117,7 @@ class DistillPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(("auto", "cpu"))
         self.seed = int_spin(0, 0, 2**31 - 1)
-        self.loss_chunk = int_spin(2048, 0, 10_000_000, special="off")
+        self.loss_chunk = int_spin(512, 0, 10_000_000, special="off")
         self.loss_chunk.setToolTip("Positions per chunk of the logit losses: the full logits never exist at once.")
         self.lora_rank = int_spin(0, 0, 4096, special="full fine-tune")
         self.lora_rank.setToolTip("Train the student as a LoRA of this rank (merged into it at the end).")
