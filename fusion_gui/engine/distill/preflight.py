@@ -84,17 +84,19 @@ def estimate_memory(config, vocab: int, on_gpu: bool) -> DistillMemory:
     logits = LOGIT_COPIES * min(positions, o.loss_chunk if chunked else positions) * vocab * 4
     if chunked:  # the kept gradients of the hidden states and (full fine-tune) the output layer
         logits += positions * student.hidden * 4 + (0 if o.lora_rank else vocab * student.hidden * 4)
-    return DistillMemory(teacher.params * (2 if half else 4), student.params * 4, trains * 4 * 3, activations, logits)
+    teacher_bytes = 0 if config.teacher_cache else teacher.params * (2 if half else 4)  # a cache: never loaded
+    return DistillMemory(teacher_bytes, student.params * 4, trains * 4 * 3, activations, logits)
 
 
 def plan_distill(config, token=None):
     """Generator for the view's pre-flight (yields nothing): the tokenizers checked, the data packed, the
     memory estimated; returns a DistillPlan. Raises InputError as the job would."""
-    from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
+    from fusion_gui.engine.distill.data import load_blocks
+    from fusion_gui.engine.distill.teacher_setup import match_tokenizers
 
     yield from ()
     o = config.training
-    tokenizer, vocab = check_tokenizers(config.teacher, config.student)
+    tokenizer, vocab = match_tokenizers(config)  # another vocabulary is aligned, as the job does
     train, held = load_blocks(config.data.path, config.data.text_field, tokenizer, o.seq_length,
                               config.data.eval_fraction, o.seed)
     on_gpu = o.device != "cpu" and torch.cuda.is_available()

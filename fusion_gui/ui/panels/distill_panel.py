@@ -29,6 +29,7 @@ from fusion_gui.formatting import format_duration
 from fusion_gui.ui.panels.distill_teacher_box import TeacherOptionsBox
 from fusion_gui.ui.widgets.student_samples import StudentSamplesView
 from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
+from fusion_gui.ui.panels.distill_preflight import DistillPreflight
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
 from fusion_gui.ui.jobs import JobRunner
@@ -63,7 +64,8 @@ class DistillPanel(QWidget):
         # --- inputs
         self.teacher_row = PathRow("Teacher: a causal-LM folder", "Teacher model folder")
         self.student_row = PathRow("Student: a causal-LM folder with the same tokenizer", "Student model folder")
-        self.data_row = PathRow("A .txt, a .jsonl, or a datasets.save_to_disk folder", "Training text",
+        self.data_row = PathRow("A .txt, a .jsonl (text, chat messages or prompt/completion), or a datasets folder",
+                                "Training text",
                                  folder=False, file_filter="Text (*.txt *.jsonl);;All files (*)")
         self.text_field = QLineEdit("text")
         self.text_field.setToolTip("The text column of a .jsonl or a datasets folder.")
@@ -81,6 +83,8 @@ class DistillPanel(QWidget):
         data_opts.addWidget(self.eval_fraction)
         inputs.addRow("", data_opts)
         inputs.addRow("Output", self.output_row)
+        self.preflight = DistillPreflight()  # tokens that carry loss, estimated peak memory
+        inputs.addRow("", self.preflight)
 
         # --- losses, generated from the specs
         self.loss_rows = {name: LossRow(info, name in DEFAULT_LOSSES, DEFAULT_LOSSES.get(name, 1.0))
@@ -115,12 +119,18 @@ class DistillPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(("auto", "cpu"))
         self.seed = int_spin(0, 0, 2**31 - 1)
+        self.loss_chunk = int_spin(512, 0, 10_000_000, special="off")
+        self.loss_chunk.setToolTip("Positions per chunk of the logit losses: the full logits never exist at once.")
+        self.lora_rank = int_spin(0, 0, 4096, special="full fine-tune")
+        self.lora_rank.setToolTip("Train the student as a LoRA of this rank (merged into it at the end).")
+        self.lora_alpha = spin(16.0, 0.0, 1e4, decimals=1, step=1.0)
         training = QGridLayout()
         for i, (label, widget) in enumerate((
                 ("Max steps", self.max_steps), ("Batch size", self.batch_size), ("Seq length", self.seq_length),
                 ("Learning rate", self.learning_rate), ("Schedule", self.lr_schedule),
                 ("Warm-up steps", self.warmup_steps), ("Eval every", self.eval_every),
-                ("Precision", self.precision), ("Device", self.device), ("Seed", self.seed))):
+                ("Precision", self.precision), ("Device", self.device), ("Seed", self.seed),
+                ("Loss chunk", self.loss_chunk), ("LoRA rank", self.lora_rank), ("LoRA alpha", self.lora_alpha))):
             training.addWidget(QLabel(label), i // 2, 2 * (i % 2))
             training.addWidget(widget, i // 2, 2 * (i % 2) + 1)
 
@@ -233,6 +243,7 @@ class DistillPanel(QWidget):
 
     def _form_edited(self, *_args) -> None:
         self.state.config, self.state.out_dir = self.config_dict(), self.output_row.text()
+        self.preflight.schedule(self.state.config)
 
     @property
     def worker(self) -> JobWorker | None:
@@ -252,7 +263,9 @@ class DistillPanel(QWidget):
                          "seq_length": self.seq_length.value(), "learning_rate": self.learning_rate.value(),
                          "lr_schedule": self.lr_schedule.currentText(), "warmup_steps": self.warmup_steps.value(),
                          "eval_every": self.eval_every.value(), "precision": self.precision.currentText(),
-                         "device": self.device.currentText(), "seed": self.seed.value()},
+                         "device": self.device.currentText(), "seed": self.seed.value(),
+                         "loss_chunk": self.loss_chunk.value(), "lora_rank": self.lora_rank.value(),
+                         "lora_alpha": self.lora_alpha.value()},
         } | (self.teacher_box.config_part() if hasattr(self, "teacher_box") else {})
 
     def set_inputs(self, teacher: str = "", student: str = "", data: str = "", output: str = "") -> None:
