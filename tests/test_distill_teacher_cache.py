@@ -3,6 +3,7 @@ another teacher's or data's cache, nothing left on cancel or a full disk) and tr
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import random
@@ -94,8 +95,15 @@ def test_capture_writes_a_cache_that_is_reused_and_never_taken_for_another_teach
     again = _run(capture_teacher(_config(models), cache, top_k=16))[1]
     assert again.reused
     # another teacher's config names the difference and trains nothing
-    with pytest.raises(InputError, match="another teacher"):
+    with pytest.raises(InputError, match="captured with another teacher than this config's"):
         _run(distill(_config(models, teacher="other", cache=cache), tmp_path / "out"))
+    with pytest.raises(InputError, match=r"with other settings \(seq_length or temperature\)"):
+        _run(distill(_config(models, cache=cache, seq_length=16), tmp_path / "out"))
+    (tmp_path / "edited.txt").write_text((models / "corpus.txt").read_text().replace("cat", "dog"))
+    edited = _config(models, cache=cache)
+    edited = dataclasses.replace(edited, data=dataclasses.replace(edited.data, path=str(tmp_path / "edited.txt")))
+    with pytest.raises(InputError, match="captured with other data than"):
+        _run(distill(edited, tmp_path / "out"))
     with pytest.raises(InputError, match="already holds a teacher cache of another"):
         _run(capture_teacher(_config(models, teacher="other"), cache, top_k=16))
     assert not (tmp_path / "out").exists()

@@ -18,6 +18,8 @@ import torch
 from fusion_gui.engine.errors import InputError
 
 INFO_FILE = "teacher_cache.json"
+_DIFFERENCES = {"teacher": "another teacher", "data": "other data", "tokenizer": "another student tokenizer",
+                "settings": "other settings (seq_length or temperature)"}
 FORMAT_VERSION = 1
 _TEACHER_CONTENT = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                     "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja")
@@ -103,8 +105,9 @@ def check_cache(cache_dir: str | Path, config) -> dict:
     parts = cache_parts(config, int(info.get("top_k", 0)))
     differs = [name for name, value in parts.items() if info.get("parts", {}).get(name) != value]
     if differs:
-        raise InputError(f"The teacher cache '{cache_dir}' was captured from another {' and '.join(differs)} "
-                         f"than this config's; capture it again for this config (`fusion-gui capture-teacher`).")
+        what = " and ".join(_DIFFERENCES[name] for name in differs)
+        raise InputError(f"The teacher cache '{cache_dir}' was captured with {what} than this config's; capture "
+                         f"it again for this config (`fusion-gui capture-teacher`).")
     return info
 
 
