@@ -167,3 +167,19 @@ def test_cli_captures_then_trains_from_the_cache(models, tmp_path, run_cli, monk
     code, _, err = run_cli("distill", tmp_path / "hidden.yml", tmp_path / "out2", "--teacher-cache",
                            tmp_path / "cache")
     assert code == 2 and "hidden_mse" in err and not (tmp_path / "out2").exists()
+
+
+def test_chunked_loss_from_the_cache_equals_the_full_logits(models, tmp_path, monkeypatch):
+    import fusion_gui.engine.distill.cached_trainer as cached_trainer
+
+    chunked, calls = cached_trainer.chunked_loss, []
+    monkeypatch.setattr(cached_trainer, "chunked_loss", lambda *a, **k: (calls.append(a[3]), chunked(*a, **k))[1])
+    full = tmp_path / "cache"
+    _run(capture_teacher(_config(models), full, top_k=16))
+    runs = {}
+    for chunk in (0, 24):  # 24 positions a chunk: several chunks per batch of 4 x 31 positions
+        events = _run(distill(_config(models, cache=full, loss_chunk=chunk, max_steps=4), tmp_path / f"out{chunk}",
+                              smoke=False))[0]
+        runs[chunk] = [e.losses["forward_kl"] for e in events if isinstance(e, TrainStep)]
+    assert len(runs[0]) == 4 and runs[0] == pytest.approx(runs[24], rel=1e-4)
+    assert calls and set(calls) == {24}  # the chunked run took the chunked path, the other did not
