@@ -55,7 +55,8 @@ class CachedTeacherMixin:
             record = {k: float(v.detach()) for k, v in terms.items()}
         else:  # only the positions that carry loss reach the output layer, a chunk at a time
             out = head.body(input_ids=ids)
-            rows, row_cached, row_targets = out.last_hidden_state[:, :-1][mask], [c[mask] for c in cached], targets[mask]
+            rows, row_targets = out.last_hidden_state[:, :-1][mask], targets[mask]
+            row_cached = [c[mask] for c in cached]
             n = max(1, len(rows))
 
             def chunk_loss(s_logits, start, stop):

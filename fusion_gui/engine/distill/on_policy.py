@@ -44,8 +44,8 @@ def generate_completions(model, prompts: torch.Tensor, max_new_tokens: int, temp
 
 
 class OnPolicyMixin:
-    """Put before DistillTrainer (teacher_setup does): GKD's on-policy batches (`on_policy`: an OnPolicySpec); `emit` receives the
-    live StudentSample events, `tokenizer` decodes them."""
+    """Put before DistillTrainer (teacher_setup does): GKD's on-policy batches (`on_policy`: an
+    OnPolicySpec); `emit` receives the live StudentSample events, `tokenizer` decodes them."""
 
     def __init__(self, *args, on_policy, tokenizer, emit, **kwargs):
         super().__init__(*args, **kwargs)

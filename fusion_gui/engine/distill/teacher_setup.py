@@ -1,6 +1,6 @@
 """Which Trainer a distillation runs on and what stands for its teacher: the live model, a teacher
-cache (no model), the live model with on-policy batches, or a teacher of another vocabulary. The variants are mixins on the trainer's
-own class (passed in, so they need not import it)."""
+cache (no model), the live model with on-policy batches, or a teacher of another vocabulary. The
+variants are mixins on the trainer's own class (passed in, so they need not import it)."""
 
 from __future__ import annotations
 

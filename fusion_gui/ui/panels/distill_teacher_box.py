@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QPushButton, QSpinBox
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QPushButton
 
 from fusion_gui.engine.distill.config import config_from_dict
 from fusion_gui.engine.errors import InputError
