@@ -137,7 +137,8 @@ def test_a_teacher_of_another_vocabulary_trains_the_student(models, tmp_path):
     steps = [e for e in events if isinstance(e, TrainStep)]
     assert len(steps) == 10 and steps[-1].losses["forward_kl"] < steps[0].losses["forward_kl"]
     evals = [e for e in events if isinstance(e, EvalStep)]
-    assert 0.3 < evals[-1].losses["aligned_share"] <= 1.0
+    # whole-word teacher tokens: only the student positions at word ends align (about one in four)
+    assert 0.2 < evals[-1].losses["aligned_share"] < 0.5
 
 
 def test_cross_vocabulary_refusals(models, tmp_path):
@@ -172,3 +173,20 @@ def test_overlap_sentence_names_both_sizes_and_the_shared_tokens(models):
     assert 0 < overlap.shared_by_text < overlap.student_size == 128
     assert overlap.comparison.common_size < overlap.comparison.union_size
     assert overlap.sentence().startswith(f"Different vocabularies: the teacher has {overlap.teacher_size:,} tokens")
+
+
+def test_a_teacher_whose_vocabulary_is_a_superset_is_used(models, tmp_path):
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config, write_tiny_tokenizer
+
+    # the student's 100 tokens are the first 100 of the teacher's 128: every position aligns, every token is shared
+    save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=100), seed=3), tmp_path / "small",
+               tokenizer=False)
+    write_tiny_tokenizer(tmp_path / "small", 100)
+    save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=4), tmp_path / "big")
+    config = config_from_dict({"teacher": str(tmp_path / "big"), "student": str(tmp_path / "small"),
+                               "data": str(models / "corpus.txt"), "losses": {"forward_kl": 1.0},
+                               "training": {"max_steps": 2, "batch_size": 4, "seq_length": 32, "device": "cpu",
+                                            "eval_every": 2}})
+    events, _ = _run(distill(config, tmp_path / "out", smoke=False))
+    held_out = [e for e in events if isinstance(e, EvalStep)][-1].losses
+    assert held_out["aligned_share"] == 1.0 and held_out["kl_teacher"] > 0

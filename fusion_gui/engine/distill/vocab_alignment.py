@@ -58,6 +58,19 @@ def token_texts(tokenizer) -> list[str]:
     return texts
 
 
+SPECIAL_ROLES = ("bos_token_id", "eos_token_id", "unk_token_id", "pad_token_id")
+
+
+def special_pairs(student_tok, teacher_tok) -> dict[int, int]:
+    """Special tokens stand for no text: they are matched by role (the student's EOS is the teacher's)."""
+    pairs: dict[int, int] = {}
+    for role in SPECIAL_ROLES:
+        s_id, t_id = getattr(student_tok, role, None), getattr(teacher_tok, role, None)
+        if s_id is not None and t_id is not None and s_id not in pairs and t_id not in pairs.values():
+            pairs[s_id] = t_id
+    return pairs
+
+
 @dataclass(frozen=True)
 class SharedVocab:
     student_ids: torch.Tensor  # [n] ids of the shared tokens in the student's vocabulary
@@ -78,16 +91,18 @@ def shared_vocab(student_tok, teacher_tok, student_label: str = "student", teach
     for i, text in enumerate(t_texts):
         if text:
             teacher_by_text.setdefault(text, i)
-    pairs, seen = [], set()
+    specials = special_pairs(student_tok, teacher_tok)  # special tokens have no text: paired by role
+    pairs, seen = [], set(specials.values())
     for i, text in enumerate(s_texts):
-        j = teacher_by_text.get(text) if text else None
+        j = teacher_by_text.get(text) if text and i not in specials else None
         if j is not None and j not in seen:
             pairs.append((i, j))
             seen.add(j)
-    if not pairs:
+    if not pairs:  # roles alone align no text
         raise InputError(f"The {teacher_label}'s and the {student_label}'s vocabularies share no token, so no "
                          f"position can be matched between them; choose a teacher whose tokenizer shares "
                          f"tokens with the student's.")
+    pairs += list(specials.items())
     s_ids = torch.tensor([p[0] for p in pairs])
     t_ids = torch.tensor([p[1] for p in pairs])
 
@@ -100,35 +115,63 @@ def shared_vocab(student_tok, teacher_tok, student_label: str = "student", teach
 
 
 class SequenceAligner:
-    """Re-reads a batch of student token blocks as the teacher's tokens, with the alignment."""
+    """Re-reads a batch of student token blocks as the teacher's tokens, with the alignment. A special
+    token (BOS, EOS) counts as one character that only it covers: it becomes the teacher's token of the
+    same role, and the text between specials is tokenized by the teacher piece by piece."""
 
     def __init__(self, student_tok, teacher_tok):
         if not getattr(teacher_tok, "is_fast", False):
             raise InputError("Distilling across vocabularies needs the teacher's fast tokenizer "
                              "(tokenizer.json), for character offsets.")
         self.texts, self.teacher = token_texts(student_tok), teacher_tok
+        self.specials = set(student_tok.all_special_ids)
+        self.roles = special_pairs(student_tok, teacher_tok)
         probe = teacher_tok("a")["input_ids"]  # does the teacher put BOS before an input?
         bos = teacher_tok.bos_token_id
         self.teacher_bos = bos if bos is not None and probe and probe[0] == bos else None
+
+    def _teacher_row(self, block: list[int]) -> tuple[list[int], list[int], list[int], list[bool]]:
+        """(teacher ids, their end offsets, the student tokens' end offsets, whether the teacher has a
+        counterpart of each student token's text or role)."""
+        t_ids, t_ends, ends, covered = [], [], [], []
+        offset, piece, piece_start = 0, "", 0
+
+        def flush():
+            if piece:
+                enc = self.teacher(piece, add_special_tokens=False, return_offsets_mapping=True)
+                t_ids.extend(enc["input_ids"])
+                t_ends.extend(piece_start + end for _, end in enc["offset_mapping"])
+
+        for token in block:
+            if token in self.specials:
+                flush()
+                piece, offset = "", offset + 1  # the special's own virtual character
+                piece_start = offset
+                if token in self.roles:
+                    t_ids.append(self.roles[token])
+                    t_ends.append(offset)
+                covered.append(token in self.roles)
+            else:
+                text = self.texts[token] if token < len(self.texts) else ""
+                piece, offset = piece + text, offset + len(text)
+                covered.append(bool(text))
+            ends.append(offset)
+        flush()
+        if self.teacher_bos is not None and (not t_ids or t_ids[0] != self.teacher_bos):
+            t_ids, t_ends = [self.teacher_bos] + t_ids, [0] + t_ends
+        return t_ids, t_ends, ends, covered
 
     def teacher_inputs(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(teacher ids [B, Lt], attention mask [B, Lt], t_pos [B, L-1]): t_pos[b, i] is the teacher
         position whose logits predict the same next text as the student's logits at i, or -1."""
         rows, positions = [], []
         for block in ids.tolist():
-            text, ends = "", []
-            for token in block:
-                text += self.texts[token] if token < len(self.texts) else ""
-                ends.append(len(text))
-            enc = self.teacher(text, add_special_tokens=False, return_offsets_mapping=True)
-            t_ids, t_ends = list(enc["input_ids"]), [end for _, end in enc["offset_mapping"]]
-            if self.teacher_bos is not None:
-                t_ids, t_ends = [self.teacher_bos] + t_ids, [0] + t_ends
+            t_ids, t_ends, ends, covered = self._teacher_row(block)
             by_end = {}
-            for j, end in enumerate(t_ends[:-1]):  # the teacher's last position predicts past the text
+            for j, end in enumerate(t_ends[:-1]):  # the teacher's last position predicts past the block
                 by_end[end] = j  # several tokens may end at one offset (empty ones): the last has read all
-            # a student position aligns when its next token adds text and the teacher has read the same
-            pos = [by_end.get(ends[i], -1) if ends[i + 1] > ends[i] else -1 for i in range(len(block) - 1)]
+            # a student position aligns when the teacher has read the same and has a counterpart of what comes next
+            pos = [by_end.get(ends[i], -1) if covered[i + 1] else -1 for i in range(len(block) - 1)]
             rows.append(t_ids)
             positions.append(pos)
         width = max(1, max(len(r) for r in rows))
