@@ -148,6 +148,10 @@ def test_cross_vocabulary_refusals(models, tmp_path):
 
     with pytest.raises(InputError, match=r"different vocabularies \(.*shared\): use forward_kl, uld and ce across them, not jsd"):
         _run(distill(_config(models, {"jsd": 1.0}), tmp_path / "a"))
+    from fusion_gui.engine.distill.teacher_capture import capture_teacher
+
+    with pytest.raises(InputError, match="uses another vocabulary than the student .*train with the live teacher"):
+        _run(capture_teacher(_config(models, {"forward_kl": 1.0}), tmp_path / "cache", 8))
     # a teacher whose tokens are all unlike the student's: nothing can be aligned
     words = {f"\u4e00{i}": i for i in range(40)}
     tok = Tokenizer(tok_models.WordLevel(words | {"[UNK]": 40}, unk_token="[UNK]"))
@@ -160,7 +164,7 @@ def test_cross_vocabulary_refusals(models, tmp_path):
                                "data": str(models / "corpus.txt"), "losses": {"forward_kl": 1.0}})
     with pytest.raises(InputError, match="share no token"):
         _run(distill(config, tmp_path / "b"))
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "cache"))
 
 
 def test_overlap_sentence_names_both_sizes_and_the_shared_tokens(models):

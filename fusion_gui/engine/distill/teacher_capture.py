@@ -23,6 +23,7 @@ from fusion_gui.engine.distill.sparse_kl import teacher_top_k
 from fusion_gui.engine.distill.teacher_cache import (FORMAT_VERSION, INFO_FILE, cache_key, cache_parts, read_info,
                                                      row_bytes)
 from fusion_gui.engine.distill.teacher_events import CaptureResult
+from fusion_gui.engine.distill.teacher_setup import cross_tokenizers
 from fusion_gui.engine.errors import InputError, OutputError
 from fusion_gui.engine.io.partial import claim, publish, sweep_partials, temp_dir_for
 from fusion_gui.engine.io.writer import disk_error, format_size
@@ -51,6 +52,10 @@ def capture_teacher(config, cache_dir: str | Path, top_k: int, cancel: CancelTok
     cache_dir, started = Path(cache_dir), time.monotonic()
     if top_k < 1:
         raise InputError(f"top_k = {top_k}: keep at least 1 token per position.")
+    if cross_tokenizers(config) is not None:
+        raise InputError(f"The teacher '{config.teacher}' uses another vocabulary than the student '{config.student}'; "
+                         f"a teacher cache holds log-probabilities of the student's tokens, so train with the live "
+                         f"teacher instead (its vocabulary is aligned by characters).")
     tokenizer, vocab = check_tokenizers(config.teacher, config.student)
     top_k = min(top_k, vocab)
     parts = cache_parts(config, top_k)

@@ -35,7 +35,7 @@ def match_tokenizers(config):
     try:
         return check_tokenizers(config.teacher, config.student)
     except InputError as err:
-        cross = _cross_tokenizers(config)
+        cross = cross_tokenizers(config)
         if cross is None:
             raise err from None
     s_tok, t_tok = cross
@@ -54,7 +54,7 @@ def match_tokenizers(config):
     return s_tok, len(s_tok)
 
 
-def _cross_tokenizers(config):
+def cross_tokenizers(config):
     """(student, teacher) tokenizers when both load and their vocabularies differ; else None."""
     from transformers import AutoTokenizer
 
@@ -66,7 +66,7 @@ def _cross_tokenizers(config):
 
 
 def _cross_vocab_args(config, teacher) -> dict | None:
-    cross = _cross_tokenizers(config)
+    cross = cross_tokenizers(config)
     if cross is None:
         return None
     from fusion_gui.engine.distill.vocab_alignment import SequenceAligner, shared_vocab
