@@ -15,9 +15,12 @@ import torch
 
 from fusion_gui.formatting import format_bytes
 
-# float32 [positions, vocab] tensors alive at the loss's peak: both models' logits, both log-softmaxes,
-# the teacher's probabilities, their difference, and the gradient of the student's logits
-LOGIT_COPIES = 7
+# float32 [positions, vocab] tensors alive at the loss's peak. Full logits: both models' outputs, both
+# log-softmaxes, the teacher's probabilities and the gradient; a chunk frees the models' outputs as it
+# goes. Fitted to benchmarks/results/distill_memory.txt (measured 5.9 and 3.1 copies).
+LOGIT_COPIES_FULL, LOGIT_COPIES_CHUNK = 6, 3
+# the Trainer's, accelerate's and the allocator's own share of the job, measured at about 200 MiB
+BOOKKEEPING = 200 << 20
 # saved activations per layer and position, in hidden widths (attention: norms, q/k/v, outputs,
 # residuals) and MLP widths (gate, up, activation, product)
 HIDDEN_SAVED, MLP_SAVED = 8, 4
@@ -28,7 +31,7 @@ class DistillMemory:
     teacher: int
     student: int
     optimizer: int  # gradients and AdamW's two moments of what trains
-    activations: int
+    activations: int  # with the job's bookkeeping
     logits: int  # the loss's logits: all positions at once, or one chunk (and the kept gradients)
 
     @property
@@ -81,11 +84,11 @@ def estimate_memory(config, vocab: int, on_gpu: bool) -> DistillMemory:
     activations = (student.layers * positions * (HIDDEN_SAVED * student.hidden + MLP_SAVED * student.mlp) * act
                    + positions * 2 * (teacher.hidden + teacher.mlp) * act)  # the teacher's layer at a time
     chunked = 0 < o.loss_chunk < positions
-    logits = LOGIT_COPIES * min(positions, o.loss_chunk if chunked else positions) * vocab * 4
+    logits = (LOGIT_COPIES_CHUNK * o.loss_chunk if chunked else LOGIT_COPIES_FULL * positions) * vocab * 4
     if chunked:  # the kept gradients of the hidden states and (full fine-tune) the output layer
         logits += positions * student.hidden * 4 + (0 if o.lora_rank else vocab * student.hidden * 4)
     teacher_bytes = 0 if config.teacher_cache else teacher.params * (2 if half else 4)  # a cache: never loaded
-    return DistillMemory(teacher_bytes, student.params * 4, trains * 4 * 3, activations, logits)
+    return DistillMemory(teacher_bytes, student.params * 4, trains * 4 * 3, activations + BOOKKEEPING, logits)
 
 
 def plan_distill(config, token=None):
