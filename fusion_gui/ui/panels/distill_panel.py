@@ -63,7 +63,7 @@ class DistillPanel(QWidget):
 
         # --- inputs
         self.teacher_row = PathRow("Teacher: a causal-LM folder", "Teacher model folder")
-        self.student_row = PathRow("Student: a causal-LM folder with the same tokenizer", "Student model folder")
+        self.student_row = PathRow("Student: a causal-LM folder (its vocabulary may differ)", "Student model folder")
         self.data_row = PathRow("A .txt, a .jsonl (text, chat messages or prompt/completion), or a datasets folder",
                                 "Training text",
                                  folder=False, file_filter="Text (*.txt *.jsonl);;All files (*)")
