@@ -42,6 +42,13 @@ def match_tokenizers(config):
     from fusion_gui.engine.distill.cross_vocab_trainer import CROSS_VOCAB_LOSSES
     from fusion_gui.engine.distill.vocab_alignment import shared_vocab
 
+    from transformers import AutoConfig
+
+    for role, path, tok in (("teacher", config.teacher, t_tok), ("student", config.student, s_tok)):
+        rows = getattr(AutoConfig.from_pretrained(path).get_text_config(), "vocab_size", None)
+        if rows is not None and rows < len(tok):
+            raise InputError(f"The {role} '{path}' has {rows} embedding rows, fewer than its tokenizer's "
+                             f"{len(tok)} tokens.")
     shared = shared_vocab(s_tok, t_tok)  # refuses vocabularies with no token in common
     sizes = f"the teacher's {len(t_tok)} tokens, the student's {len(s_tok)}, {shared.size} shared"
     other = [s.name for s in config.losses if s.name not in CROSS_VOCAB_LOSSES]
@@ -72,6 +79,5 @@ def _cross_vocab_args(config, teacher) -> dict | None:
     from fusion_gui.engine.distill.vocab_alignment import SequenceAligner, shared_vocab
 
     s_tok, t_tok = cross
-    rows = teacher.get_output_embeddings().weight.shape[0]
     return {"teacher": teacher, "aligner": SequenceAligner(s_tok, t_tok), "shared": shared_vocab(s_tok, t_tok),
-            "teacher_vocab": min(rows, len(t_tok))}
+            "teacher_vocab": len(t_tok)}  # match_tokenizers checked the rows cover it
