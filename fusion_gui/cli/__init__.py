@@ -15,8 +15,8 @@ from fusion_gui.cli.drive import EXIT_OK, guarded
 
 # subcommand -> module in this package, in the order `--help` lists them
 COMMANDS = {"merge": "merge", "diff": "diff", "methods": "methods", "demo": "demo", "eval": "eval",
-            "distill": "distill", "extract-lora": "extract_lora", "history": "history", "inspect": "inspect",
-            "push": "push", "search": "search"}
+            "distill": "distill", "capture-teacher": "capture_teacher", "extract-lora": "extract_lora",
+            "history": "history", "inspect": "inspect", "push": "push", "search": "search"}
 
 
 def _module(name: str):

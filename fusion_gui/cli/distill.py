@@ -16,6 +16,15 @@ def add_parser(sub) -> None:
     d.add_argument("out_dir", help="output folder for the student (must not exist, unless --force)")
     d.add_argument("--resume-from", metavar="CHECKPOINT", default=None,
                    help="continue from a checkpoint-N folder (overrides training.resume_from)")
+    d.add_argument("--lora-rank", type=int, metavar="R", default=None,
+                   help="train the student as a LoRA of rank R, merged at the end; 0: full fine-tune "
+                        "(overrides training.lora_rank)")
+    d.add_argument("--lora-alpha", type=float, metavar="A", default=None, help="LoRA alpha (training.lora_alpha)")
+    d.add_argument("--loss-chunk", type=int, metavar="N", default=None,
+                   help="positions per chunk of the logit losses, so full logits never exist; 0: off "
+                        "(training.loss_chunk)")
+    d.add_argument("--teacher-cache", metavar="DIR", default=None,
+                   help="train from a teacher cache written by capture-teacher (overrides teacher_cache)")
     d.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--no-smoke", action="store_true", help="skip the smoke check of the distilled student")
@@ -23,14 +32,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
     from fusion_gui.engine.distill import distill, load_config
 
-    config = load_config(args.config)
-    if args.resume_from:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training,
-                                                                          resume_from=args.resume_from))
+    config = with_overrides(load_config(args.config), args)
+    if getattr(args, "teacher_cache", None):
+        from fusion_gui.engine.distill import config_from_dict, config_to_dict
+
+        config = config_from_dict(config_to_dict(config) | {"teacher_cache": args.teacher_cache})  # re-checked
     main_rank = os.environ.get("RANK", "0") == "0"  # under accelerate launch / torchrun: rank 0 reports
     fetch_missing([config.teacher, config.student], args.allow_download, progress=not args.no_progress and main_rank)
     named = config  # the history names the models as the config does; the job reads the folders
@@ -47,6 +55,19 @@ def run(args) -> int:
     if result.checkpoint_dir:
         print(f"Checkpoints kept in {result.checkpoint_dir}.")
     return EXIT_OK
+
+
+def with_overrides(config, args):
+    """The config with the command line's training options in place of the YAML's, validated alike."""
+    from fusion_gui.engine.distill import config_from_dict, config_to_dict
+
+    overrides = {key: value for key, value in (("resume_from", args.resume_from), ("lora_rank", args.lora_rank),
+                                               ("lora_alpha", args.lora_alpha), ("loss_chunk", args.loss_chunk))
+                 if value is not None and value != ""}
+    if not overrides:
+        return config
+    raw = config_to_dict(config)
+    return config_from_dict(raw | {"training": raw["training"] | overrides})
 
 
 def _recorder(config, args):

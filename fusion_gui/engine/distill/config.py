@@ -4,7 +4,8 @@
 teacher: path/to/teacher          # causal-LM folders
 student: path/to/student
 data:
-  path: corpus.txt                # .txt, .jsonl or a datasets.save_to_disk folder
+  path: corpus.txt                # .txt, .jsonl or a datasets.save_to_disk folder; a .jsonl of chat
+                                  # `messages` or `prompt`/`completion` rows trains on the answers only
   text_field: text                # for .jsonl and datasets
   eval_fraction: 0.1              # held-out blocks (at least one)
 losses:                           # name: weight, or name: {weight: w, <params>}
@@ -27,6 +28,9 @@ training:
   resume_from: null               # a checkpoint-N folder
   seed: 0
   device: auto                    # auto | cpu
+  loss_chunk: 512                 # positions per chunk of the logit losses (full logits never exist); 0: off
+  lora_rank: 0                    # > 0: train the student as a LoRA of this rank, merged at the end
+  lora_alpha: 16
 ```
 """
 
@@ -40,6 +44,7 @@ import yaml
 
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.parse_text import load_yaml, read_text
+from fusion_gui.engine.distill.teacher_options import OnPolicySpec, check_teacher_options, parse_on_policy
 
 @dataclass(frozen=True)
 class LossParam:
@@ -77,6 +82,8 @@ LOSS_SPECS: dict[str, LossInfo] = {s.name: s for s in (
              "(a learned projection when the widths differ)."),
     LossInfo("hidden_cosine", "Hidden-state cosine", "1 - cosine similarity of the last hidden states."),
     LossInfo("ce", "Cross-entropy", "Next-token cross-entropy of the student on the data itself."),
+    LossInfo("uld", "Universal logit distillation", "Sorted-probability Wasserstein distance (Boizard et al. "
+             "2024): needs no shared tokens; across vocabularies it covers the tokens only one side has."),
 )}
 # name -> (parameter -> default); weight is common to all
 LOSS_PARAMS: dict[str, dict[str, float]] = {n: {p.name: p.default for p in s.params} for n, s in LOSS_SPECS.items()}
@@ -115,6 +122,9 @@ class TrainOptions:
     resume_from: str | None = None
     seed: int = 0
     device: str = "auto"
+    loss_chunk: int = 512  # x 128k vocabulary x 4 bytes x ~7 copies: about 1.9 GB at the loss
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class DistillConfig:
     losses: tuple[LossSpec, ...]
     training: TrainOptions = TrainOptions()
     temperature: float = 1.0
+    teacher_cache: str | None = None  # teacher_options: read the teacher's top-k from a capture
+    on_policy: OnPolicySpec | None = None  # teacher_options: GKD's lmbda share of student-written batches
 
 
 def _check_keys(d: dict, allowed, where: str) -> None:
@@ -177,14 +189,14 @@ def _training(raw: dict) -> TrainOptions:
     if raw.get("max_steps") is not None and raw.get("epochs") is not None:
         raise InputError("'training' takes max_steps or epochs, not both.")
     ints = {"max_steps": 1, "batch_size": 1, "seq_length": 2, "warmup_steps": 0, "grad_accumulation": 1,
-            "eval_every": 0, "checkpoint_every": 0, "seed": 0}
+            "eval_every": 0, "checkpoint_every": 0, "seed": 0, "loss_chunk": 0, "lora_rank": 0}
     values = {}
     for key, value in raw.items():
         if value is None:
             values[key] = None
         elif key in ints:
             values[key] = _number(value, f"training.{key}", int, low=ints[key])
-        elif key in ("epochs", "learning_rate"):
+        elif key in ("epochs", "learning_rate", "lora_alpha"):
             values[key] = _number(value, f"training.{key}", low=0)
         else:
             values[key] = str(value)
@@ -195,7 +207,8 @@ def _training(raw: dict) -> TrainOptions:
 
 
 def config_from_dict(raw: dict) -> DistillConfig:
-    _check_keys(raw, ("teacher", "student", "data", "losses", "training", "temperature"), "the distill config")
+    _check_keys(raw, ("teacher", "student", "data", "losses", "training", "temperature", "teacher_cache",
+                      "on_policy"), "the distill config")
     for key in ("teacher", "student", "data", "losses"):
         if raw.get(key) in (None, "", {}):
             raise InputError(f"The distill config needs '{key}'.")
@@ -205,9 +218,12 @@ def config_from_dict(raw: dict) -> DistillConfig:
         raise InputError("'data' needs a 'path'.")
     spec = DataSpec(str(data["path"]), str(data.get("text_field", "text")),
                     _number(data.get("eval_fraction", 0.1), "data.eval_fraction", low=0, high=0.9))
-    return DistillConfig(str(raw["teacher"]), str(raw["student"]), spec, _losses(raw["losses"]),
-                         _training(raw.get("training") or {}),
-                         _number(raw.get("temperature", 1.0), "temperature", low=1e-3))
+    losses, training = _losses(raw["losses"]), _training(raw.get("training") or {})
+    cache = str(raw["teacher_cache"]) if raw.get("teacher_cache") else None
+    on_policy = parse_on_policy(raw.get("on_policy"))
+    check_teacher_options(cache, on_policy, losses, training.seq_length)
+    return DistillConfig(str(raw["teacher"]), str(raw["student"]), spec, losses, training,
+                         _number(raw.get("temperature", 1.0), "temperature", low=1e-3), cache, on_policy)
 
 
 def load_config(path: str | Path) -> DistillConfig:
@@ -221,7 +237,9 @@ def load_config(path: str | Path) -> DistillConfig:
 def config_to_dict(config: DistillConfig) -> dict:
     losses = {s.name: ({"weight": s.weight, **s.params} if s.params else s.weight) for s in config.losses}
     return {"teacher": config.teacher, "student": config.student, "data": asdict(config.data),
-            "losses": losses, "temperature": config.temperature, "training": asdict(config.training)}
+            "losses": losses, "temperature": config.temperature, "training": asdict(config.training)} | (
+        {"teacher_cache": config.teacher_cache} if config.teacher_cache else {}) | (
+        {"on_policy": asdict(config.on_policy)} if config.on_policy else {})
 
 
 def dump_config(config: DistillConfig) -> str:

@@ -1,4 +1,5 @@
-"""Training text: read documents, tokenize, pack into fixed-length blocks, hold some out for eval."""
+"""Training text: read documents, encode each as the tokenizer would, pack into fixed-length blocks
+(with labels: -100 where a token carries no loss), hold some out for eval."""
 
 from __future__ import annotations
 
@@ -69,41 +70,88 @@ def _read_dataset_folder(path: Path, text_field: str) -> list[str]:
     return [t for t in ds[text_field] if isinstance(t, str)]
 
 
+def encode_document(tokenizer, text: str) -> list[int]:
+    """A document as the tokenizer encodes it on its own (its special tokens, e.g. a leading BOS,
+    included: the student sees them at inference), ending with EOS where the tokenizer adds none."""
+    ids = list(tokenizer(text)["input_ids"])
+    eos = tokenizer.eos_token_id
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids.append(eos)
+    return ids
+
+
+def leading_special_tokens(tokenizer) -> list[int]:
+    """What the tokenizer puts before any text of an input (a BOS for Llama-style ones, else nothing)."""
+    ids = list(tokenizer("")["input_ids"])
+    eos = tokenizer.eos_token_id
+    while ids and eos is not None and ids[-1] == eos:
+        ids.pop()
+    return ids
+
+
+def pack_examples(examples, seq_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Join (ids, loss mask) examples into one stream and cut it into [n, seq_length] blocks of
+    input ids and labels (-100 where a token carries no loss). The tail that fills no block is dropped."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for example_ids, mask in examples:
+        ids.extend(example_ids)
+        labels.extend(t if m else -100 for t, m in zip(example_ids, mask))
+    n = len(ids) // seq_length
+    return (torch.tensor(ids[: n * seq_length], dtype=torch.long).view(n, seq_length),
+            torch.tensor(labels[: n * seq_length], dtype=torch.long).view(n, seq_length))
+
+
 def pack(docs: list[str], tokenizer, seq_length: int) -> torch.Tensor:
-    """Tokenize every document, join them with EOS, and cut the stream into [n, seq_length] blocks
-    (the tail that does not fill a block is dropped)."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    stream: list[int] = []
-    for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
-        stream.extend(ids + eos)
-    n = len(stream) // seq_length
-    return torch.tensor(stream[: n * seq_length], dtype=torch.long).view(n, seq_length)
+    """Encode every document as its own input (encode_document) and cut the joined stream into
+    [n, seq_length] blocks (the tail that does not fill a block is dropped)."""
+    encoded = [encode_document(tokenizer, d) for d in docs]
+    return pack_examples([(ids, [True] * len(ids)) for ids in encoded], seq_length)[0]
 
 
 class Blocks(torch.utils.data.Dataset):
-    """Packed blocks as a causal-LM dataset: labels are the inputs (the model shifts them)."""
+    """Packed blocks as a causal-LM dataset: labels are the inputs (the model shifts them), -100
+    where a token carries no loss (a chat's prompt and user turns)."""
 
-    def __init__(self, blocks: torch.Tensor):
+    def __init__(self, blocks: torch.Tensor, labels: torch.Tensor | None = None):
         self.blocks = blocks
+        self.labels = blocks if labels is None else labels
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def __getitem__(self, i: int) -> dict:
-        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
+        return {"input_ids": self.blocks[i], "labels": self.labels[i]}
+
+    @property
+    def loss_tokens(self) -> int:
+        """Tokens that are a prediction target (the first of each block never is)."""
+        return int((self.labels[:, 1:] != -100).sum())
+
+
+def read_examples(path, text_field: str, tokenizer) -> list[tuple[list[int], list[bool]]]:
+    """(ids, loss mask) per example: chat or prompt/completion rows of a .jsonl (chat_data.py) or
+    plain documents, every token of which carries loss."""
+    from fusion_gui.engine.distill.chat_data import jsonl_kind, read_chat_examples
+
+    if Path(path).suffix == ".jsonl" and Path(path).is_file() and jsonl_kind(path) != "text":
+        return read_chat_examples(path, tokenizer)
+    return [(ids, [True] * len(ids)) for ids in (encode_document(tokenizer, d)
+                                                  for d in read_documents(path, text_field))]
 
 
 def load_blocks(path, text_field: str, tokenizer, seq_length: int, eval_fraction: float,
                 seed: int) -> tuple[Blocks, Blocks]:
     """(train, eval) datasets. The held-out blocks are a seeded random choice, at least one."""
-    blocks = pack(read_documents(path, text_field), tokenizer, seq_length)
+    blocks, labels = pack_examples(read_examples(path, text_field, tokenizer), seq_length)
     if len(blocks) < 2:
         raise InputError(f"Data '{path}' is too short: it makes {len(blocks)} block(s) of {seq_length} tokens; "
                          f"at least 2 are needed (one to train on, one to hold out).")
     order = list(range(len(blocks)))
     random.Random(seed).shuffle(order)
     n_eval = min(len(blocks) - 1, max(1, math.ceil(eval_fraction * len(blocks))))
-    return Blocks(blocks[sorted(order[n_eval:])]), Blocks(blocks[sorted(order[:n_eval])])
+    train, held = sorted(order[n_eval:]), sorted(order[:n_eval])
+    return Blocks(blocks[train], labels[train]), Blocks(blocks[held], labels[held])
 
 
 def token_difference(token: str, teacher_id: int | None, student_id: int | None) -> str:
@@ -117,7 +165,7 @@ def token_difference(token: str, teacher_id: int | None, student_id: int | None)
 
 def check_tokenizers(teacher: str, student: str):
     """Load both tokenizers (files only, no weights) and insist they map the same tokens to the
-    same ids; returns (tokenizer, vocabulary size both share)."""
+    same ids; returns (tokenizer, output rows both models share: the logits the losses compare)."""
     from transformers import AutoConfig, AutoTokenizer
 
     loaded = []
@@ -136,10 +184,13 @@ def check_tokenizers(teacher: str, student: str):
             f"Teacher '{teacher}' and student '{student}' use different vocabularies: the teacher's has "
             f"{len(t_vocab)} tokens and the student's {len(s_vocab)}; "
             f"{token_difference(diff, t_vocab.get(diff), s_vocab.get(diff))}. Distillation needs the same tokenizer.")
-    vocab = len(s_tok)
+    vocab, shared = len(s_tok), []
     for role, path, cfg in (("teacher", teacher, t_cfg), ("student", student, s_cfg)):
         rows = getattr(cfg.get_text_config(), "vocab_size", None)
         if rows is not None and rows < vocab:
             raise InputError(f"The {role} '{path}' has {rows} embedding rows, fewer than the tokenizer's "
                              f"{vocab} tokens.")
-    return s_tok, vocab
+        shared.append(rows or vocab)
+    # every row both models have: a padded row no text uses still takes probability at inference,
+    # so the student must learn the teacher's (near zero) mass there too
+    return s_tok, min(shared)

@@ -123,5 +123,5 @@ class TaidSchedule:
         self.t, self.prev_loss, self.momentum = state["t"], state["prev_loss"], state["momentum"]
 
 
-LOSSES = ("forward_kl", "reverse_kl", "jsd", "taid", "hidden_mse", "hidden_cosine", "ce")
-LOGIT_LOSSES = ("forward_kl", "reverse_kl", "jsd", "taid")
+LOSSES = ("forward_kl", "reverse_kl", "jsd", "taid", "hidden_mse", "hidden_cosine", "ce", "uld")
+LOGIT_LOSSES = ("forward_kl", "reverse_kl", "jsd", "taid", "uld")

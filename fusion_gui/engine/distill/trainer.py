@@ -24,8 +24,12 @@ from transformers.utils import logging as hf_logging
 from fusion_gui import __version__
 from fusion_gui.engine.cancel import CancelToken
 import fusion_gui.engine.distill.losses as L
+from fusion_gui.engine.distill.batch_loss import LossSetup, batch_loss, can_chunk
 from fusion_gui.engine.distill.config import DistillConfig, dump_config
-from fusion_gui.engine.distill.data import check_tokenizers, load_blocks
+from fusion_gui.engine.distill.data import load_blocks
+from fusion_gui.engine.distill.lora_student import as_lora, trainable_parameters
+from fusion_gui.engine.distill.preflight import plan_summary
+from fusion_gui.engine.distill.teacher_setup import match_tokenizers, trainer_setup
 from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.engine.evaluate.smoke import check_output
 from fusion_gui.engine.io.partial import claim, publish, release, sweep_partials, temp_dir_for
@@ -62,11 +66,9 @@ class _Recorder:
 class DistillTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by accumulation
 
-    def __init__(self, *args, teacher, specs, temperature, vocab, taid, recorder, **kwargs):
+    def __init__(self, *args, teacher, setup: LossSetup, taid, recorder, **kwargs):
         super().__init__(*args, **kwargs)
-        self.teacher, self.specs, self.temperature, self.vocab = teacher, specs, temperature, vocab
-        self.taid, self.recorder = taid, recorder
-        self.need_hidden = any(s.name.startswith("hidden_") for s in specs)
+        self.teacher, self.setup, self.taid, self.recorder = teacher, setup, taid, recorder
 
     def _save_checkpoint(self, model, trial):
         """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later;
@@ -84,39 +86,11 @@ class DistillTrainer(Trainer):
             release(folder)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        ids = inputs["input_ids"]
-        out = model(input_ids=ids, output_hidden_states=self.need_hidden)
-        with torch.no_grad():
-            t_out = self.teacher(input_ids=ids, output_hidden_states=self.need_hidden)
-        # slicing to the tokenizer's length drops padded embedding rows that no text ever uses
-        s_logits, t_logits = out.logits[:, :-1, : self.vocab], t_out.logits[:, :-1, : self.vocab]
-        labels, T = ids[:, 1:], self.temperature
-        terms = {}
-        for spec in self.specs:
-            if spec.name == "forward_kl":
-                terms[spec.name] = L.forward_kl(s_logits, t_logits, temperature=T)
-            elif spec.name == "reverse_kl":
-                terms[spec.name] = L.reverse_kl(s_logits, t_logits, temperature=T)
-            elif spec.name == "jsd":
-                terms[spec.name] = L.generalized_jsd(s_logits, t_logits, beta=spec.params["beta"], temperature=T)
-            elif spec.name == "taid":
-                terms[spec.name] = L.taid(s_logits, t_logits, self.taid.t, temperature=T)
-            elif spec.name == "ce":
-                terms[spec.name] = L.cross_entropy(s_logits, labels)
-            else:  # last hidden state, projected to the teacher's width when they differ
-                unwrapped = self.accelerator.unwrap_model(model)
-                proj = getattr(unwrapped, _PROJECTION, None)
-                s_h, t_h = out.hidden_states[-1], t_out.hidden_states[-1]
-                s_h = proj(s_h.to(proj.weight.dtype)) if proj is not None else s_h
-                fn = L.hidden_mse if spec.name == "hidden_mse" else L.hidden_cosine
-                terms[spec.name] = fn(s_h, t_h)
-        # logit losses at temperature T have gradients ~1/T^2 smaller (Hinton et al.): scale back
-        total = sum(s.weight * terms[s.name] * (T * T if s.name in L.LOGIT_LOSSES else 1.0) for s in self.specs)
-        record = {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
-        if not model.training:  # the numbers a user compares: distance to the teacher, both perplexities
-            record["kl_teacher"] = float(L.forward_kl(s_logits, t_logits))
-            record["ce_student"] = float(L.cross_entropy(s_logits, labels))
-            record["ce_teacher"] = float(L.cross_entropy(t_logits, labels))
+        unwrapped = self.accelerator.unwrap_model(model)
+        # chunking calls the body and output layer apart: only on an unwrapped model (DDP syncs in forward)
+        heads = can_chunk(unwrapped, self.teacher) if self.setup.chunk and unwrapped is model else None
+        total, record, out = batch_loss(self.setup, model, self.teacher, inputs, self.taid.t if self.taid else None,
+                                        not model.training, getattr(unwrapped, _PROJECTION, None), heads)
         self.recorder.add("train" if model.training else "eval", record)
         return (total, out) if return_outputs else total
 
@@ -198,7 +172,11 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
     if o.resume_from and not (Path(o.resume_from) / "trainer_state.json").is_file():
         raise InputError(f"'{o.resume_from}' is not a Trainer checkpoint folder (no trainer_state.json).")
     # everything a user can get wrong is checked here, before any weights load or anything is written
-    tokenizer, vocab = check_tokenizers(config.teacher, config.student)
+    tokenizer, vocab = match_tokenizers(config)  # another vocabulary is aligned, not refused
+    if config.teacher_cache:  # another teacher's or data's cache is refused before anything is written
+        from fusion_gui.engine.distill.teacher_cache import check_cache
+
+        check_cache(config.teacher_cache, config)
     train_ds, eval_ds = load_blocks(config.data.path, config.data.text_field, tokenizer, o.seq_length,
                                     config.data.eval_fraction, o.seed)
     on_gpu = o.device != "cpu" and torch.cuda.is_available()
@@ -227,8 +205,8 @@ def distill(config: DistillConfig, out_dir: str | Path, cancel: CancelToken | No
             if bars:
                 hf_logging.enable_progress_bar()
 
-    yield Log(f"Distilling '{config.teacher}' into '{config.student}': {len(train_ds)} training and "
-              f"{len(eval_ds)} held-out blocks of {o.seq_length} tokens.")
+    yield Log(f"Distilling '{config.teacher}' into '{config.student}': "
+              + plan_summary(config, train_ds, eval_ds, vocab, on_gpu))
     temp.parent.mkdir(parents=True, exist_ok=True)
     for folder in (out_dir.parent, ckpt_dir):  # a killed job's leftovers, never a running one's
         yield from sweep_partials(folder)
@@ -267,22 +245,32 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     o = config.training
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.precision) if on_gpu else None
     save_dtype = _saved_dtype(config.student)  # loading in fp32 overwrites config.dtype: read it first
-    teacher = AutoModelForCausalLM.from_pretrained(config.teacher, dtype=half or torch.float32)
+    teacher = None if config.teacher_cache else (  # a cache stands in for the teacher: never loaded
+        AutoModelForCausalLM.from_pretrained(config.teacher, dtype=half or torch.float32))
     student = AutoModelForCausalLM.from_pretrained(config.student, dtype=torch.float32)
-    t_width, s_width = teacher.config.get_text_config().hidden_size, student.config.get_text_config().hidden_size
-    if any(s.name.startswith("hidden_") for s in config.losses) and t_width != s_width:
+    if o.lora_rank:
+        student = as_lora(student, o.lora_rank, o.lora_alpha)
+        emit(Log(f"Training the student as a LoRA of rank {o.lora_rank}: {trainable_parameters(student):,} "
+                 f"trainable parameters; merged into the student at the end."))
+    hidden = any(s.name.startswith("hidden_") for s in config.losses)
+    t_width = teacher.config.get_text_config().hidden_size if hidden else 0
+    s_width = student.config.get_text_config().hidden_size
+    if hidden and t_width != s_width:
         torch.manual_seed(o.seed)  # the projection starts the same in a run and its resumed twin
         student.add_module(_PROJECTION, torch.nn.Linear(s_width, t_width, bias=False))
     recorder = _Recorder()
     callback = _EventCallback(emit, recorder, taid, cancel, stop, pause, started, save_now)
     # checkpoints (scheduled or asked for) go where they outlive the job, for resume_from
     trainer_dir = ckpt_dir if (o.checkpoint_every or save_now is not None) else temp / ".trainer"
-    trainer = DistillTrainer(
+    trainer_class, teacher_args = trainer_setup(config, DistillTrainer, teacher, tokenizer, emit)
+    trainer = trainer_class(
         model=student, args=_training_args(config, trainer_dir, on_gpu), train_dataset=train_ds,
-        eval_dataset=eval_ds, callbacks=[callback], teacher=teacher, specs=config.losses,
-        temperature=config.temperature, vocab=vocab, taid=taid, recorder=recorder)
+        eval_dataset=eval_ds, callbacks=[callback],
+        setup=LossSetup(config.losses, config.temperature, vocab, o.loss_chunk), taid=taid, recorder=recorder,
+        **teacher_args)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; our events say it instead
-    teacher.to(trainer.args.device).eval().requires_grad_(False)
+    if teacher is not None:
+        teacher.to(trainer.args.device).eval().requires_grad_(False)
     trainer.train(resume_from_checkpoint=o.resume_from or None)
     if callback.cancelled:
         if cancel is not None and cancel.cancelled:
@@ -295,6 +283,8 @@ def _train(config, tokenizer, vocab, train_ds, eval_ds, on_gpu, temp, ckpt_dir, 
     student = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(student, _PROJECTION):
         delattr(student, _PROJECTION)
+    if o.lora_rank:
+        student = student.merge_and_unload()  # the output is a whole model, like a full fine-tune's
     if save_dtype is not None:
         student.to(save_dtype)
     shutil.rmtree(temp / ".trainer", ignore_errors=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fusion_gui.engine.distill.data import leading_special_tokens
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.io.resolve import resolve_model_path
 from fusion_gui.events import EvalResult, EvalRow, Generation, Log, StepProgress
@@ -84,7 +85,8 @@ def perplexity(ref: str | Path, text_file: str | Path, *, context: int = 256, ba
     limit = getattr(model.config, "max_position_embeddings", None) or context
     context = min(context, limit)
     total_bytes, start = max(1, path.stat().st_size), time.perf_counter()
-    stream: list[int] = []
+    # the file is one input: it starts as the tokenizer starts one (a BOS where it adds one)
+    stream: list[int] = leading_special_tokens(tokenizer)
     nll, count = 0.0, 0
     for text, done in _text_blocks(path):
         stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])

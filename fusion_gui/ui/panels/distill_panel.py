@@ -26,7 +26,10 @@ from fusion_gui.ui.widgets.verdict import VerdictView
 from fusion_gui.session.tabs import DistillState
 from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.formatting import format_duration
+from fusion_gui.ui.panels.distill_teacher_box import TeacherOptionsBox
+from fusion_gui.ui.widgets.student_samples import StudentSamplesView
 from fusion_gui.ui.panels.distill_form import LossRow, PathRow, int_spin, sci_spin, spin
+from fusion_gui.ui.panels.distill_preflight import DistillPreflight
 from fusion_gui.ui.panels.plot_tabs import _ask_and_save
 from fusion_gui.ui.plots.loss_plot import LossPlot
 from fusion_gui.ui.hub.publish_dialog import PublishButton
@@ -61,8 +64,9 @@ class DistillPanel(QWidget):
 
         # --- inputs
         self.teacher_row = PathRow("Teacher: a causal-LM folder", "Teacher model folder")
-        self.student_row = PathRow("Student: a causal-LM folder with the same tokenizer", "Student model folder")
-        self.data_row = PathRow("A .txt, a .jsonl, or a datasets.save_to_disk folder", "Training text",
+        self.student_row = PathRow("Student: a causal-LM folder (its vocabulary may differ)", "Student model folder")
+        self.data_row = PathRow("A .txt, a .jsonl (text, chat messages or prompt/completion), or a datasets folder",
+                                "Training text",
                                  folder=False, file_filter="Text (*.txt *.jsonl);;All files (*)")
         self.text_field = QLineEdit("text")
         self.text_field.setToolTip("The text column of a .jsonl or a datasets folder.")
@@ -80,6 +84,8 @@ class DistillPanel(QWidget):
         data_opts.addWidget(self.eval_fraction)
         inputs.addRow("", data_opts)
         inputs.addRow("Output", self.output_row)
+        self.preflight = DistillPreflight()  # tokens that carry loss, estimated peak memory
+        inputs.addRow("", self.preflight)
 
         # --- losses, generated from the specs
         self.loss_rows = {name: LossRow(info, name in DEFAULT_LOSSES, DEFAULT_LOSSES.get(name, 1.0))
@@ -114,12 +120,18 @@ class DistillPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(("auto", "cpu"))
         self.seed = int_spin(0, 0, 2**31 - 1)
+        self.loss_chunk = int_spin(512, 0, 10_000_000, special="off")
+        self.loss_chunk.setToolTip("Positions per chunk of the logit losses: the full logits never exist at once.")
+        self.lora_rank = int_spin(0, 0, 4096, special="full fine-tune")
+        self.lora_rank.setToolTip("Train the student as a LoRA of this rank (merged into it at the end).")
+        self.lora_alpha = spin(16.0, 0.0, 1e4, decimals=1, step=1.0)
         training = QGridLayout()
         for i, (label, widget) in enumerate((
                 ("Max steps", self.max_steps), ("Batch size", self.batch_size), ("Seq length", self.seq_length),
                 ("Learning rate", self.learning_rate), ("Schedule", self.lr_schedule),
                 ("Warm-up steps", self.warmup_steps), ("Eval every", self.eval_every),
-                ("Precision", self.precision), ("Device", self.device), ("Seed", self.seed))):
+                ("Precision", self.precision), ("Device", self.device), ("Seed", self.seed),
+                ("Loss chunk", self.loss_chunk), ("LoRA rank", self.lora_rank), ("LoRA alpha", self.lora_alpha))):
             training.addWidget(QLabel(label), i // 2, 2 * (i % 2))
             training.addWidget(widget, i // 2, 2 * (i % 2) + 1)
 
@@ -149,6 +161,8 @@ class DistillPanel(QWidget):
             box = QGroupBox(title)
             box.setLayout(layout)
             form_layout.addWidget(box)
+        self.teacher_box = TeacherOptionsBox(self.config_dict)  # offline cache, on-policy, vocabularies
+        form_layout.addWidget(self.teacher_box)
         form_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -191,6 +205,8 @@ class DistillPanel(QWidget):
         right_layout.addLayout(bottom)
         self.verdict_view = VerdictView()  # the smoke check's verdict of the distilled student
         right_layout.addWidget(self.verdict_view)
+        self.samples_view = StudentSamplesView()  # on-policy: the student's completions, scored by the teacher
+        right_layout.addWidget(self.samples_view)
         right_layout.addWidget(self.log_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -207,11 +223,11 @@ class DistillPanel(QWidget):
             self, start_button=self.start_button, cancel_button=self.cancel_button, progress_bar=self.progress_bar,
             status_label=self.status_label,
             handlers={TrainStep: self._on_train_step, EvalStep: self._on_eval_step, Log: self._on_log,
-                      **self.verdict_view.handlers()},
+                      **self.verdict_view.handlers(), **self.samples_view.handlers()},
             on_finished=self._on_finished, on_failed=lambda *_: self.result_label.setText(""),
             on_cancelled=self._on_cancelled, on_done=self._on_done, failure_title="Distillation failed",
             cancelled_text="Cancelled: nothing was written.")
-        self.runner.started.connect(lambda _: self.verdict_view.clear())
+        self.runner.started.connect(lambda _: (self.verdict_view.clear(), self.samples_view.clear_samples()))
         self._bind_state(form)
 
     def _bind_state(self, form: QWidget) -> None:
@@ -230,6 +246,7 @@ class DistillPanel(QWidget):
 
     def _form_edited(self, *_args) -> None:
         self.state.config, self.state.out_dir = self.config_dict(), self.output_row.text()
+        self.preflight.schedule(self.state.config)
 
     @property
     def worker(self) -> JobWorker | None:
@@ -249,8 +266,10 @@ class DistillPanel(QWidget):
                          "seq_length": self.seq_length.value(), "learning_rate": self.learning_rate.value(),
                          "lr_schedule": self.lr_schedule.currentText(), "warmup_steps": self.warmup_steps.value(),
                          "eval_every": self.eval_every.value(), "precision": self.precision.currentText(),
-                         "device": self.device.currentText(), "seed": self.seed.value()},
-        }
+                         "device": self.device.currentText(), "seed": self.seed.value(),
+                         "loss_chunk": self.loss_chunk.value(), "lora_rank": self.lora_rank.value(),
+                         "lora_alpha": self.lora_alpha.value()},
+        } | (self.teacher_box.config_part() if hasattr(self, "teacher_box") else {})
 
     def set_inputs(self, teacher: str = "", student: str = "", data: str = "", output: str = "") -> None:
         for row, value in ((self.teacher_row, teacher), (self.student_row, student), (self.data_row, data),
