@@ -39,6 +39,7 @@ def run_gui(argv: list[str]) -> int:
     from fusion_gui.ui.main_window import MainWindow
 
     window = MainWindow()
+    gc_guard.freeze_startup_objects()
     recipes = [a for a in argv if Path(a).suffix in (".yml", ".yaml")]
     if recipes:
         window.open_recipe(recipes[0])
