@@ -20,7 +20,7 @@ class ModelList(QWidget):
         super().__init__(parent)
         self.picker = ModelPicker(placeholder)
         self.list = QListWidget()
-        self.list.setMaximumHeight(110)
+        self.list.setMaximumHeight(76)
         add = QPushButton("Add")
         remove = QPushButton("Remove")
         add.clicked.connect(self._add)

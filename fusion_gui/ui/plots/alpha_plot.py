@@ -10,6 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from fusion_gui.engine.inspect.spectral import SpectralTensor
+from fusion_gui.ui.plots.layer_axis import LayerAxis
 from fusion_gui.ui.plots.layer_plot import PALETTE
 from fusion_gui.ui.plots.similarity_plots import short_name
 from fusion_gui.ui.plots.throttle import RedrawThrottle
@@ -19,10 +20,10 @@ WELL_TRAINED = (2.0, 6.0)
 
 class AlphaPlot(pg.PlotWidget):
     def __init__(self, parent=None):
-        super().__init__(parent)
+        super().__init__(parent, axisItems={"bottom": LayerAxis("bottom")})
         item = self.getPlotItem()
         item.setLabel("bottom", "layer")
-        item.setLabel("left", "power-law alpha (mean over the layer's matrices)")
+        item.setLabel("left", "alpha (layer mean)")
         item.showGrid(x=True, y=True, alpha=0.25)
         for side in ("bottom", "left"):
             item.getAxis(side).enableAutoSIPrefix(False)

@@ -23,6 +23,7 @@ class DepthMapPlot(pg.PlotWidget):
         super().__init__(parent)
         item = self.getPlotItem()
         item.invertY(True)  # the first layer on top, as the model reads
+        item.setMouseEnabled(False, False)
         item.setMenuEnabled(False)
         item.hideButtons()
         item.setLabel("left", "relative depth")
@@ -53,5 +54,4 @@ class DepthMapPlot(pg.PlotWidget):
                                           (1, f"{short_name(r.model_b)} ({r.layers_b} layers)")]])
         self.setXRange(-0.3, 1.3, padding=0)
         self.setYRange(-0.05, 1.05, padding=0)
-        item.setTitle(f"Matched by relative depth; line colour: cosine of the matched layers "
-                      f"({low:.3f} dark to {high:.3f} bright)")
+        item.setTitle(f"Line colour: cosine of the matched layers ({low:.3f} dark, {high:.3f} bright)")

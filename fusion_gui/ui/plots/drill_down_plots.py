@@ -89,6 +89,8 @@ class DrillDownPlots(QWidget):
         self._rows.invertY(True)
         self._cols.setLabel("left", "‖col‖")
         self._rows.setLabel("bottom", "‖row‖")
+        self._rows.getAxis("bottom").setStyle(showValues=False)  # a narrow strip: the shape, not the numbers
+        self._cols.getAxis("left").setStyle(showValues=False)
         self._col_curve = self._cols.plot([], [], pen=pg.mkPen(PALETTE[1], width=1.5))
         self._row_curve = self._rows.plot([], [], pen=pg.mkPen(PALETTE[0], width=1.5))
         for plot in (self._cols, self._img_plot, self._rows):
@@ -111,7 +113,7 @@ class DrillDownPlots(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMaximumHeight(120)
+
 
         mask_page = QWidget()
         mask_lay = QVBoxLayout(mask_page)
@@ -189,6 +191,8 @@ class DrillDownPlots(QWidget):
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
+        rows = sum(self.table.rowHeight(i) for i in range(self.table.rowCount()))
+        self.table.setFixedHeight(self.table.horizontalHeader().height() + rows + 4)
 
     def _redraw_model(self, *_args) -> None:
         if self.result is None or not self.result.changes:

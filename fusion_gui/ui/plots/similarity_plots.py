@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QTransform
+from PySide6.QtGui import QColor, QFontMetrics, QTransform
 
 from fusion_gui.ui.plots.color_scale import data_levels
 
@@ -35,6 +35,10 @@ class MatrixPlot(pg.PlotWidget):
         self.addItem(self._image)
         self._bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormap, interactive=False, width=12)
         self._bar.setImageItem(self._image, insert_in=item)
+        fm = QFontMetrics(self.font())
+        self._bar.axis.setWidth(fm.horizontalAdvance("-0.035") + fm.height() + 16)
+        self._bar.axis.enableAutoSIPrefix(False)
+        self._cmap = pg.colormap.get(colormap)
         self._texts: list[pg.TextItem] = []
         for side in ("bottom", "left"):
             item.getAxis(side).enableAutoSIPrefix(False)
@@ -54,12 +58,19 @@ class MatrixPlot(pg.PlotWidget):
         if n <= 12:  # values in the cells while they fit
             for i in range(n):
                 for j in range(n):
-                    text = pg.TextItem(self.fmt.format(self.matrix[i, j]), anchor=(0.5, 0.5), color="w")
+                    text = pg.TextItem(self.fmt.format(self.matrix[i, j]), anchor=(0.5, 0.5),
+                                       color=self._text_color(self.matrix[i, j], levels))
                     text.setPos(j, i)
                     self.addItem(text)
                     self._texts.append(text)
         self.setXRange(-0.5, n - 0.5, padding=0)
         self.setYRange(-0.5, n - 0.5, padding=0)
+
+    def _text_color(self, value: float, levels: tuple[float, float]) -> str:
+        """Black on light cells, white on dark ones: the value stays legible on any colour."""
+        low, high = levels
+        cell = self._cmap.map(min(1.0, max(0.0, (value - low) / ((high - low) or 1.0))), mode="qcolor")
+        return "k" if QColor(cell).lightnessF() > 0.6 else "w"
 
     def clear_matrix(self) -> None:
         self.set_matrix(np.zeros((0, 0)), [])
@@ -71,7 +82,7 @@ class DendrogramPlot(pg.PlotWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         item = self.getPlotItem()
-        item.setTitle("Which fine-tunes are alike (clustering of the changes)")
+        item.setTitle("Which fine-tunes are alike")
         item.setLabel("left", "1 − cosine where they join")
         item.setMouseEnabled(False, False)
         item.setMenuEnabled(False)
