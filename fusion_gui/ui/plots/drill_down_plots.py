@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
@@ -136,16 +136,21 @@ class DrillDownPlots(QWidget):
         lay.addWidget(self.summary)
         lay.addLayout(grid, 1)
         lay.addWidget(self.table)
+        self._hist_curves: list[pg.PlotDataItem] = []
+        self._spectrum_curves: list[pg.PlotDataItem] = []
+        self._stages: list = []
+        self._stage_timer = QTimer(self, singleShot=True, interval=0)  # dies with the widget: no late call
+        self._stage_timer.timeout.connect(self._next_stage)
         self.model_box.currentIndexChanged.connect(self._redraw_model)
         self.method_box.currentIndexChanged.connect(self._redraw_model)
 
     def clear(self) -> None:
         self.result = None
-        self.histogram.getPlotItem().clear()
+        self._stages = []
+        for curve in self._hist_curves + self._spectrum_curves:
+            curve.setData([], [])
         self.histogram.getPlotItem().legend.clear()
-        self.spectrum.getPlotItem().clear()
         for line in self._rank_lines:
-            self.spectrum.addItem(line, ignoreBounds=True)
             line.setVisible(False)
         self._image.clear()
         self._mask.clear()
@@ -156,18 +161,32 @@ class DrillDownPlots(QWidget):
         self.mask_label.setText("")
 
     def show_result(self, result: TensorDrillDown) -> None:
+        """Draw `result` in stages, one plot per turn of the event loop, so the window repaints and
+        takes clicks between them (drawing everything at once held the GUI thread for up to a second)."""
         self.clear()
         self.result = result
-        centres = (result.bin_edges[:-1] + result.bin_edges[1:]) / 2
-        for i, c in enumerate(result.changes):
-            color = PALETTE[i % len(PALETTE)]
-            self.histogram.plot(result.bin_edges, c.log_counts, stepMode="center", name=c.model,
-                                pen=pg.mkPen(color, width=1.5))
-            values = np.clip(np.asarray(c.spectrum, dtype=float), 1e-12, None)
-            self.spectrum.plot(np.arange(1, len(values) + 1), values, pen=pg.mkPen(color, width=1.5),
-                               symbol="o" if len(values) <= 64 else None, symbolSize=4, symbolBrush=color,
-                               symbolPen=None)
-        self.histogram.setXRange(float(centres[0]), float(centres[-1]), padding=0.02)
+        self._stages = [self._draw_summary, self._draw_histograms, self._draw_spectra, self._redraw_model]
+        self._stage_timer.start()
+
+    def finish_drawing(self) -> None:
+        """Draw the stages still pending now (tests, exports)."""
+        while self._stages:
+            self._stages.pop(0)()
+
+    def _next_stage(self) -> None:
+        if self._stages:
+            self._stages.pop(0)()
+        if self._stages:
+            self._stage_timer.start()
+
+    def _curve(self, curves: list, plot: pg.PlotWidget, i: int) -> pg.PlotDataItem:
+        """The i-th curve of a plot, made once and reused (adding items to a plot is the slow part)."""
+        while len(curves) <= i:
+            curves.append(plot.plot([], []))
+        return curves[i]
+
+    def _draw_summary(self) -> None:
+        result = self.result
         self._fill_table(result)
         agree = ("" if result.sign_agreement is None
                  else f" · signs agree on {result.sign_agreement:.1%} of elements across the models")
@@ -181,7 +200,29 @@ class DrillDownPlots(QWidget):
         self.model_box.clear()
         self.model_box.addItems(list(result.models))
         self.model_box.blockSignals(False)
-        self._redraw_model()
+
+    def _draw_histograms(self) -> None:
+        result = self.result
+        legend = self.histogram.getPlotItem().legend
+        for i, c in enumerate(result.changes):
+            curve = self._curve(self._hist_curves, self.histogram, i)
+            curve.setPen(pg.mkPen(PALETTE[i % len(PALETTE)], width=1.5))
+            curve.setData(result.bin_edges, c.log_counts, stepMode="center")
+            legend.addItem(curve, c.model)
+        centres = (result.bin_edges[:-1] + result.bin_edges[1:]) / 2
+        self.histogram.setXRange(float(centres[0]), float(centres[-1]), padding=0.02)
+
+    def _draw_spectra(self) -> None:
+        for i, c in enumerate(self.result.changes):
+            color = PALETTE[i % len(PALETTE)]
+            values = np.clip(np.asarray(c.spectrum, dtype=float), 1e-12, None)
+            curve = self._curve(self._spectrum_curves, self.spectrum, i)
+            curve.setPen(pg.mkPen(color, width=1.5))
+            curve.setSymbol("o" if len(values) <= 64 else None)
+            curve.setSymbolSize(4)
+            curve.setSymbolBrush(color)
+            curve.setSymbolPen(None)
+            curve.setData(np.arange(1, len(values) + 1), values)
 
     def _fill_table(self, result: TensorDrillDown) -> None:
         self.table.setRowCount(len(result.changes))
@@ -221,4 +262,5 @@ class DrillDownPlots(QWidget):
         return [line.value() if line.isVisible() else None for line in self._rank_lines]
 
     def save_png(self, path) -> None:
+        self.finish_drawing()
         self.grab().save(str(path))
