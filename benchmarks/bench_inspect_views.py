@@ -179,7 +179,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="append the report to this file")
     ap.add_argument("--stalls", action="store_true", help="print the job threads' stacks at each stall")
-    ap.add_argument("--phases", default="engine,similarity,drill", help="which of engine, similarity, drill to run")
+    ap.add_argument("--phases", default="engine,similarity,drill", help="which of engine, similarity, drill to run (the GUI ones in this order)")
     args = ap.parse_args()
     args.layers, args.hidden = SHAPE["layers"], SHAPE["hidden"]
     lines = header(args)[:-1]
@@ -214,17 +214,18 @@ def main() -> None:
         heartbeat.start("idle (the machine)")
         spin(seconds=3)
         heartbeat.stop()
-        if "similarity" in phases:
-            gui_seconds = gui_similarity(window, heartbeat, folders)
-            ratio = f" ({gui_seconds / seconds:.2f}x the engine alone)" if seconds else ""
-            lines.append(f"GUI: the same similarity job from the Inspect tab in {gui_seconds:.1f} s{ratio}")
-        if "drill" in phases:
-            tensor_mod.clear_cache()
-            drill, r = gui_drill_down(window, heartbeat, folders, "drill-down (embed x 6)")
-            again, r2 = gui_drill_down(window, heartbeat, folders, "drill-down reopened")
-            lines.append(f"GUI: drill-down of {r.name} {list(r.shape)} for 6 models ({r.svd} spectrum) from a "
-                         f"heatmap click in {drill:.1f} s; reopened in {again * 1000:.0f} ms (cached={r2.cached}); "
-                         f"peak RSS {peak_rss_mb():.0f} MB")
+        for phase in [p for p in args.phases.split(",") if p != "engine"]:  # in the order given
+            if phase == "similarity":
+                gui_seconds = gui_similarity(window, heartbeat, folders)
+                ratio = f" ({gui_seconds / seconds:.2f}x the engine alone)" if seconds else ""
+                lines.append(f"GUI: the same similarity job from the Inspect tab in {gui_seconds:.1f} s{ratio}")
+            elif phase == "drill":
+                tensor_mod.clear_cache()
+                drill, r = gui_drill_down(window, heartbeat, folders, "drill-down (embed x 6)")
+                again, r2 = gui_drill_down(window, heartbeat, folders, "drill-down reopened")
+                lines.append(f"GUI: drill-down of {r.name} {list(r.shape)} for 6 models ({r.svd} spectrum) from a "
+                             f"heatmap click in {drill:.1f} s; reopened in {again * 1000:.0f} ms "
+                             f"(cached={r2.cached}); peak RSS {peak_rss_mb():.0f} MB")
     finally:
         heartbeat.close()
         window.job_list.stop_all()
