@@ -28,12 +28,13 @@ def font(request, qapp):
 def main_buttons(window):
     return {"Merge": window.run_panel.run_button, "Compare": window.compare_panel.compare_button,
             "Evaluate": window.eval_panel.run_button, "Distill": window.distill_panel.start_button,
-            "History": window.history_panel.open_button, "Search": window.search_panel.start_button}
+            "History": window.history_panel.open_button, "Search": window.search_panel.start_button,
+            "Inspect": window.inspect_panel.similarity.start_button}
 
 
 # At 11 pt the Merge tab's run panel (one row of output options) and its form need more than 1280 px
 # side by side; that panel is laid out elsewhere, so the larger font is checked on the other tabs.
-LARGER_FONT_TABS = ("Compare", "Evaluate", "Distill", "History", "Search")
+LARGER_FONT_TABS = ("Compare", "Inspect", "Evaluate", "Distill", "History", "Search")
 
 
 def test_every_tab_fits_1280_by_720(font, window, qtbot):

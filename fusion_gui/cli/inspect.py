@@ -1,4 +1,7 @@
-"""`fusion-gui inspect MODEL... [--base M] [--tensor NAME] [--density D] [--json]`.
+"""`fusion-gui inspect MODEL... [--base M] [--tensor NAME] [--density D] [--spectral] [--json]`.
+
+With --spectral: the power-law alpha (WeightWatcher's fit) of every weight matrix of each MODEL, and
+its mean per layer (give the base, the inputs and a merge's output to see a merge before and after).
 
 With --tensor: the drill-down numbers of that tensor (each model's change from the base: relative size,
 spectrum, effective rank, LoRA ranks for 90/99% of the energy, what TIES/DARE/breadcrumbs keep, sign
@@ -24,6 +27,8 @@ def add_parser(sub) -> None:
                                                 "(default: the first MODEL)")
     p.add_argument("--tensor", default=None, help="drill down into this tensor")
     p.add_argument("--density", type=float, default=0.5, help="density of the TIES/DARE/breadcrumbs preview")
+    p.add_argument("--spectral", action="store_true",
+                   help="spectral health: the power-law alpha of each weight matrix of each MODEL")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
@@ -46,6 +51,14 @@ def _layer_counts(refs: list[str]) -> list[int]:
 def run(args) -> int:
     if not 0 <= args.density <= 1:
         raise InputError(f"--density must be between 0 and 1, not {args.density}.")
+    if args.spectral:
+        from fusion_gui.engine.inspect.spectral import spectral
+
+        models = ([args.base] if args.base else []) + list(args.models)
+        result = drive(lambda cancel: spectral(models, [args.tensor] if args.tensor else None, cancel=cancel),
+                       progress=not args.json)
+        print(json.dumps(spectral_json(result), indent=2) if args.json else spectral_table(result))
+        return EXIT_OK
     if args.tensor:
         from fusion_gui.engine.inspect.tensor import drill_down
 
@@ -140,6 +153,24 @@ def depth_table(r) -> str:
              for i, (j, c, d) in enumerate(zip(r.mapping, r.cosine, r.relative_diff))]
     return (f"{r.model_a} has {r.layers_a} layers, {r.model_b} {r.layers_b}: matched by relative depth.\n"
             + _table(rows))
+
+
+def spectral_json(r) -> dict:
+    return {"models": list(r.models),
+            "tensors": [{"model": t.model, "tensor": t.name, "layer": t.layer, "kind": t.kind,
+                         "shape": list(t.shape), "alpha": _floats([t.alpha])[0],
+                         "ks_distance": _floats([t.ks_distance])[0], "eigenvalues": t.evals, "note": t.note}
+                        for t in r.tensors],
+            "layers": {m: {str(k): v for k, v in r.layer_alphas(m).items()} for m in r.models}}
+
+
+def spectral_table(r) -> str:
+    per_layer = {m: r.layer_alphas(m) for m in r.models}
+    layers = sorted({k for v in per_layer.values() for k in v})
+    rows = [["layer"] + list(r.models)]
+    rows += [[str(k)] + [f"{per_layer[m][k]:.2f}" if k in per_layer[m] else "-" for m in r.models] for k in layers]
+    return ("Mean power-law alpha of each layer's weight matrices (WeightWatcher's fit; about 2 to 6 is "
+            "well trained, above 6 under-trained):\n" + _table(rows))
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -4,6 +4,7 @@ Views bind to these objects and change them only through their intent methods or
 objects are tested without Qt. Anything slow they need (pre-flight, vocabulary comparison) is a job.
 """
 
+from fusion_gui.session.inspect import InspectState
 from fusion_gui.session.merge import MergeSession, find_method
 from fusion_gui.session.merge_state import MergeState, is_scalar, starting_value
 from fusion_gui.session.search import SearchSession
@@ -16,11 +17,13 @@ class Session:
     def __init__(self) -> None:
         self.merge = MergeSession()
         self.compare = CompareState()
+        self.inspect = InspectState()
         self.evaluate = EvalState()
         self.distill = DistillState()
         self.search = SearchSession()
         self.history = None  # the run history (History), opened on first use: see open_history
 
 
-__all__ = ["CompareState", "DistillState", "EvalState", "MergeSession", "MergeState", "SearchSession", "Session",
+__all__ = ["CompareState", "DistillState", "EvalState", "InspectState", "MergeSession", "MergeState", "SearchSession",
+           "Session",
            "find_method", "is_scalar", "starting_value"]

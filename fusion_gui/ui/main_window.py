@@ -24,6 +24,8 @@ from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.hub.settings_menu import add_hub_settings
 from fusion_gui.ui.jobs import JobList
 from fusion_gui.ui.panels.compare_panel import ComparePanel
+from fusion_gui.ui.panels.inspect_panel import InspectPanel
+from fusion_gui.ui.dialogs.drill_down_dialog import connect_drill_downs
 from fusion_gui.ui.panels.distill_panel import DistillPanel
 from fusion_gui.ui.panels.eval_panel import EvalPanel
 from fusion_gui.ui.panels.history_panel import HistoryPanel
@@ -114,6 +116,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.merge_splitter, "Merge")
         self.tabs.addTab(self.compare_panel, "Compare")
+        self.inspect_panel = InspectPanel(self.session.inspect, self.document, lambda: self.document.state.model_refs())
+        self.tabs.addTab(self.inspect_panel, "Inspect")
+        self.inspect_panel.similarity.merge_filled.connect(lambda: self._show_merge(False))
+        connect_drill_downs(self, self.merge_plots, self.document, self.compare_panel.plots, self.session.compare)
         self.tabs.addTab(self.eval_panel, "Evaluate")
         self.tabs.addTab(self.distill_panel, "Distill")
         self.search_panel = SearchPanel(self.session.search, self.document, self.session.evaluate, self.session.history)
@@ -126,12 +132,14 @@ class MainWindow(QMainWindow):
         self.distill_panel.distilled.connect(
             lambda result: self.history_panel.record_distill(result, self.session.distill.config))
         self.tabs.currentChanged.connect(lambda _: self.compare_panel.refresh_choices())
+        self.tabs.currentChanged.connect(lambda _: self.inspect_panel.refresh_choices())
         self.setCentralWidget(self.tabs)
         self.tab_status = TabStatus(self.tabs, self.statusBar())
 
         for panels, page in (((self.models_panel, self.strategy_panel, self.run_panel, self.start_panel,
                                self.tokenizer_panel, self.document), self.merge_splitter),
                              ((self.compare_panel,), self.compare_panel), ((self.eval_panel,), self.eval_panel),
+                             ((self.inspect_panel,), self.inspect_panel),
                              ((self.distill_panel,), self.distill_panel), ((self.history_panel,), self.history_panel),
                              ((self.search_panel,), self.search_panel)):
             for panel in panels:
@@ -274,6 +282,7 @@ class MainWindow(QMainWindow):
         self.history_panel.record_merge(result, dump_recipe(self.document.recipe()), state.model_refs(),
                                         state.base_model)
         self.session.evaluate.set_models([result.out_dir, *self.document.state.refs_base_first()])
+        self.session.inspect.set_spectral_models([*self.document.state.refs_base_first(), result.out_dir])
         self.say(f"Merged into {result.out_dir}. The Evaluate tab scores it and its inputs.")
         if self._demo_story:  # the demo's last step, once the filled plots have been seen a moment
             self._demo_story = False

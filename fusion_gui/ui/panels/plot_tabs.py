@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout, QPushButton, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
@@ -63,9 +63,17 @@ class _FeedsPlots:
         self.layer_plot.flush()
         self.heatmap.flush()
 
+    def _connect_clicks(self) -> None:
+        """A heatmap cell or a layer point asks for its tensors' drill-down (tensors_clicked)."""
+        self.heatmap.cell_clicked.connect(self.tensors_clicked.emit)
+        self.layer_plot.layer_clicked.connect(
+            lambda layer: self.tensors_clicked.emit(self.heatmap.layer_tensors(layer)))
+
 
 class PlotTabs(QTabWidget, _FeedsPlots):
     """The plots as tabs (the Merge tab adds its log and recipe beside them)."""
+
+    tensors_clicked = Signal(list)  # tensor names to drill down into
 
     def __init__(self, show_result: bool = True, stem: str = "merge", parent: QWidget | None = None):
         super().__init__(parent)
@@ -74,10 +82,13 @@ class PlotTabs(QTabWidget, _FeedsPlots):
         self.heatmap = MetricHeatmap(for_merge=show_result)  # no result: no result metrics
         self.addTab(_with_save_buttons(self.layer_plot, f"{stem}-layers", self), "Change per layer")
         self.addTab(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self), "Heatmap")
+        self._connect_clicks()
 
 
 class PlotsSideBySide(QSplitter, _FeedsPlots):
     """The plots next to each other, for a tab with room to spare (Compare)."""
+
+    tensors_clicked = Signal(list)  # tensor names to drill down into
 
     def __init__(self, show_result: bool = False, stem: str = "compare", parent: QWidget | None = None):
         super().__init__(Qt.Orientation.Horizontal, parent)
@@ -87,3 +98,4 @@ class PlotsSideBySide(QSplitter, _FeedsPlots):
         self.addWidget(_with_save_buttons(self.layer_plot, f"{stem}-layers", self))
         self.addWidget(_with_save_buttons(self.heatmap, f"{stem}-heatmap", self))
         self.setSizes([1, 1])
+        self._connect_clicks()

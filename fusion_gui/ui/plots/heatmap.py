@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QFontMetrics, QTransform
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel,
                                QVBoxLayout, QWidget)
@@ -82,6 +82,8 @@ def _layer_label(layer: int | None) -> str:
 class MetricHeatmap(QWidget):
     """for_merge=False (Compare): only the metrics that mean something without a merge result."""
 
+    cell_clicked = Signal(list)  # the tensor names of the clicked cell (the drill-down opens them)
+
     def __init__(self, parent: QWidget | None = None, for_merge: bool = True) -> None:
         super().__init__(parent)
         self._cells: dict[tuple[int | None, str], _Cell] = {}
@@ -149,6 +151,7 @@ class MetricHeatmap(QWidget):
         self._model_box.currentTextChanged.connect(self._on_choice_changed)
         self.lock_box.toggled.connect(self._on_lock_toggled)
         self._pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._on_choice_changed()
 
     # ---- data in -------------------------------------------------------------------------
@@ -299,7 +302,7 @@ class MetricHeatmap(QWidget):
             text = "Grey cells: no tensor of that kind in that layer" + (
                 f", or not computed ({reason})." if reason else ".")
         self._hint.setText(text)
-        self._readout.setText("Hover over a cell to read its exact value." if self._cells
+        self._readout.setText("Hover over a cell to read its exact value; click it to open its tensors." if self._cells
                               else "Waiting for the first tensor…")
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
@@ -314,6 +317,25 @@ class MetricHeatmap(QWidget):
             text = self.describe_cell(self._columns[c], KINDS[r])
             self._readout.setText(text)
             self._readout.setToolTip(text)
+
+    def _on_mouse_clicked(self, event) -> None:
+        vb = self._plot.vb
+        if not self._columns or not vb.sceneBoundingRect().contains(event.scenePos()):
+            return
+        p = vb.mapSceneToView(event.scenePos())
+        c, r = round(p.x()), round(p.y())
+        if 0 <= c < len(self._columns) and 0 <= r < len(KINDS):
+            self.click_cell(self._columns[c], KINDS[r])
+
+    def click_cell(self, layer: int | None, kind: str) -> None:
+        """Ask for the drill-down of the cell's tensors (mouse or tests); nothing for an empty cell."""
+        cell = self._cells.get((layer, kind))
+        if cell is not None:
+            self.cell_clicked.emit(list(cell.names))
+
+    def layer_tensors(self, layer: int | None) -> list[str]:
+        """Every tensor seen in one layer, in the rows' order."""
+        return [n for kind in KINDS for n in (self._cells.get((layer, kind)) or _Cell()).names]
 
     def describe_cell(self, layer: int | None, kind: str) -> str:
         """The hover read-out for one cell."""

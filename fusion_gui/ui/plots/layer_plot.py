@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from fusion_gui.events import LayerMetrics
@@ -39,6 +39,8 @@ def _model_value(ev: LayerMetrics, name: str) -> float:
 
 class LayerChangePlot(QWidget):
     """x = layer, y = ||model - base|| / ||base||; one curve per input plus the merge result."""
+
+    layer_clicked = Signal(int)  # the layer nearest a click (the drill-down opens its tensors)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -78,6 +80,7 @@ class LayerChangePlot(QWidget):
         lay.addWidget(self._pw, 1)
         lay.addWidget(self._readout)
         self._pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._update_readout(None)
 
     # ---- data in -------------------------------------------------------------------------
@@ -195,6 +198,12 @@ class LayerChangePlot(QWidget):
         if vb.sceneBoundingRect().contains(scene_pos):
             self.hover_layer(vb.mapSceneToView(scene_pos).x())
 
+    def _on_mouse_clicked(self, event) -> None:
+        vb = self._plot.vb
+        if self._layers and vb.sceneBoundingRect().contains(event.scenePos()):
+            x = vb.mapSceneToView(event.scenePos()).x()
+            self.layer_clicked.emit(min(self._layers, key=lambda k: abs(k - x)))
+
     def hover_layer(self, x: float) -> None:
         """Snap the crosshair to the layer nearest x and show its values (mouse or tests)."""
         if not self._layers:
@@ -223,7 +232,8 @@ class LayerChangePlot(QWidget):
         if layer is not None and layer in self._layers:
             lines.append(self._describe(self._layers[layer], f"layer {layer}:"))
         else:
-            lines.append("Hover over the plot to read exact values per layer." if self._layers
+            lines.append("Hover over the plot to read exact values per layer; click to open a layer's tensors."
+                         if self._layers
                          else "Waiting for the first layer…")
         if self._outside is not None:
             lines.append(self._describe(self._outside, "outside numbered layers:"))

@@ -1,0 +1,121 @@
+"""Different depths: two models with different layer counts (depth up-scaled, pruned) compared layer by
+layer at the same relative depth, as a job; the mapping drawn as lines between two layer columns and
+listed in a table with each matched pair's cosine and relative difference."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtWidgets import (QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from fusion_gui.engine.inspect.export import write_csv
+from fusion_gui.events import DepthMatch
+from fusion_gui.formatting import format_duration
+from fusion_gui.session.inspect import InspectState
+from fusion_gui.ui.dialogs.error_dialog import show_error
+from fusion_gui.ui.jobs import JobRunner
+from fusion_gui.ui.panels.compare_panel import ModelPicker
+from fusion_gui.ui.plots.depth_plot import DepthMapPlot
+from fusion_gui.ui.widgets.file_dialogs import ask_save_file
+
+
+def depth_job(model_a: str, model_b: str, token):
+    from fusion_gui.engine.inspect.depth import depth_match
+
+    return depth_match(model_a, model_b, cancel=token)
+
+
+class DepthPanel(QWidget):
+    def __init__(self, state: InspectState, known_models=lambda: [], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state, self.known_models = state, known_models
+        self.result: DepthMatch | None = None
+        self.model_a = ModelPicker("Model A (e.g. the original)")
+        self.model_b = ModelPicker("Model B (e.g. depth up-scaled or pruned)")
+        self.start_button = QPushButton("Match by depth")
+        self.cancel_button = QPushButton("Cancel")
+        self.progress_bar = QProgressBar(minimum=0, maximum=1000)
+        self.status_label = QLabel("Two models of different layer counts: each layer of A is compared with "
+                                   "the layer of B at the same relative depth.")
+        self.status_label.setWordWrap(True)
+        self.csv_button = QPushButton("Save CSV…")
+        self.png_button = QPushButton("Save PNG…")
+        self.plot = DepthMapPlot()
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["layer of A", "layer of B", "cosine", "‖B − A‖ / ‖A‖"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        form = QFormLayout()
+        form.addRow("Model A", self.model_a)
+        form.addRow("Model B", self.model_b)
+        controls = QHBoxLayout()
+        for w in (self.start_button, self.cancel_button):
+            controls.addWidget(w)
+        controls.addWidget(self.progress_bar, 1)
+        controls.addWidget(self.png_button)
+        controls.addWidget(self.csv_button)
+        split = QSplitter()
+        split.addWidget(self.plot)
+        split.addWidget(self.table)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(controls)
+        lay.addWidget(self.status_label)
+        lay.addWidget(split, 1)
+        self.runner = JobRunner(self, start_button=self.start_button, cancel_button=self.cancel_button,
+                                progress_bar=self.progress_bar, status_label=self.status_label,
+                                handlers={}, on_finished=self._on_finished,
+                                failure_title="Matching by depth failed")
+        self.start_button.clicked.connect(self.start)
+        self.png_button.clicked.connect(lambda: self._ask_and_save("png"))
+        self.csv_button.clicked.connect(lambda: self._ask_and_save("csv"))
+        for picker in (self.model_a, self.model_b):
+            picker.combo.currentTextChanged.connect(
+                lambda _: self.state.choose_depth_models(self.model_a.text(), self.model_b.text()))
+        self.state.events.depth_a.connect(lambda ref: self.model_a.text() != ref and self.model_a.set_text(ref))
+        self.state.events.depth_b.connect(lambda ref: self.model_b.text() != ref and self.model_b.set_text(ref))
+        self._set_saving(False)
+
+    def refresh_choices(self) -> None:
+        refs = list(self.known_models())
+        for picker in (self.model_a, self.model_b):
+            picker.set_choices(refs)
+
+    def start(self):
+        a, b = self.state.depth_a, self.state.depth_b
+        if not a or not b:
+            show_error(self, "Pick two models to match by depth.")
+            return None
+        self._set_saving(False)
+        return self.runner.start(lambda token: depth_job(a, b, token), "Matching layers…")
+
+    def _on_finished(self, result: DepthMatch) -> str:
+        self.result = result
+        self.plot.show_match(result)
+        self.table.setRowCount(len(result.mapping))
+        for i, (j, c, d) in enumerate(zip(result.mapping, result.cosine, result.relative_diff)):
+            cells = [str(i), str(j), "–" if math.isnan(c) else f"{c:.4f}", "–" if math.isnan(d) else f"{d:.4g}"]
+            for col, text in enumerate(cells):
+                self.table.setItem(i, col, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self._set_saving(True)
+        return (f"{result.model_a}: {result.layers_a} layers, {result.model_b}: {result.layers_b}; matched in "
+                f"{format_duration(result.seconds)}.")
+
+    def _set_saving(self, enabled: bool) -> None:
+        self.png_button.setEnabled(enabled)
+        self.csv_button.setEnabled(enabled)
+
+    def save_png(self, path) -> None:
+        self.plot.grab().save(str(path))
+
+    def save_csv(self, path) -> None:
+        write_csv(self.result, path)
+
+    def _ask_and_save(self, suffix: str) -> None:
+        path = ask_save_file(self, "Save", f"depth-match.{suffix}", f"{suffix.upper()} (*.{suffix})")
+        if path:
+            (self.save_png if suffix == "png" else self.save_csv)(path)
