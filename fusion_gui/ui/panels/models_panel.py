@@ -171,7 +171,8 @@ class ModelsPanel(QWidget):
         self._add_menu = QMenu(self)
         self._add_menu.aboutToShow.connect(self._fill_add_menu)
         self.add_button.setMenu(self._add_menu)
-        self.cache_button = QPushButton("From Hugging Face cache…")
+        self.cache_button = QPushButton("From the cache…")  # short: four buttons share the form's width
+        self.cache_button.setToolTip("Models already downloaded to the Hugging Face cache on this computer.")
         self.cache_button.clicked.connect(self.pick_from_cache)
         self.hub_button = QPushButton("From the Hub…")
         self.hub_button.clicked.connect(self.pick_from_hub)
