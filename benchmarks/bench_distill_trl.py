@@ -3,7 +3,8 @@
 Same tiny teacher and student, same packed blocks (each document as the tokenizer encodes it: BOS +
 text + EOS), same steps, batch, learning-rate schedule, seed, one CPU thread, forward KL (GKD with
 lmbda 0, beta 0). Ours runs end to end through `distill()` (no smoke check); TRL's GKDTrainer gets
-the same blocks through a collator. Runs alternate, and the median of the repeats is reported;
+the same blocks through a collator. Runs alternate (who goes first
+swaps each repeat), and the median of the repeats is reported;
 speed is from the median step time of each run.
 A last row trains ours on the old packing (no BOS per document) to show what the fix is worth.
 
@@ -101,7 +102,7 @@ def heldout_perplexity(model, blocks) -> float:
     return math.exp(total / count)
 
 
-def run_ours(teacher, student, data, out: Path, args, old_packing: bool = False) -> float:
+def run_ours(teacher, student, data, out: Path, args, old_packing: bool = False) -> tuple[float, float]:
     """Tokens per second (step_speed); the student is written to `out`."""
     import fusion_gui.engine.distill.data as data_module
 
@@ -121,7 +122,7 @@ def run_ours(teacher, student, data, out: Path, args, old_packing: bool = False)
             while True:
                 event = next(gen)
                 if isinstance(event, TrainStep):
-                    times.append(time.monotonic())
+                    times.append((time.monotonic(), time.process_time()))
         except StopIteration:
             pass
     finally:
@@ -129,10 +130,13 @@ def run_ours(teacher, student, data, out: Path, args, old_packing: bool = False)
     return step_speed(times, args)
 
 
-def step_speed(times: list[float], args) -> float:
-    """Tokens per second of the median step (steps end to end, loading and saving excluded): the median
-    holds still while other work on a shared machine slows some steps."""
-    return args.batch * args.seq / statistics.median(b - a for a, b in zip(times, times[1:]))
+def step_speed(times: list[tuple[float, float]], args) -> tuple[float, float]:
+    """(tokens per wall second, tokens per CPU second of the whole process) of the median step, steps end
+    to end, loading and saving excluded. The median holds still while other work slows some steps, and
+    CPU time (with one torch thread) hardly changes when other processes share the cores."""
+    wall = statistics.median(b[0] - a[0] for a, b in zip(times, times[1:]))
+    cpu = statistics.median(b[1] - a[1] for a, b in zip(times, times[1:]))
+    return args.batch * args.seq / wall, args.batch * args.seq / cpu
 
 
 def run_trl(teacher, student, train, out: Path, args):
@@ -144,7 +148,7 @@ def run_trl(teacher, student, train, out: Path, args):
 
     class Clock(TrainerCallback):
         def on_step_end(self, *a, **k):
-            times.append(time.monotonic())
+            times.append((time.monotonic(), time.process_time()))
 
     def collate(rows):
         ids = torch.stack([torch.tensor(r["input_ids"]) for r in rows])
@@ -175,7 +179,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--loss-chunk", type=int, default=512)
     p.add_argument("--out", default="benchmarks/results/distill_trl.txt")
     args = p.parse_args()
@@ -190,36 +194,40 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(student)
         train, held = load_blocks(data, "text", tok, args.seq, 0.1, 0)  # the split distill() makes too
         rows = {"ours": [], "trl": []}
-        for r in range(args.repeats):
-            speed = run_ours(teacher, student, data, root / f"ours{r}", args)
-            rows["ours"].append((speed, heldout_perplexity(AutoModelForCausalLM.from_pretrained(root / f"ours{r}"),
-                                                           held)))
-            speed, model = run_trl(teacher, student, train, root / f"trl{r}", args)
-            rows["trl"].append((speed, heldout_perplexity(model, held)))
+        for r in range(args.repeats):  # who goes first alternates: neither gets the warm-up's cost every time
+            for who in (("ours", "trl") if r % 2 == 0 else ("trl", "ours")):
+                if who == "ours":
+                    speed = run_ours(teacher, student, data, root / f"ours{r}", args)
+                    model = AutoModelForCausalLM.from_pretrained(root / f"ours{r}")
+                else:
+                    speed, model = run_trl(teacher, student, train, root / f"trl{r}", args)
+                rows[who].append((speed, heldout_perplexity(model, held)))
         speed = run_ours(teacher, student, data, root / "old", args, old_packing=True)
         old = (speed, heldout_perplexity(AutoModelForCausalLM.from_pretrained(root / "old"), held))
         t_ppl = heldout_perplexity(AutoModelForCausalLM.from_pretrained(teacher), held)
         s_ppl = heldout_perplexity(AutoModelForCausalLM.from_pretrained(student), held)
-    med = {k: (statistics.median(s for s, _ in v), statistics.median(q for _, q in v)) for k, v in rows.items()}
+    med = {k: (statistics.median(s[0] for s, _ in v), statistics.median(s[1] for s, _ in v),
+               statistics.median(q for _, q in v)) for k, v in rows.items()}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         f"# bench_distill_trl.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  commit {commit}",
         f"# machine: {' '.join(platform.uname())}; nproc {os.cpu_count()}; load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch threads 1",
         f"# {args.steps} steps, batch {args.batch} x {args.seq} tokens, lr {args.lr} cosine, forward KL (GKD lmbda 0, "
-        f"beta 0), {len(train)} train / {len(held)} held-out blocks; median of {args.repeats} alternating repeats",
+        f"beta 0), {len(train)} train / {len(held)} held-out blocks; median of {args.repeats} alternating repeats (first runner swaps)",
         f"# held-out perplexity (inputs start with BOS): teacher {t_ppl:.3f}, student before training {s_ppl:.3f}",
         "",
-        "| trainer | tokens/s | held-out perplexity |",
-        "|---|---|---|",
-        f"| fusion_gui distill | {med['ours'][0]:.0f} | {med['ours'][1]:.3f} |",
-        f"| TRL GKDTrainer | {med['trl'][0]:.0f} | {med['trl'][1]:.3f} |",
-        f"| fusion_gui, old packing (no BOS per document) | {old[0]:.0f} | {old[1]:.3f} |",
+        "| trainer | tokens/s (wall) | tokens per CPU second | held-out perplexity |",
+        "|---|---|---|---|",
+        f"| fusion_gui distill | {med['ours'][0]:.0f} | {med['ours'][1]:.0f} | {med['ours'][2]:.3f} |",
+        f"| TRL GKDTrainer | {med['trl'][0]:.0f} | {med['trl'][1]:.0f} | {med['trl'][2]:.3f} |",
+        f"| fusion_gui, old packing (no BOS per document) | {old[0][0]:.0f} | {old[0][1]:.0f} | {old[1]:.3f} |",
         "",
-        f"speed ours / TRL: {med['ours'][0] / med['trl'][0]:.2f}x; perplexity ours / TRL: "
-        f"{med['ours'][1] / med['trl'][1]:.3f}",
+        f"speed ours / TRL: {med['ours'][0] / med['trl'][0]:.2f}x wall, {med['ours'][1] / med['trl'][1]:.2f}x CPU; "
+        f"perplexity ours / TRL: {med['ours'][2] / med['trl'][2]:.3f}",
         "on-policy (lmbda 0.5): not measured here (on-policy distillation is built separately).",
-        f"all runs: {[f'{s:.0f} tok/s ppl {q:.3f}' for k in rows for s, q in rows[k]]}",
+        f"all runs (wall tok/s, CPU tok/s, perplexity): "
+        f"{ {k: [f'{s[0]:.0f} {s[1]:.0f} {q:.3f}' for s, q in v] for k, v in rows.items()} }",
         f"# benchmark wall time {time.monotonic() - started:.0f} s",
     ]
     text = "\n".join(lines) + "\n"

@@ -28,13 +28,15 @@ def _grads(model, teacher, setup, inputs, heads):
     return total.detach(), record, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("masked", [True, False], ids=["chat", "plain"])
 @pytest.mark.parametrize("chunk", [1, 7, 1000])
-def test_chunked_loss_and_gradients_equal_the_full_logits(models, chunk):
+def test_chunked_loss_and_gradients_equal_the_full_logits(models, chunk, masked):
     student, teacher = models
     ids = torch.randint(3, 90, (3, 12), generator=torch.Generator().manual_seed(0))
     labels = ids.clone()
-    labels[0, :5] = -100  # a prompt: no loss there
-    labels[2, 7:] = -100
+    if masked:
+        labels[0, :5] = -100  # a prompt: no loss there
+        labels[2, 7:] = -100
     inputs = {"input_ids": ids, "labels": labels}
     full = _grads(student, teacher, LossSetup(SPECS, 2.0, 90, 0), inputs, None)
     heads = can_chunk(student, teacher)

@@ -115,3 +115,16 @@ def test_messages_without_assistant_turn_is_refused(tmp_path):
     path = _jsonl(tmp_path / "c.jsonl", [{"messages": CHAT}, {"messages": CHAT[:2]}])
     with pytest.raises(InputError, match=r"Line 2 of .*c\.jsonl' has no assistant turn"):
         read_examples(path, "text", tokenizer(False, CHATML))
+
+
+def test_losses_compare_every_output_row_both_models_have(tmp_path):
+    """Padded rows no text uses still take probability at inference: the student must learn them too."""
+    from fusion_gui.engine.distill.data import check_tokenizers
+    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config, write_tiny_tokenizer
+
+    for name, rows in (("teacher", 144), ("student", 144), ("narrow", 136)):
+        save_model(build_model(tiny_config("llama", layers=1, hidden=16, vocab=rows), seed=0), tmp_path / name,
+                   tokenizer=False)
+        write_tiny_tokenizer(tmp_path / name, 128)
+    assert check_tokenizers(str(tmp_path / "teacher"), str(tmp_path / "student"))[1] == 144
+    assert check_tokenizers(str(tmp_path / "teacher"), str(tmp_path / "narrow"))[1] == 136

@@ -90,7 +90,11 @@ def batch_loss(setup: LossSetup, model, teacher, inputs: dict, taid_t, evaluatin
     with torch.no_grad():
         t_hidden = t_head.body(input_ids=ids).last_hidden_state
     s_hidden = out.last_hidden_state
-    s_rows, t_rows, row_targets = s_hidden[:, :-1][mask], t_hidden[:, :-1][mask], targets[mask]
+    if bool(mask.all()):  # plain text: every position counts; a reshape spares the gather and its scatter
+        s_rows = s_hidden[:, :-1].reshape(-1, s_hidden.shape[-1])
+        t_rows, row_targets = t_hidden[:, :-1].reshape(-1, t_hidden.shape[-1]), targets.reshape(-1)
+    else:
+        s_rows, t_rows, row_targets = s_hidden[:, :-1][mask], t_hidden[:, :-1][mask], targets[mask]
     n = max(1, len(s_rows))
     logit_specs = [s for s in setup.specs if not s.name.startswith("hidden_")]
 
@@ -101,7 +105,8 @@ def batch_loss(setup: LossSetup, model, teacher, inputs: dict, taid_t, evaluatin
                             taid_t, evaluating)
         share = (stop - start) / n  # chunk means, weighed by their share of the positions
         loss = weighted(logit_specs, parts, setup.temperature) * share
-        return loss if torch.is_tensor(loss) else s_logits.sum() * 0, {k: float(v.detach()) * share for k, v in parts.items()}
+        loss = loss if torch.is_tensor(loss) else s_logits.sum() * 0
+        return loss, {k: float(v.detach()) * share for k, v in parts.items()}
 
     total, record = chunked_loss(s_rows, s_head, setup.vocab, setup.chunk, chunk_loss)
     if need_hidden:

@@ -69,6 +69,7 @@ class DistillTrainer(Trainer):
     def __init__(self, *args, teacher, setup: LossSetup, taid, recorder, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher, self.setup, self.taid, self.recorder = teacher, setup, taid, recorder
+        self.heads = False  # not looked for yet (chunked loss)
 
     def _save_checkpoint(self, model, trial):
         """A checkpoint carries an owner record while it is written, so a killed save is cleaned up later;
@@ -88,7 +89,9 @@ class DistillTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
         # chunking calls the body and output layer apart: only on an unwrapped model (DDP syncs in forward)
-        heads = can_chunk(unwrapped, self.teacher) if self.setup.chunk and unwrapped is model else None
+        if self.heads is False:  # found once: the modules stay the same objects for the whole run
+            self.heads = can_chunk(unwrapped, self.teacher) if self.setup.chunk else None
+        heads = self.heads if unwrapped is model else None
         total, record, out = batch_loss(self.setup, model, self.teacher, inputs, self.taid.t if self.taid else None,
                                         not model.training, getattr(unwrapped, _PROJECTION, None), heads)
         self.recorder.add("train" if model.training else "eval", record)
