@@ -116,22 +116,20 @@ def perplexity(ref: str | Path, text_file: str | Path, *, context: int = 256, ba
 
 # ---- demo skills ----------------------------------------------------------------------------------
 
-def _greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, out: list[str]):
-    """Greedy completions into `out`, batched by prompt length so no padding changes the result;
+_GREEDY_ROWS = 256  # prompts completed together: bounds a large model's memory and paces the progress
+
+
+def _greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, out: list[str], cancel=None):
+    """Greedy completions into `out`, left-padded batches of prompts (engine/evaluate/greedy.py);
     yields how many prompts are done after each batch."""
-    device = next(model.parameters()).device
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    done = 0
-    for length in sorted({len(e) for e in encoded}):
-        idx = [i for i, e in enumerate(encoded) if len(e) == length]
-        ids = torch.tensor([encoded[i] for i in idx], device=device)
-        with torch.no_grad():
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=_pad_id(model, tokenizer))
-        for i, row in zip(idx, gen[:, length:].tolist()):
-            out[i] = _decode(tokenizer, row)
-        done += len(idx)
-        yield done
+    from fusion_gui.engine.evaluate.greedy import encode_prompts, greedy_ids
+
+    pad = _pad_id(model, tokenizer)
+    for start in range(0, len(prompts), _GREEDY_ROWS):
+        part = prompts[start:start + _GREEDY_ROWS]
+        rows = greedy_ids(model, encode_prompts(tokenizer, part, pad), max_new_tokens, cancel)
+        out[start:start + len(part)] = [_decode(tokenizer, row) for row in rows]
+        yield start + len(part)
 
 
 def _pad_id(model, tokenizer) -> int:
@@ -164,7 +162,7 @@ def skill_score(ref: str | Path, skill: str, *, n: int = 60, device: str = "cpu"
     problems = skill_examples(skill, "eval", n)
     start, answers = time.perf_counter(), [""] * len(problems)
     longest = max(len(a) for _, a in problems) + 1  # room for the end-of-sequence token
-    for done in _greedy(model, tokenizer, [p for p, _ in problems], longest, answers):
+    for done in _greedy(model, tokenizer, [p for p, _ in problems], longest, answers, cancel):
         if cancel is not None:
             cancel.raise_if_cancelled()
         yield StepProgress(f"{skill}: {label}", done, len(problems), time.perf_counter() - start)

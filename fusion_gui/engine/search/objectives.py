@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.search.skill_batch import SkillBatch
 from fusion_gui.engine.search.settings import SKILLS, Objective, SearchSettings
 
 SPLITS = ("search", "held_out")
@@ -32,6 +33,9 @@ class Objectives:
     def __init__(self, settings: SearchSettings, data_dir: Path):
         self.settings = settings
         self.items = [self._prepare(o, data_dir) for o in settings.objectives]
+        skills = [p for p in self.items if p.kind == "skill"]
+        # every skill objective of a split is scored in one greedy batch, its prompts tokenized once per search
+        self._skills = {split: SkillBatch([p.data[split] for p in skills]) for split in SPLITS} if skills else {}
 
     @property
     def names(self) -> list[str]:
@@ -89,11 +93,12 @@ class Objectives:
 
     def score(self, model, tokenizer, split: str, cancel: CancelToken | None = None) -> dict[str, float]:
         """{objective name: score} of a loaded model on one split."""
-        return {p.objective.name: self._score_one(p, model, tokenizer, split, cancel) for p in self.items}
+        skills = iter(self._skills[split].accuracies(model, tokenizer, cancel) if self._skills else ())
+        return {p.objective.name: next(skills) if p.kind == "skill" else self._score_one(p, model, tokenizer, split,
+                                                                                          cancel)
+                for p in self.items}
 
     def _score_one(self, p: _Prepared, model, tokenizer, split: str, cancel) -> float:
-        if p.kind == "skill":
-            return skill_accuracy(model, tokenizer, p.data[split], cancel)
         if p.kind == "perplexity":
             from fusion_gui.engine.evaluate.scoring import perplexity
 
@@ -109,18 +114,6 @@ class Objectives:
 def _split(items: list) -> dict[str, list]:
     return {"search": [x for i, x in enumerate(items) if i % _HOLD_EVERY != _HOLD_EVERY - 1],
             "held_out": [x for i, x in enumerate(items) if i % _HOLD_EVERY == _HOLD_EVERY - 1]}
-
-
-def skill_accuracy(model, tokenizer, problems: list[tuple[str, str]], cancel: CancelToken | None = None) -> float:
-    """Exact-match share of greedy answers, as `fusion-gui eval --task count` scores it (scoring.skill_score)."""
-    from fusion_gui.engine.evaluate.scoring import _greedy
-
-    answers = [""] * len(problems)
-    longest = max(len(a) for _, a in problems) + 1  # room for the end-of-sequence token
-    for _ in _greedy(model, tokenizer, [p for p, _ in problems], longest, answers):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-    return sum(got.strip() == want for got, (_, want) in zip(answers, problems)) / len(problems)
 
 
 def _drain(gen):
