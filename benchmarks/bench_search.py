@@ -113,6 +113,7 @@ def speed(demo, args, say) -> None:
     points = [{d.name: 0.3 + 0.1 * ((k + i) % 12) for i, d in enumerate(dims)} for k in range(100)]
     rates = {"memory": [], "disk": []}  # whole trials (candidate + evaluation) per second
     making = {"memory": [], "disk": []}  # candidates per second, the evaluation left out
+    scoring = []  # seconds of one trial's evaluation, both ways
     k = 0
 
     def candidate(way: str, data: dict):
@@ -136,7 +137,9 @@ def speed(demo, args, say) -> None:
                     t0 = time.perf_counter()
                     model, tokenizer = candidate(way, data)
                     made += time.perf_counter() - t0
+                    t0 = time.perf_counter()
                     objectives.score(model, tokenizer, "search")
+                    scoring.append(time.perf_counter() - t0)
                 rates[way].append(args.round_trials / (time.perf_counter() - began))
                 making[way].append(args.round_trials / made)
                 say(f"speed: round {r + 1} {way:6s} {rates[way][-1]:.2f} trials/s, "
@@ -147,6 +150,8 @@ def speed(demo, args, say) -> None:
     mem, disk = statistics.median(rates["memory"]), statistics.median(rates["disk"])
     say(f"speed: trials (candidate + evaluation of {s.examples} problems per skill): median {mem:.2f}/s in memory, "
         f"{disk:.2f}/s written and loaded: {mem / disk:.1f}x")
+    say(f"speed: evaluation alone ({s.examples} problems per skill): median {statistics.median(scoring) * 1000:.0f} ms "
+        f"a trial")
     mem, disk = statistics.median(making["memory"]), statistics.median(making["disk"])
     say(f"speed: candidates alone (merge, then a model to evaluate): median {mem:.1f}/s in memory, "
         f"{disk:.1f}/s written and loaded: {mem / disk:.1f}x")
