@@ -2,7 +2,7 @@
 against writing each candidate to disk, and peak memory of a search against one merge plus one evaluation.
 
     python benchmarks/bench_search.py [--trials 100] [--seconds 600] [--rounds 3] [--round-trials 4]
-        [--out benchmarks/results/search_bench.txt]
+        [--parts quality,speed,memory] [--out benchmarks/results/search_bench.txt]
 
 1. Quality: a CMA-ES search (task arithmetic, one weight per fine-tune and layer (the demo has 2 layers) in
    [0, 1.6], trial 0 the demo's merge, the mean of both skills on `--examples` problems each) within the budget; its best recipe and the demo's default merge (weight 0.8
@@ -10,7 +10,8 @@ against writing each candidate to disk, and peak memory of a search against one 
 2. Speed: interleaved rounds of `--round-trials` trials each way, the same evaluation: in memory (the
    search's CandidateMerger) against the normal merge to a folder + loading it, each trial scored on
    `--speed-examples` problems per skill. Medians and their ratio, for whole trials and for making the
-   candidate alone (the part in-memory candidates change; the evaluation costs the same both ways).
+   candidate alone (the part in-memory candidates change; the evaluation costs the same both ways), and the
+   median time of one trial's evaluation. `--parts speed` runs only this part.
 3. Memory: fresh processes; the job's own peak RSS growth (engine/merge/memory.py's JobMemory) of a short
    search against that of one merge to disk plus loading and evaluating the result.
 The machine is shared: the load average is printed at the start and the end.
