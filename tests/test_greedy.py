@@ -4,16 +4,15 @@ and on in-memory merges of them."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from test_demo_eval import demo_models, run_job  # noqa: F401 - the shared session build
 
 from fusion_gui.engine.evaluate.demo import SKILLS, skill_examples
 from fusion_gui.engine.evaluate.scoring import _decode, _greedy, _pad_id, skill_score
 from fusion_gui.engine.search.candidates import CandidateMerger
 from fusion_gui.engine.search.objectives import Objectives
 from fusion_gui.engine.search.settings import Objective, SearchSettings, Tuned
-from test_demo_eval import demo_models, run_job  # noqa: F401 - the shared session build
 
 WEIGHTS = ((0.8, 0.8), (0.3, 1.4), (1.6, 0.1), (1.2, 1.2))  # merges whose scores differ from the fine-tunes'
 

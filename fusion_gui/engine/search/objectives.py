@@ -14,8 +14,8 @@ from pathlib import Path
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import InputError
-from fusion_gui.engine.search.skill_batch import SkillBatch
 from fusion_gui.engine.search.settings import SKILLS, Objective, SearchSettings
+from fusion_gui.engine.search.skill_batch import SkillBatch
 
 SPLITS = ("search", "held_out")
 _HOLD_EVERY = 5  # task files and texts: every fifth example or line is held out
@@ -94,9 +94,11 @@ class Objectives:
     def score(self, model, tokenizer, split: str, cancel: CancelToken | None = None) -> dict[str, float]:
         """{objective name: score} of a loaded model on one split."""
         skills = iter(self._skills[split].accuracies(model, tokenizer, cancel) if self._skills else ())
-        return {p.objective.name: next(skills) if p.kind == "skill" else self._score_one(p, model, tokenizer, split,
-                                                                                          cancel)
-                for p in self.items}
+        scores = {}
+        for p in self.items:
+            scores[p.objective.name] = (next(skills) if p.kind == "skill"
+                                        else self._score_one(p, model, tokenizer, split, cancel))
+        return scores
 
     def _score_one(self, p: _Prepared, model, tokenizer, split: str, cancel) -> float:
         if p.kind == "perplexity":
