@@ -53,7 +53,10 @@ class DepthPanel(QWidget):
         form = QFormLayout()
         form.addRow("Model A", self.model_a)
         form.addRow("Model B", self.model_b)
-        form.addRow("", self.from_merge_button)
+        from_merge = QHBoxLayout()
+        from_merge.addWidget(self.from_merge_button)
+        from_merge.addStretch(1)
+        form.addRow("", from_merge)
         controls = QHBoxLayout()
         for w in (self.start_button, self.cancel_button):
             controls.addWidget(w)
