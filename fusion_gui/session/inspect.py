@@ -96,6 +96,41 @@ class InspectState:
     def set_spectral_models(self, refs: list[str]) -> None:
         self.spectral_models = [r for r in dict.fromkeys(str(r).strip() for r in refs) if r]
 
+    def similarity_from_merge(self, merge_state) -> bool:
+        """The Merge view's models: its base as the base, the others as the fine-tunes. False (nothing
+        changes) when it holds no model."""
+        refs = merge_state.model_refs()
+        if not refs:
+            return False
+        base = merge_state.base_model or ""
+        self.set_base(base)
+        self.set_models([r for r in refs if r != base])
+        return True
+
+    def depth_from_merge(self, merge_state) -> bool:
+        """The Merge view's base (else its first model) as A, its first other model as B."""
+        refs = merge_state.refs_base_first()
+        if len(refs) < 2:
+            return False
+        self.choose_depth_models(refs[0], refs[1])
+        return True
+
+    def spectral_from_merge(self, merge_state) -> bool:
+        refs = merge_state.refs_base_first()
+        if refs:
+            self.set_spectral_models(refs)
+        return bool(refs)
+
+    def fill_empty_from_merge(self, merge_state) -> None:
+        """What a view shown for the first time starts from: each empty choice takes the Merge view's
+        models; a choice the user made stays."""
+        if not self.models and not self.base:
+            self.similarity_from_merge(merge_state)
+        if not self.depth_a and not self.depth_b:
+            self.depth_from_merge(merge_state)
+        if not self.spectral_models:
+            self.spectral_from_merge(merge_state)
+
     def problem(self) -> str:
         """Why the similarity job cannot start yet, in one sentence; "" when it can."""
         if not self.base:

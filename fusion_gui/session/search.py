@@ -180,6 +180,14 @@ class SearchSession:
             return str(self.settings["storage"])
         return f"sqlite:///{Path(self.out_dir).expanduser().absolute() / 'search.sqlite'}" if self.out_dir else ""
 
+    def trials_left(self) -> int | None:
+        """Trials the budget still allows, counted as the engine counts them (every trial started,
+        whatever became of it, but not grid points still queued); None without a trial budget."""
+        budget = (self.settings.get("budget") or {}).get("trials")
+        if not budget:
+            return None
+        return max(0, int(budget) - sum(1 for t in self.trials.values() if t.state != "waiting"))
+
     # --- trials ----------------------------------------------------------------------------
     def clear_trials(self) -> None:
         self.trials = {}

@@ -1,4 +1,5 @@
-"""The Inspect tab: many models at once (similarity), different depths, spectral health; each a job."""
+"""The Inspect tab: many models at once (similarity), different depths, spectral health; each a job.
+Shown with empty choices, its views start from the Merge view's models."""
 
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ class InspectPanel(QTabWidget):
         super().__init__(parent)
         self.state = state if state is not None else InspectState()
         self.similarity = SimilarityPanel(self.state, merge_session, known_models)
-        self.depth = DepthPanel(self.state, known_models)
-        self.spectral = SpectralPanel(self.state, known_models)
+        self.merge_session = merge_session
+        self.depth = DepthPanel(self.state, known_models, merge_session)
+        self.spectral = SpectralPanel(self.state, known_models, merge_session)
         self.addTab(self.similarity, "Many models")
         self.addTab(self.depth, "Different depths")
         self.addTab(self.spectral, "Spectral health")
         self.similarity.message.connect(self.message.emit)
+
+    def showEvent(self, event) -> None:
+        if self.merge_session is not None:
+            self.state.fill_empty_from_merge(self.merge_session.state)
+        super().showEvent(event)
 
     def refresh_choices(self) -> None:
         for panel in (self.similarity, self.depth, self.spectral):

@@ -223,18 +223,25 @@ class SearchForm(QWidget):
         self._enable_what_applies()
 
     def fill_objectives(self) -> None:
-        """The choices: the demo skills, the Evaluate tab's task files and text file, and what is chosen."""
+        """The choices: the demo skills, the Evaluate tab's task files and text file, and what is chosen;
+        the second list leaves out the first objective (one objective twice is one objective)."""
         chosen = list(self.session.settings.get("objectives") or [])
         choices = [*SKILLS, *self.objective_choices(), *chosen]
         unique = list({objective_text(c): c for c in choices}.items())
-        for combo, extra in ((self.objective_1, []), (self.objective_2, [(NO_SECOND, None)])):
-            blocked = combo.blockSignals(True)
-            combo.clear()
-            for text, data in [("(choose)", None)] * (combo is self.objective_1) + extra + unique:
-                combo.addItem(text, data)
-            combo.blockSignals(blocked)
-        self.objective_1.setCurrentText(objective_text(chosen[0]) if chosen else "(choose)")
-        self.objective_2.setCurrentText(objective_text(chosen[1]) if len(chosen) > 1 else NO_SECOND)
+        first = objective_text(chosen[0]) if chosen else None
+        lists = ((self.objective_1, [("(choose)", None), *unique]),
+                 (self.objective_2, [(NO_SECOND, None), *((t, d) for t, d in unique if t != first)]))
+        blocked = [combo.blockSignals(True) for combo, _ in lists]
+        try:
+            for combo, items in lists:
+                combo.clear()
+                for text, data in items:
+                    combo.addItem(text, data)
+            self.objective_1.setCurrentText(first or "(choose)")
+            self.objective_2.setCurrentText(objective_text(chosen[1]) if len(chosen) > 1 else NO_SECOND)
+        finally:
+            for (combo, _), was in zip(lists, blocked):
+                combo.blockSignals(was)
 
     def _fill_tune(self) -> None:
         from fusion_gui.session.merge import find_method
@@ -260,6 +267,7 @@ class SearchForm(QWidget):
         objectives = [c.currentData() for c in (self.objective_1, self.objective_2) if c.currentData() is not None]
         unique = list({objective_text(o): o for o in objectives}.values())
         self.session.set("objectives", unique, self)
+        self.fill_objectives()  # the second list follows the first (and drops a second equal to it)
 
     def _add_tune_row(self, entry: dict | None = None, write: bool = True) -> None:
         entry = entry if isinstance(entry, dict) else {

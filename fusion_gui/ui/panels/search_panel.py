@@ -123,6 +123,8 @@ class SearchPanel(QWidget):
         self.session.trials_added.connect(self._on_trials)
         self.session.trials_cleared.connect(self.table.trials.clear)
         self.session.settings_changed.connect(lambda _: self.table.trials.set_objectives(self.session.objectives))
+        for signal in (self.session.settings_changed, self.session.trials_added, self.session.trials_cleared):
+            signal.connect(self._enable_resume)  # the budget raised, trials used up: Resume follows
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -231,7 +233,7 @@ class SearchPanel(QWidget):
             return
         self.show_error("")
         self.form.output_row.setText(folder)
-        self.resume_button.setEnabled(True)
+        self._enable_resume()
         self.poll()
         self.message.emit(f"Opened the search in {folder}: Resume continues it.")
 
@@ -284,6 +286,15 @@ class SearchPanel(QWidget):
             self.form.setEnabled(False)  # what runs stays what is shown
             self.poll_timer.start()
         return worker
+
+    def _enable_resume(self) -> None:
+        """Resume only when a stored study could run another trial: a storage, and budget left (or raised)."""
+        left = self.session.trials_left()
+        stored = bool(self.session.out_dir or self.session.settings.get("storage"))
+        self.resume_button.setEnabled(not self.runner.running and stored and left != 0)
+        self.resume_button.setToolTip(
+            "The budget of trials is spent: raise it to resume the study." if stored and left == 0
+            else "Continue the study in the storage (also one from an earlier session).")
 
     def pause(self) -> None:
         """Stop after the trial under way; Resume continues the stored study."""
@@ -350,7 +361,7 @@ class SearchPanel(QWidget):
 
     def _on_done(self) -> None:
         self.pause_button.setEnabled(False)
-        self.resume_button.setEnabled(bool(self.session.out_dir or self.session.settings.get("storage")))
+        self._enable_resume()
         self.form.setEnabled(True)
         self.plots.flush()
         if not self.isVisible():
@@ -377,8 +388,7 @@ class SearchPanel(QWidget):
 
     def showEvent(self, event) -> None:
         self.poll_timer.start()
-        self.resume_button.setEnabled(not self.runner.running and bool(self.session.out_dir
-                                                                       or self.session.settings.get("storage")))
+        self._enable_resume()
         super().showEvent(event)
 
     def hideEvent(self, event) -> None:

@@ -1,7 +1,9 @@
 """Many models at once: pick N fine-tunes and their base; the similarity job (a JobRunner) streams one
 tensor at a time and ends with the cosine matrix of their changes, the sign-conflict rates of every
 pair (whole model or one layer group) and the dendrogram of the fine-tunes. "Merge these" fills the
-Merge view through the MergeSession's intents."""
+Merge view through the MergeSession's intents; "From the Merge view" does the reverse (and an empty
+view takes the Merge view's models when shown). "Compare the changes" stays disabled, its tooltip saying
+why, until two fine-tunes and a base are set."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from fusion_gui.engine.inspect.export import write_csv
 from fusion_gui.events import Log, Progress, SimilarityResult
 from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.inspect import WHOLE_MODEL, InspectState
-from fusion_gui.ui.dialogs.error_dialog import show_error
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.panels.model_list import ModelList, bind_list
@@ -40,6 +41,9 @@ class SimilarityPanel(QWidget):
         self.models = ModelList("A fine-tune: a folder or a cached repo id")
         self.base = ModelPicker("The base they were fine-tuned from")
         self.start_button = QPushButton("Compare the changes")
+        self.from_merge_button = QPushButton("From the Merge view")
+        self.from_merge_button.setToolTip("The Merge view's base as the base, its other models as the fine-tunes")
+        self.from_merge_button.setEnabled(merge_session is not None)
         self.cancel_button = QPushButton("Cancel")
         self.progress_bar = QProgressBar(minimum=0, maximum=1000)
         self.status_label = QLabel("Pick two or more fine-tunes of one base: their changes are compared "
@@ -50,13 +54,20 @@ class SimilarityPanel(QWidget):
         self.merge_button = QPushButton("Merge these")
         self.merge_button.setToolTip("Put these models and this base into the Merge view")
         self.png_button, self.csv_button = QPushButton("Save PNG…"), QPushButton("Save CSV…")
-        self.cosine_plot = MatrixPlot("Cosine of the changes", "CET-D1", diverging=True)
-        self.conflict_plot = MatrixPlot("Sign conflicts (of elements both changed)", "viridis", fmt="{:.0%}")
+        self.cosine_plot = MatrixPlot("Cosine of the changes", "CET-D1", diverging=True,
+                                      empty_text="The cosine of each pair of fine-tunes' changes appears here.")
+        self.conflict_plot = MatrixPlot("Sign conflicts (of elements both changed)", "viridis", fmt="{:.0%}",
+                                        empty_text="How often each pair of fine-tunes changed an element in "
+                                                   "opposite directions appears here.")
         self.dendrogram = DendrogramPlot()
 
         form = QFormLayout()
         form.addRow("Fine-tunes", self.models)
         form.addRow("Base", self.base)
+        from_merge = QHBoxLayout()
+        from_merge.addWidget(self.from_merge_button)
+        from_merge.addStretch(1)
+        form.addRow("", from_merge)
         controls = QHBoxLayout()
         controls.addWidget(self.start_button)
         controls.addWidget(self.cancel_button)
@@ -80,8 +91,10 @@ class SimilarityPanel(QWidget):
             self, start_button=self.start_button, cancel_button=self.cancel_button,
             progress_bar=self.progress_bar, status_label=self.status_label,
             handlers={Progress: self._on_progress, Log: lambda e: self.message.emit(e.message)},
-            on_finished=self._on_finished, failure_title="Comparing the models failed")
+            on_finished=self._on_finished, on_done=self._enable_start,
+            failure_title="Comparing the models failed")
         self.start_button.clicked.connect(self.start)
+        self.from_merge_button.clicked.connect(self.from_merge)
         self.merge_button.clicked.connect(self.merge_these)
         self.png_button.clicked.connect(lambda: self._ask_and_save("png"))
         self.csv_button.clicked.connect(lambda: self._ask_and_save("csv"))
@@ -92,7 +105,24 @@ class SimilarityPanel(QWidget):
         self.state.events.base.connect(lambda ref: self.base.text() != ref and self.base.set_text(ref))
         self.group_box.currentTextChanged.connect(self.state.choose_group)
         self.state.events.group.connect(lambda _: self._draw())
+        self.state.events.models.connect(lambda _: self._enable_start())
+        self.state.events.base.connect(lambda _: self._enable_start())
         self._set_result_buttons(False)
+        self._enable_start()
+
+    def _enable_start(self) -> None:
+        """Start and "Merge these" only with two fine-tunes and a base; the tooltip says what is missing."""
+        problem = self.state.problem()
+        self.start_button.setEnabled(not problem and not self.runner.running)
+        self.start_button.setToolTip(problem or "Compare the fine-tunes' changes from the base, tensor by tensor")
+        self.merge_button.setEnabled(not problem and self.merge_session is not None)
+
+    def from_merge(self) -> bool:
+        """The Merge view's models here (its base as the base); a sentence when it holds none."""
+        if self.merge_session is None or not self.state.similarity_from_merge(self.merge_session.state):
+            self.status_label.setText("The Merge view holds no models yet: add some there first.")
+            return False
+        return True
 
     def refresh_choices(self) -> None:
         refs = list(self.known_models())
@@ -102,7 +132,7 @@ class SimilarityPanel(QWidget):
     def start(self):
         problem = self.state.problem()
         if problem:
-            show_error(self, problem)
+            self.status_label.setText(problem)
             return None
         models, base = list(self.state.models), self.state.base
         self.result = None
@@ -114,7 +144,7 @@ class SimilarityPanel(QWidget):
             return
         problem = self.state.problem()
         if problem:
-            show_error(self, problem)
+            self.status_label.setText(problem)
             return
         self.state.merge_these(self.merge_session)
         self.merge_filled.emit()

@@ -10,6 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from fusion_gui.engine.inspect.spectral import SpectralTensor
+from fusion_gui.ui.plots.empty_text import EmptyPlotText
 from fusion_gui.ui.plots.layer_axis import LayerAxis
 from fusion_gui.ui.plots.layer_plot import PALETTE
 from fusion_gui.ui.plots.similarity_plots import short_name
@@ -35,6 +36,8 @@ class AlphaPlot(pg.PlotWidget):
         self._fits: dict[str, dict[int, list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._throttle = RedrawThrottle(self._redraw, parent=self)
+        self.empty = EmptyPlotText(self, "Each model's mean alpha per layer appears here, layer by layer as "
+                                         "the matrices are fitted.", extras=[band])
 
     def reset(self) -> None:
         for curve in self._curves.values():
@@ -42,6 +45,7 @@ class AlphaPlot(pg.PlotWidget):
             self.legend.removeItem(curve)
         self._curves.clear()
         self._fits.clear()
+        self.empty.show_text()
 
     def add_fit(self, t: SpectralTensor) -> None:
         if t.layer is None or not math.isfinite(t.alpha):
@@ -56,6 +60,8 @@ class AlphaPlot(pg.PlotWidget):
         return {k: float(np.mean(v)) for k, v in sorted(self._fits.get(model, {}).items())}
 
     def _redraw(self) -> None:
+        if self._fits:
+            self.empty.hide_text()
         for model in self._fits:
             if model not in self._curves:
                 color = PALETTE[len(self._curves) % len(PALETTE)]

@@ -9,6 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from fusion_gui.events import DepthMatch
+from fusion_gui.ui.plots.empty_text import EmptyPlotText
 from fusion_gui.ui.plots.similarity_plots import short_name
 
 COLORMAP = "viridis"
@@ -30,10 +31,13 @@ class DepthMapPlot(pg.PlotWidget):
         item.getAxis("left").enableAutoSIPrefix(False)
         self.lines: list[tuple[int, int]] = []
         self._cmap = pg.colormap.get(COLORMAP)
+        self.empty = EmptyPlotText(self, "Each layer of A, joined to the layer of B at the same relative depth, "
+                                         "appears here.")
 
     def show_match(self, r: DepthMatch) -> None:
         item = self.getPlotItem()
         item.clear()
+        self.empty.hide_text()
         self.lines = list(enumerate(r.mapping))
         finite = [c for c in r.cosine if math.isfinite(c)]
         low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)

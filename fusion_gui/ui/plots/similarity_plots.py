@@ -10,6 +10,9 @@ import pyqtgraph as pg
 from PySide6.QtGui import QColor, QFontMetrics, QTransform
 
 from fusion_gui.ui.plots.color_scale import data_levels
+from fusion_gui.ui.plots.empty_text import EmptyPlotText
+
+EMPTY_DENDROGRAM = "The fine-tunes, clustered by how alike their changes are, appear here."
 
 
 def short_name(ref: str) -> str:
@@ -20,7 +23,8 @@ def short_name(ref: str) -> str:
 class MatrixPlot(pg.PlotWidget):
     """An N x N matrix, row i and column i both model i (in the order given)."""
 
-    def __init__(self, title: str, colormap: str, diverging: bool = False, fmt: str = "{:.2f}", parent=None):
+    def __init__(self, title: str, colormap: str, diverging: bool = False, fmt: str = "{:.2f}",
+                 empty_text: str = "", parent=None):
         super().__init__(parent)
         self.fmt, self.diverging = fmt, diverging
         self.matrix = np.zeros((0, 0))
@@ -42,6 +46,7 @@ class MatrixPlot(pg.PlotWidget):
         self._texts: list[pg.TextItem] = []
         for side in ("bottom", "left"):
             item.getAxis(side).enableAutoSIPrefix(False)
+        self.empty = EmptyPlotText(self, empty_text, extras=[self._bar])
 
     def set_matrix(self, matrix: np.ndarray, labels: list[str], levels: tuple[float, float] | None = None) -> None:
         self.matrix = np.asarray(matrix, dtype=float)
@@ -65,6 +70,7 @@ class MatrixPlot(pg.PlotWidget):
                     self._texts.append(text)
         self.setXRange(-0.5, n - 0.5, padding=0)
         self.setYRange(-0.5, n - 0.5, padding=0)
+        self.empty.show_text() if n == 0 else self.empty.hide_text()
 
     def _text_color(self, value: float, levels: tuple[float, float]) -> str:
         """Black on light cells, white on dark ones: the value stays legible on any colour."""
@@ -88,20 +94,16 @@ class DendrogramPlot(pg.PlotWidget):
         item.setMenuEnabled(False)
         item.hideButtons()
         item.getAxis("left").enableAutoSIPrefix(False)
-        self.note = pg.TextItem("", color="#bbbbbb", anchor=(0.5, 0.5))
         self.leaves: list[str] = []
+        self.empty = EmptyPlotText(self, EMPTY_DENDROGRAM)
 
     def set_linkage(self, linkage: np.ndarray | None, labels: list[str], note: str = "") -> None:
         self.getPlotItem().clear()
         self.leaves = []
-        if linkage is None:
-            self.note.setText(note or "No clustering.")
-            self.addItem(self.note)
-            self.note.setPos(0.5, 0.5)
-            self.getPlotItem().getAxis("bottom").setTicks([[]])
-            self.setXRange(0, 1)
-            self.setYRange(0, 1)
+        if linkage is None:  # too few fine-tunes to cluster: the note says so where the tree would be
+            self.empty.show_text(note or "No clustering.")
             return
+        self.empty.hide_text()
         from scipy.cluster.hierarchy import dendrogram
 
         tree = dendrogram(linkage, no_plot=True, labels=[short_name(m) for m in labels])
