@@ -77,6 +77,8 @@ def test_every_inspect_sub_tab_fits_1280_by_720(font, window, qtbot):
         inspect.setCurrentIndex(index)
         qtbot.wait(20)  # the sub-tab's layout settles
         found = fit_problems(window)
+        if (window.width(), window.height()) != SIZE:
+            found.append(f"the window grew to {window.width()}x{window.height()}")
         button = buttons[inspect.widget(index)]
         if not fully_shown(button, window):
             found.append(f"the main button {button.text()!r} is not in view")
