@@ -119,7 +119,7 @@ def test_drill_down_from_the_merge_heatmap(window, qtbot, llama_family, error_di
     result = dialog.result
     assert result.name == W and result.density == 0.4 and result.models == ("llama-ft1", "llama-ft2")
     assert not result.cached
-    qtbot.waitUntil(lambda: not dialog.plots._stages)  # drawn a plot per event-loop turn
+    qtbot.waitUntil(lambda: not dialog.plots.pending)  # built and drawn a plot per event-loop turn
     assert dialog.plots.table.rowCount() == 2 and dialog.plots.model_box.count() == 2
     c = result.changes[0]
     assert dialog.plots.rank_line_positions() == [c.rank_90, c.rank_99]
