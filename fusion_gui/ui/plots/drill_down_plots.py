@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QTableWidget,
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from fusion_gui.events import TensorDrillDown
@@ -35,7 +35,10 @@ def _titled(title: str, widget: QWidget) -> QWidget:
 
 
 def _box() -> QWidget:
+    """A fixed share of the grid (its size ignores its content), so a plot built into one box later does
+    not resize, and so repaint, the plots already in the others."""
     box = QWidget()
+    box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
     lay = QVBoxLayout(box)
     lay.setContentsMargins(0, 0, 0, 0)
     return box
@@ -79,6 +82,9 @@ class DrillDownPlots(QWidget):
         grid.addWidget(_titled("|change| by block norms, with row and column norms", self._boxes[1]), 0, 1)
         grid.addWidget(_titled("Singular value spectrum of the change", self._boxes[2]), 1, 0)
         grid.addWidget(_titled("What the merge method keeps (per block)", self._boxes[3]), 1, 1)
+        for i in range(2):
+            grid.setRowStretch(i, 1)
+            grid.setColumnStretch(i, 1)
         top = QHBoxLayout()
         top.addWidget(QLabel("Model"))
         top.addWidget(self.model_box, 1)
