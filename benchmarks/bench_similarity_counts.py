@@ -2,7 +2,7 @@
 similarity job, the engine alone, on small real bf16 models (built under .bench/similarity_counts once:
 a Llama-shaped base and 4 fine-tunes), timed in interleaved rounds (float64, float32, float64, ...) so
 the machine's load falls on both alike; reports each round, the medians and their ratio, and checks
-that both give identical matrices.
+that both give identical matrices. Then pair_sums alone on one chunk, interleaved likewise.
 
     python benchmarks/bench_similarity_counts.py [--rounds 3] [--layers 6] [--out FILE]
 """
@@ -64,6 +64,14 @@ def build(layers: int, hidden: int, inter: int, vocab: int) -> list[str]:
     return [str(f) for f in files]
 
 
+def block_of_changes() -> torch.Tensor:
+    """One chunk as the engine forms it: MODELS x CHUNK_ELEMENTS changes, a third of them zero."""
+    g = torch.Generator().manual_seed(1)
+    block = torch.randn(MODELS, sim.CHUNK_ELEMENTS, generator=g)
+    block[torch.rand(block.shape, generator=g) < 1 / 3] = 0
+    return block
+
+
 def run_once(paths: list[str], pair_sums) -> tuple[float, object]:
     sim.pair_sums = pair_sums
     gen = sim.similarity(paths[1:], paths[0])
@@ -106,6 +114,17 @@ def main() -> None:
             times[name].append(seconds)
             lines.append(f"round {r + 1} {name} counts: {seconds:.2f} s")
     sim.pair_sums = new
+    block = block_of_changes()
+    alone = {"float64": [], "float32": []}
+    for _ in range(args.rounds * 3):
+        for name, fn in (("float64", pair_sums_float64), ("float32", new)):
+            t = time.perf_counter()
+            fn(block)
+            alone[name].append(time.perf_counter() - t)
+    b64, b32 = float(np.median(alone["float64"])), float(np.median(alone["float32"]))
+    lines.append(f"pair_sums alone on one chunk ({block.shape[0]} x {block.shape[1]}), {args.rounds * 3} "
+                 f"interleaved rounds, median: float64 counts {b64 * 1000:.0f} ms, float32 counts "
+                 f"{b32 * 1000:.0f} ms: {b64 / b32:.2f}x as fast")
     a, b = results["float64"], results["float32"]
     same = all(np.array_equal(getattr(x, f), getattr(y, f)) for x, y in zip((a.whole,) + a.groups, (b.whole,) + b.groups)
                for f in ("cosine", "sign_conflict", "change_norm"))
