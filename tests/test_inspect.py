@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.inspect import pictures, tensor as tensor_mod
 from fusion_gui.engine.inspect.depth import depth_match, relative_depth_mapping
-from fusion_gui.engine.inspect.similarity import similarity
+from fusion_gui.engine.inspect import similarity as similarity_mod
+from fusion_gui.engine.inspect.similarity import pair_sums, similarity
 from fusion_gui.engine.inspect.tensor import drill_down
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.methods.sparsify import keep_largest
@@ -153,6 +154,25 @@ def test_similarity_matches_direct_cosine_and_sign_conflicts(llama_family, one_t
     assert layer1.cosine[0, 1] == pytest.approx(float(lx @ ly / (lx.norm() * ly.norm())), rel=1e-6)
     # the duplicated model clusters with its copy
     assert result.linkage is not None and abs(result.order.index(0) - result.order.index(2)) == 1
+
+
+def _pair_sums_float64(changes):
+    """The reference: every product in float64."""
+    pos, neg = (changes > 0).double(), (changes < 0).double()
+    opposite = pos @ neg.T
+    c, nonzero = changes.double(), pos + neg
+    return (c @ c.T).numpy(), (opposite + opposite.T).numpy(), (nonzero @ nonzero.T).numpy()
+
+
+@pytest.mark.parametrize("exact_count", [1 << 24, 7])  # 7: rows counted in slices, the last one short
+def test_pair_sums_float32_counts_equal_the_float64_ones(exact_count, monkeypatch):
+    monkeypatch.setattr(similarity_mod, "EXACT_COUNT", exact_count)
+    g = torch.Generator().manual_seed(3)
+    changes = torch.randn(5, 4099, generator=g)
+    changes[torch.rand(5, 4099, generator=g) < 0.3] = 0  # unchanged elements count in neither sum
+    changes[4] = 0  # a model identical to the base
+    for got, want in zip(pair_sums(changes), _pair_sums_float64(changes)):
+        assert got.dtype == np.float64 and np.array_equal(got, want)
 
 
 def test_relative_depth_mapping_and_match(llama_family, tmp_path, one_torch_thread):

@@ -63,3 +63,25 @@ def test_the_extract_lora_dialog_fits_1280_by_720(font, window, qtbot):
     qtbot.wait(20)
     assert fit_problems(dialog) == [] and fully_shown(dialog.run_button, dialog)
     dialog.close()
+
+
+def test_every_inspect_sub_tab_fits_1280_by_720(font, window, qtbot):
+    inspect = window.inspect_panel
+    window.tabs.setCurrentWidget(inspect)
+    window.resize(*SIZE)
+    qtbot.wait(20)
+    buttons = {inspect.similarity: inspect.similarity.start_button, inspect.depth: inspect.depth.start_button,
+               inspect.spectral: inspect.spectral.start_button}
+    problems = {}
+    for index in range(inspect.count()):
+        inspect.setCurrentIndex(index)
+        qtbot.wait(20)  # the sub-tab's layout settles
+        found = fit_problems(window)
+        if (window.width(), window.height()) != SIZE:
+            found.append(f"the window grew to {window.width()}x{window.height()}")
+        button = buttons[inspect.widget(index)]
+        if not fully_shown(button, window):
+            found.append(f"the main button {button.text()!r} is not in view")
+        if found:
+            problems[inspect.tabText(index)] = found
+    assert inspect.count() == 3 and not problems

@@ -119,7 +119,7 @@ def test_drill_down_from_the_merge_heatmap(window, qtbot, llama_family, error_di
     result = dialog.result
     assert result.name == W and result.density == 0.4 and result.models == ("llama-ft1", "llama-ft2")
     assert not result.cached
-    qtbot.waitUntil(lambda: not dialog.plots._stages)  # drawn a plot per event-loop turn
+    qtbot.waitUntil(lambda: not dialog.plots.pending)  # built and drawn a plot per event-loop turn
     assert dialog.plots.table.rowCount() == 2 and dialog.plots.model_box.count() == 2
     c = result.changes[0]
     assert dialog.plots.rank_line_positions() == [c.rank_90, c.rank_99]
@@ -139,6 +139,39 @@ def test_drill_down_from_the_merge_heatmap(window, qtbot, llama_family, error_di
     wait_done(qtbot, again.runner.worker)
     assert again is dialog and dialog.result.cached
     dialog.close()
+
+
+def _fake_drill_down(models=("a", "b")):
+    from fusion_gui.events import ModelChange, TensorDrillDown
+
+    g = np.random.default_rng(0)
+    changes = tuple(ModelChange(
+        model=m, relative_change=0.1, counts=np.ones(8), log_counts=np.log10(2 * np.ones(8)),
+        image=g.random((6, 5), dtype=np.float32), row_norms=np.ones(6, np.float32),
+        col_norms=np.ones(5, np.float32), spectrum=np.array([3.0, 2.0, 1.0]), effective_rank=2.5, rank_90=2,
+        rank_99=3, masks={"ties": g.random((6, 5), dtype=np.float32)}, kept={"ties": 0.5}) for m in models)
+    return TensorDrillDown(name=W, shape=(12, 10), base_model="base", models=tuple(models),
+                           bin_edges=np.linspace(-1, 1, 9), changes=changes, svd="exact", density=0.5,
+                           sign_agreement=0.9, block=(2, 2))
+
+
+def test_drill_down_plots_are_built_after_the_constructor_and_a_result_given_meanwhile_is_drawn(qtbot):
+    import pyqtgraph as pg
+
+    from fusion_gui.ui.plots.drill_down_plots import DrillDownPlots
+
+    plots = DrillDownPlots()
+    qtbot.addWidget(plots)
+    # the constructor makes no pyqtgraph view (tens of ms each): they come one per event-loop turn
+    assert plots.findChildren(pg.GraphicsView) == [] and plots.pending
+    result = _fake_drill_down()
+    plots.show_result(result)  # before the plots exist: drawn once they do
+    qtbot.waitUntil(lambda: not plots.pending)
+    assert len(plots.findChildren(pg.GraphicsView)) == 4
+    assert plots.table.rowCount() == 2 and plots.rank_line_positions() == [2, 3]
+    np.testing.assert_array_equal(plots._image.image, result.changes[0].image)
+    plots.clear()
+    assert plots._image.image is None and plots.rank_line_positions() == [None, None]
 
 
 def test_drill_down_from_compare_without_a_base(window, qtbot, llama_family, error_dialogs):

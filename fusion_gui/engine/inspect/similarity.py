@@ -2,7 +2,8 @@
 for the whole model and per layer, streamed one tensor at a time, and clustered ("which are alike").
 
 Per tensor only the base and the N models' copies of that tensor are in memory; the changes are
-formed a row chunk at a time. Pairwise sums are accumulated in float64 by matrix products.
+formed a row chunk at a time. Pairwise sums are accumulated in float64; the dot products are float64
+matrix products, the sign counts float32 ones (exact for counts below 2^24; see pair_sums).
 """
 
 from __future__ import annotations
@@ -46,14 +47,26 @@ class _PairSums:
                                tensors=self.tensors)
 
 
+EXACT_COUNT = 1 << 24  # float32 holds every integer up to 2^24: sign counts over fewer columns are exact
+
+
 def pair_sums(changes: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For an N x k block of changes: dot products, counts of elements changed with opposite signs,
-    and counts of elements both changed, for every pair (N x N each)."""
+    and counts of elements both changed, for every pair (N x N each).
+
+    The counts are products of 0/1 matrices: every partial sum is an integer no larger than the
+    columns summed, so float32 is exact (and about twice as fast as float64) over at most 2^24
+    columns at a time; longer rows are counted in slices of that many and summed in float64."""
+    n, k = changes.shape
+    opposite, both = np.zeros((n, n)), np.zeros((n, n))
+    for a in range(0, k, EXACT_COUNT):
+        part = changes[:, a:a + EXACT_COUNT]
+        pos, neg = (part > 0).float(), (part < 0).float()
+        nonzero = pos + neg
+        opposite += (pos @ neg.T).double().numpy()
+        both += (nonzero @ nonzero.T).double().numpy()
     c = changes.double()
-    pos, neg = (changes > 0).double(), (changes < 0).double()
-    nonzero = pos + neg
-    opposite = pos @ neg.T
-    return (c @ c.T).numpy(), (opposite + opposite.T).numpy(), (nonzero @ nonzero.T).numpy()
+    return (c @ c.T).numpy(), opposite + opposite.T, both
 
 
 def _group_name(layer: int | None) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QTableWidget,
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from fusion_gui.events import TensorDrillDown
@@ -34,6 +34,21 @@ def _titled(title: str, widget: QWidget) -> QWidget:
     return box
 
 
+def _box() -> QWidget:
+    """A fixed share of the grid (its size ignores its content), so a plot built into one box later does
+    not resize, and so repaint, the plots already in the others."""
+    box = QWidget()
+    box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+    lay = QVBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    return box
+
+
+def _plain_axes(plot: pg.PlotItem) -> None:
+    for side in ("bottom", "left"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
+
+
 def _image_item() -> pg.ImageItem:
     image = pg.ImageItem(axisOrder="row-major")
     image.setTransform(QTransform().translate(-0.5, -0.5))  # pixel centres on integers
@@ -53,78 +68,23 @@ class DrillDownPlots(QWidget):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-
-        self.histogram = pg.PlotWidget()
-        self.histogram.setLabel("bottom", "change (model − base)")
-        self.histogram.setLabel("left", "log10(1 + count)")
-        self.histogram.addLegend(offset=(-10, 10))
-        self.spectrum = pg.PlotWidget()
-        self.spectrum.setLogMode(y=True)
-        self.spectrum.setLabel("bottom", "singular value index")
-        self.spectrum.setLabel("left", "singular value of the change")
-        self._rank_lines = [pg.InfiniteLine(angle=90, pen=pg.mkPen(c, style=Qt.PenStyle.DashLine), label=t,
-                                            labelOpts={"position": 0.9, "color": c})
-                            for c, t in (("#bbbbbb", "90%"), ("#ffffff", "99%"))]
-        for line in self._rank_lines:
-            self.spectrum.addItem(line, ignoreBounds=True)
-        for plot in (self.histogram, self.spectrum):
-            for side in ("bottom", "left"):
-                plot.getPlotItem().getAxis(side).enableAutoSIPrefix(False)
-
-        # |change| image with column norms above it and row norms to its right, sharing axes
-        self.image_view = pg.GraphicsLayoutWidget()
-        self._cols = self.image_view.addPlot(row=0, col=0)
-        self._img_plot = self.image_view.addPlot(row=1, col=0)
-        self._rows = self.image_view.addPlot(row=1, col=1)
-        self.image_view.ci.layout.setRowStretchFactor(1, 4)
-        self.image_view.ci.layout.setColumnStretchFactor(0, 4)
-        self._image = _image_item()
-        self._image.setColorMap(pg.colormap.get("viridis"))
-        self._img_plot.addItem(self._image)
-        self._img_plot.invertY(True)
-        self._img_plot.setLabel("bottom", "column block")
-        self._img_plot.setLabel("left", "row block")
-        self._cols.setXLink(self._img_plot)
-        self._rows.setYLink(self._img_plot)
-        self._rows.invertY(True)
-        self._cols.setLabel("left", "‖col‖")
-        self._rows.setLabel("bottom", "‖row‖")
-        self._rows.getAxis("bottom").setStyle(showValues=False)  # a narrow strip: the shape, not the numbers
-        self._cols.getAxis("left").setStyle(showValues=False)
-        self._col_curve = self._cols.plot([], [], pen=pg.mkPen(PALETTE[1], width=1.5))
-        self._row_curve = self._rows.plot([], [], pen=pg.mkPen(PALETTE[0], width=1.5))
-        for plot in (self._cols, self._img_plot, self._rows):
-            plot.setMenuEnabled(False)
-            for side in ("bottom", "left"):
-                plot.getAxis(side).enableAutoSIPrefix(False)
-
-        self.mask_view = pg.PlotWidget()
-        self._mask = _image_item()
-        self._mask.setColorMap(pg.colormap.get("CET-L1"))
-        self.mask_view.addItem(self._mask)
-        self.mask_view.getPlotItem().invertY(True)
-        self._mask_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="CET-L1", interactive=False, width=12)
-        self._mask_bar.setImageItem(self._mask, insert_in=self.mask_view.getPlotItem())
-        self._mask_bar.axis.setLabel("fraction kept")
         self.mask_label = QLabel()
-
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
-
-
-        mask_page = QWidget()
-        mask_lay = QVBoxLayout(mask_page)
-        mask_lay.setContentsMargins(0, 0, 0, 0)
-        mask_lay.addWidget(self.mask_view, 1)
-        mask_lay.addWidget(self.mask_label)
+        # the plots go into these boxes as they are built (see _builds)
+        self._boxes = [_box() for _ in range(4)]
+        self._boxes[3].layout().addWidget(self.mask_label)
         grid = QGridLayout()
-        grid.addWidget(_titled("Histogram of each model's change", self.histogram), 0, 0)
-        grid.addWidget(_titled("|change| by block norms, with row and column norms", self.image_view), 0, 1)
-        grid.addWidget(_titled("Singular value spectrum of the change", self.spectrum), 1, 0)
-        grid.addWidget(_titled("What the merge method keeps (per block)", mask_page), 1, 1)
+        grid.addWidget(_titled("Histogram of each model's change", self._boxes[0]), 0, 0)
+        grid.addWidget(_titled("|change| by block norms, with row and column norms", self._boxes[1]), 0, 1)
+        grid.addWidget(_titled("Singular value spectrum of the change", self._boxes[2]), 1, 0)
+        grid.addWidget(_titled("What the merge method keeps (per block)", self._boxes[3]), 1, 1)
+        for i in range(2):
+            grid.setRowStretch(i, 1)
+            grid.setColumnStretch(i, 1)
         top = QHBoxLayout()
         top.addWidget(QLabel("Model"))
         top.addWidget(self.model_box, 1)
@@ -138,15 +98,102 @@ class DrillDownPlots(QWidget):
         lay.addWidget(self.table)
         self._hist_curves: list[pg.PlotDataItem] = []
         self._spectrum_curves: list[pg.PlotDataItem] = []
-        self._stages: list = []
+        # Making pyqtgraph's plots costs 15-40 ms each (menus, axes, the colour bar): ~0.3 s together,
+        # so they are built one per event-loop turn too, before the first result is drawn.
+        self._builds: list = [self._build_histogram, self._build_spectrum, self._build_image_view, self._build_col_plot,
+                              self._build_image_plot, self._build_row_plot, self._build_mask_view,
+                              self._build_mask_bar, self._place_mask_bar]
+        self._draws: list = []
         self._stage_timer = QTimer(self, singleShot=True, interval=0)  # dies with the widget: no late call
         self._stage_timer.timeout.connect(self._next_stage)
         self.model_box.currentIndexChanged.connect(self._redraw_model)
         self.method_box.currentIndexChanged.connect(self._redraw_model)
+        self._stage_timer.start()
+
+    def _build_histogram(self) -> None:
+        self.histogram = pg.PlotWidget()
+        self.histogram.setLabel("bottom", "change (model − base)")
+        self.histogram.setLabel("left", "log10(1 + count)")
+        self.histogram.addLegend(offset=(-10, 10))
+        _plain_axes(self.histogram.getPlotItem())
+        self._boxes[0].layout().addWidget(self.histogram)
+
+    def _build_spectrum(self) -> None:
+        self.spectrum = pg.PlotWidget()
+        self.spectrum.setLogMode(y=True)
+        self.spectrum.setLabel("bottom", "singular value index")
+        self.spectrum.setLabel("left", "singular value of the change")
+        self._rank_lines = [pg.InfiniteLine(angle=90, pen=pg.mkPen(c, style=Qt.PenStyle.DashLine), label=t,
+                                            labelOpts={"position": 0.9, "color": c})
+                            for c, t in (("#bbbbbb", "90%"), ("#ffffff", "99%"))]
+        for line in self._rank_lines:
+            line.setVisible(False)
+            self.spectrum.addItem(line, ignoreBounds=True)
+        _plain_axes(self.spectrum.getPlotItem())
+        self._boxes[2].layout().addWidget(self.spectrum)
+
+    def _build_image_view(self) -> None:
+        """|change| image with column norms above it and row norms to its right, sharing axes."""
+        self.image_view = pg.GraphicsLayoutWidget()
+        self._boxes[1].layout().addWidget(self.image_view)
+
+    def _build_col_plot(self) -> None:
+        self._cols = self.image_view.addPlot(row=0, col=0)
+        self._cols.setLabel("left", "‖col‖")
+        self._cols.getAxis("left").setStyle(showValues=False)
+        self._col_curve = self._cols.plot([], [], pen=pg.mkPen(PALETTE[1], width=1.5))
+
+    def _build_image_plot(self) -> None:
+        self._img_plot = self.image_view.addPlot(row=1, col=0)
+        self.image_view.ci.layout.setRowStretchFactor(1, 4)
+        self._image = _image_item()
+        self._image.setColorMap(pg.colormap.get("viridis"))
+        self._img_plot.addItem(self._image)
+        self._img_plot.invertY(True)
+        self._img_plot.setLabel("bottom", "column block")
+        self._img_plot.setLabel("left", "row block")
+        self._cols.setXLink(self._img_plot)
+
+    def _build_row_plot(self) -> None:
+        self._rows = self.image_view.addPlot(row=1, col=1)
+        self.image_view.ci.layout.setColumnStretchFactor(0, 4)
+        self._rows.setYLink(self._img_plot)
+        self._rows.invertY(True)
+        self._rows.setLabel("bottom", "‖row‖")
+        self._rows.getAxis("bottom").setStyle(showValues=False)  # a narrow strip: the shape, not the numbers
+        self._row_curve = self._rows.plot([], [], pen=pg.mkPen(PALETTE[0], width=1.5))
+        for plot in (self._cols, self._img_plot, self._rows):
+            plot.setMenuEnabled(False)
+            _plain_axes(plot)
+
+    def _build_mask_view(self) -> None:
+        self.mask_view = pg.PlotWidget()
+        self._mask = _image_item()
+        self._mask.setColorMap(pg.colormap.get("CET-L1"))
+        self.mask_view.addItem(self._mask)
+        self.mask_view.getPlotItem().invertY(True)
+        self._boxes[3].layout().insertWidget(0, self.mask_view, 1)
+
+    def _build_mask_bar(self) -> None:
+        self._mask_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap="CET-L1", interactive=False, width=12)
+
+    def _place_mask_bar(self) -> None:
+        self._mask_bar.setImageItem(self._mask, insert_in=self.mask_view.getPlotItem())
+        self._mask_bar.axis.setLabel("fraction kept")
+
+    @property
+    def pending(self) -> bool:
+        """Plots still to build or results still to draw."""
+        return bool(self._builds or self._draws)
 
     def clear(self) -> None:
         self.result = None
-        self._stages = []
+        self._draws = []
+        self.table.setRowCount(0)
+        self.summary.setText("")
+        self.mask_label.setText("")
+        if self._builds:  # nothing has been drawn into plots still being built
+            return
         for curve in self._hist_curves + self._spectrum_curves:
             curve.setData([], [])
         self.histogram.getPlotItem().legend.clear()
@@ -156,27 +203,27 @@ class DrillDownPlots(QWidget):
         self._mask.clear()
         self._col_curve.setData([], [])
         self._row_curve.setData([], [])
-        self.table.setRowCount(0)
-        self.summary.setText("")
-        self.mask_label.setText("")
 
     def show_result(self, result: TensorDrillDown) -> None:
         """Draw `result` in stages, one plot per turn of the event loop, so the window repaints and
         takes clicks between them (drawing everything at once held the GUI thread for up to a second)."""
         self.clear()
         self.result = result
-        self._stages = [self._draw_summary, self._draw_histograms, self._draw_spectra, self._redraw_model]
+        self._draws = [self._draw_summary, self._draw_histograms, self._draw_spectra, self._redraw_model]
         self._stage_timer.start()
 
     def finish_drawing(self) -> None:
-        """Draw the stages still pending now (tests, exports)."""
-        while self._stages:
-            self._stages.pop(0)()
+        """Build and draw what is still pending now (tests, exports)."""
+        while self.pending:
+            self._run_stage()
+
+    def _run_stage(self) -> None:
+        (self._builds or self._draws).pop(0)()
 
     def _next_stage(self) -> None:
-        if self._stages:
-            self._stages.pop(0)()
-        if self._stages:
+        if self.pending:
+            self._run_stage()
+        if self.pending:
             self._stage_timer.start()
 
     def _curve(self, curves: list, plot: pg.PlotWidget, i: int) -> pg.PlotDataItem:
@@ -236,7 +283,7 @@ class DrillDownPlots(QWidget):
         self.table.setFixedHeight(self.table.horizontalHeader().height() + rows + 4)
 
     def _redraw_model(self, *_args) -> None:
-        if self.result is None or not self.result.changes:
+        if self.result is None or not self.result.changes or self._builds:
             return
         c = self.result.changes[max(0, self.model_box.currentIndex())]
         self._image.setImage(c.image, autoLevels=True)
