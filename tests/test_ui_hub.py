@@ -309,7 +309,9 @@ def test_cancelling_an_upload_says_so_and_the_dialog_stays_usable(qtbot, hub, tm
     qtbot.addWidget(dialog)
     dialog.repo_edit.setText("me/cancelled")
     worker = dialog.start()
-    qtbot.waitUntil(gate.reached.is_set, timeout=JOB_TIMEOUT_MS)
+    # a job that ends before its first upload (refused, failed) says why here instead of timing out
+    qtbot.waitUntil(lambda: gate.reached.is_set() or not worker.running, timeout=JOB_TIMEOUT_MS)
+    assert gate.reached.is_set(), dialog.status_label.text()
     assert not dialog.repo_edit.isEnabled()  # what is being sent where stays as shown
     with qtbot.waitSignal(worker.done, timeout=JOB_TIMEOUT_MS):
         dialog.cancel_button.click()
