@@ -228,6 +228,27 @@ def test_installed_merge_compare_evaluate_extract_lora(window_walk, user, demo_m
 
 
 @pytest.mark.timeout(1800)
+def test_installed_search_keeps_its_study_and_resumes(window_walk, user, demo_models):
+    """The merge search in the bundle: optuna's SQLite storage (alembic creates the schema from files
+    shipped beside the code), CMA-ES from cmaes, in-memory candidates scored on the demo skills."""
+    work = Path(user["HOME"]) / "search"
+    work.mkdir()
+    base, count, reverse = (demo_models / name for name in ("base", "count", "reverse"))
+    (work / "search.yml").write_text(
+        f"method: task_arithmetic\nbase: {base}\nmodels: [{count}, {reverse}]\n"
+        "tune:\n  - {name: weight, scope: model, low: 0.0, high: 1.5, start: 0.8}\n"
+        "objectives: [count, reverse]\ncombine: mean\nexamples: 6\nheld_out: 6\n"
+        "budget: {trials: 2}\nsampler: cmaes\nseed: 0\n")
+    first = fusion(user, "search", work / "search.yml", work / "out")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (work / "out" / "search.sqlite").is_file() and (work / "out" / "best-recipe.yml").is_file()
+    more = fusion(user, "search", work / "search.yml", work / "out", "--resume", "--trials", "3")
+    assert more.returncode == 0, more.stdout + more.stderr
+    rows = list(csv.DictReader(open(work / "out" / "trials.csv")))
+    assert len(rows) == 3, rows  # the two trials of the first run were kept, one more was added
+
+
+@pytest.mark.timeout(1800)
 def test_installed_distills_from_a_datasets_folder_and_evaluates(user):
     """Distillation (transformers' Trainer, accelerate, datasets/pyarrow) and evaluation (perplexity and
     generation) in the bundle: modules the analysis cannot see behind transformers' lazy imports."""
