@@ -10,14 +10,13 @@ import math
 from PySide6.QtWidgets import (QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from fusion_gui.engine.inspect.export import write_csv
 from fusion_gui.events import DepthMatch
 from fusion_gui.formatting import format_duration
 from fusion_gui.session.inspect import InspectState
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.compare_panel import ModelPicker
+from fusion_gui.ui.panels.result_export import ExportsResult
 from fusion_gui.ui.plots.depth_plot import DepthMapPlot
-from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 
 
 def depth_job(model_a: str, model_b: str, token):
@@ -26,7 +25,9 @@ def depth_job(model_a: str, model_b: str, token):
     return depth_match(model_a, model_b, cancel=token)
 
 
-class DepthPanel(QWidget):
+class DepthPanel(ExportsResult, QWidget):
+    export_stem = "depth-match"
+
     def __init__(self, state: InspectState, known_models=lambda: [], merge_session=None,
                  parent: QWidget | None = None):
         super().__init__(parent)
@@ -79,8 +80,7 @@ class DepthPanel(QWidget):
                                 failure_title="Matching by depth failed")
         self.start_button.clicked.connect(self.start)
         self.from_merge_button.clicked.connect(self.from_merge)
-        self.png_button.clicked.connect(lambda: self._ask_and_save("png"))
-        self.csv_button.clicked.connect(lambda: self._ask_and_save("csv"))
+        self._connect_saving()
         for picker in (self.model_a, self.model_b):
             picker.combo.currentTextChanged.connect(
                 lambda _: self.state.choose_depth_models(self.model_a.text(), self.model_b.text()))
@@ -130,18 +130,3 @@ class DepthPanel(QWidget):
         self._set_saving(True)
         return (f"{result.model_a}: {result.layers_a} layers, {result.model_b}: {result.layers_b}; matched in "
                 f"{format_duration(result.seconds)}.")
-
-    def _set_saving(self, enabled: bool) -> None:
-        self.png_button.setEnabled(enabled)
-        self.csv_button.setEnabled(enabled)
-
-    def save_png(self, path) -> None:
-        self.plot.grab().save(str(path))
-
-    def save_csv(self, path) -> None:
-        write_csv(self.result, path)
-
-    def _ask_and_save(self, suffix: str) -> None:
-        path = ask_save_file(self, "Save", f"depth-match.{suffix}", f"{suffix.upper()} (*.{suffix})")
-        if path:
-            (self.save_png if suffix == "png" else self.save_csv)(path)

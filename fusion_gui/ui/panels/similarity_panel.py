@@ -11,15 +11,14 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton,
                                QSplitter, QVBoxLayout, QWidget)
 
-from fusion_gui.engine.inspect.export import write_csv
 from fusion_gui.events import Log, Progress, SimilarityResult
 from fusion_gui.formatting import format_bytes, format_duration
 from fusion_gui.session.inspect import WHOLE_MODEL, InspectState
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.compare_panel import ModelPicker
 from fusion_gui.ui.panels.model_list import ModelList, bind_list
+from fusion_gui.ui.panels.result_export import ExportsResult
 from fusion_gui.ui.plots.similarity_plots import DendrogramPlot, MatrixPlot
-from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 
 
 def similarity_job(models: list[str], base: str, token):
@@ -29,7 +28,8 @@ def similarity_job(models: list[str], base: str, token):
     return similarity(models, base, cancel=token)
 
 
-class SimilarityPanel(QWidget):
+class SimilarityPanel(ExportsResult, QWidget):
+    export_stem = "similarity"
     message = Signal(str)
     merge_filled = Signal()  # "Merge these" wrote the Merge view: the window shows it
 
@@ -96,8 +96,7 @@ class SimilarityPanel(QWidget):
         self.start_button.clicked.connect(self.start)
         self.from_merge_button.clicked.connect(self.from_merge)
         self.merge_button.clicked.connect(self.merge_these)
-        self.png_button.clicked.connect(lambda: self._ask_and_save("png"))
-        self.csv_button.clicked.connect(lambda: self._ask_and_save("csv"))
+        self._connect_saving()
         self.models.add_requested.connect(self.state.add_model)
         self.models.remove_requested.connect(self.state.remove_model)
         bind_list(self.models, self.state.events.models, lambda: self.state.models)
@@ -107,7 +106,7 @@ class SimilarityPanel(QWidget):
         self.state.events.group.connect(lambda _: self._draw())
         self.state.events.models.connect(lambda _: self._enable_start())
         self.state.events.base.connect(lambda _: self._enable_start())
-        self._set_result_buttons(False)
+        self._set_saving(False)
         self._enable_start()
 
     def _enable_start(self) -> None:
@@ -136,7 +135,7 @@ class SimilarityPanel(QWidget):
             return None
         models, base = list(self.state.models), self.state.base
         self.result = None
-        self._set_result_buttons(False)
+        self._set_saving(False)
         return self.runner.start(lambda token: similarity_job(models, base, token), "Reading the headers…")
 
     def merge_these(self) -> None:
@@ -161,7 +160,7 @@ class SimilarityPanel(QWidget):
         self.group_box.setCurrentText(self.state.group)
         self.group_box.blockSignals(False)
         self._draw()
-        self._set_result_buttons(True)
+        self._set_saving(True)
         alike = ""
         if result.linkage is not None:
             alike = " Alike models sit together: " + ", ".join(result.models[i] for i in result.order) + "."
@@ -182,17 +181,5 @@ class SimilarityPanel(QWidget):
         self.conflict_plot.set_matrix(group.sign_conflict, labels)
         self.dendrogram.set_linkage(self.result.linkage, labels, self.result.clustering_note)
 
-    def _set_result_buttons(self, enabled: bool) -> None:
-        self.png_button.setEnabled(enabled)
-        self.csv_button.setEnabled(enabled)
-
-    def save_png(self, path) -> None:
-        self.plots.grab().save(str(path))
-
-    def save_csv(self, path) -> None:
-        write_csv(self.result, path)
-
-    def _ask_and_save(self, suffix: str) -> None:
-        path = ask_save_file(self, "Save", f"similarity.{suffix}", f"{suffix.upper()} (*.{suffix})")
-        if path:
-            (self.save_png if suffix == "png" else self.save_csv)(path)
+    def _export_view(self) -> QWidget:
+        return self.plots

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from fusion_gui.engine.inspect.export import write_csv
 from fusion_gui.engine.inspect.spectral import SpectralResult, SpectralTensor
 from fusion_gui.events import Progress
 from fusion_gui.formatting import format_duration
 from fusion_gui.session.inspect import InspectState
 from fusion_gui.ui.jobs import JobRunner
 from fusion_gui.ui.panels.model_list import ModelList, bind_list
+from fusion_gui.ui.panels.result_export import ExportsResult
 from fusion_gui.ui.plots.alpha_plot import AlphaPlot
-from fusion_gui.ui.widgets.file_dialogs import ask_save_file
 
 
 def spectral_job(models: list[str], token):
@@ -24,7 +23,9 @@ def spectral_job(models: list[str], token):
     return spectral(models, cancel=token)
 
 
-class SpectralPanel(QWidget):
+class SpectralPanel(ExportsResult, QWidget):
+    export_stem = "spectral"
+
     def __init__(self, state: InspectState, known_models=lambda: [], merge_session=None,
                  parent: QWidget | None = None):
         super().__init__(parent)
@@ -64,8 +65,7 @@ class SpectralPanel(QWidget):
                                 failure_title="Spectral fit failed")
         self.start_button.clicked.connect(self.start)
         self.from_merge_button.clicked.connect(self.from_merge)
-        self.png_button.clicked.connect(lambda: self._ask_and_save("png"))
-        self.csv_button.clicked.connect(lambda: self._ask_and_save("csv"))
+        self._connect_saving()
         self.models.add_requested.connect(
             lambda ref: self.state.set_spectral_models([*self.state.spectral_models, ref]))
         self.models.remove_requested.connect(
@@ -112,18 +112,3 @@ class SpectralPanel(QWidget):
         fitted = sum(1 for t in result.tensors if t.note == "")
         return (f"Fitted {fitted} of {len(result.tensors)} matrices of {len(result.models)} model(s) in "
                 f"{format_duration(result.seconds)}; matrices with fewer than 20 eigenvalues get no alpha.")
-
-    def _set_saving(self, enabled: bool) -> None:
-        self.png_button.setEnabled(enabled)
-        self.csv_button.setEnabled(enabled)
-
-    def save_png(self, path) -> None:
-        self.plot.grab().save(str(path))
-
-    def save_csv(self, path) -> None:
-        write_csv(self.result, path)
-
-    def _ask_and_save(self, suffix: str) -> None:
-        path = ask_save_file(self, "Save", f"spectral.{suffix}", f"{suffix.upper()} (*.{suffix})")
-        if path:
-            (self.save_png if suffix == "png" else self.save_csv)(path)
