@@ -12,10 +12,11 @@ from pathlib import Path
 from fusion_gui.engine.errors import InputError
 from fusion_gui.engine.hub.events import RemotePreflight
 from fusion_gui.engine.io.opener import stand_ins  # noqa: F401 - part of this module's API
+from fusion_gui.engine.io.reader import TensorFiles
 from fusion_gui.engine.io.weight_files import SAFETENSORS_DTYPES, TensorInfo
 
 
-class RemoteReader:
+class RemoteReader(TensorFiles):
     """ModelReader's interface, from a remote pre-flight: names, shapes, dtypes and config only."""
 
     def __init__(self, ref: str, pre: RemotePreflight, folder: Path):
@@ -35,30 +36,9 @@ class RemoteReader:
                                             pre.tensor_files.get(name, ""))
         self._files = [self.path / f.name for f in pre.files if f.name.endswith(".safetensors")]
 
-    @property
-    def files(self) -> list[Path]:
-        return list(self._files)
-
-    @property
-    def num_shards(self) -> int:
-        return len(self._files)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(info.nbytes for info in self.tensors.values())
-
     def get(self, name: str):
         raise InputError(f"'{self.label}' is not downloaded yet, so tensor '{name}' cannot be read; run the "
                          f"job with downloads allowed.")
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "RemoteReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def fetch_side_files(ref: str, pre: RemotePreflight, folder: Path) -> None:

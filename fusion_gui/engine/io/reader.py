@@ -14,7 +14,36 @@ from fusion_gui.engine.io.weight_files import (
 )
 
 
-class ModelReader:
+class TensorFiles:
+    """What every reader of weight files shares: its files, their count and bytes, `with` closing it.
+    ModelReader and the Hub's RemoteReader (headers only) both build on it."""
+
+    _files: list[Path]
+    tensors: dict[str, TensorInfo]
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self._files)
+
+    @property
+    def num_shards(self) -> int:
+        return len(self._files)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(info.nbytes for info in self.tensors.values())
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ModelReader(TensorFiles):
     """One model's tensors, read lazily. get() may run on a reader thread; close() must not
     race with it."""
 
@@ -58,18 +87,6 @@ class ModelReader:
             if not isinstance(config, dict):
                 raise InputError(f"{where(path)} is not a model config: it is not a JSON object.")
             self.config = config
-
-    @property
-    def files(self) -> list[Path]:
-        return list(self._files)
-
-    @property
-    def num_shards(self) -> int:
-        return len(self._files)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(info.nbytes for info in self.tensors.values())
 
     def _file_path(self, file: str) -> Path:
         return self.path / file if self.path.is_dir() else self.path
@@ -115,12 +132,6 @@ class ModelReader:
             handle.close()
         self._handles.clear()
         self._bin = None
-
-    def __enter__(self) -> "ModelReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ModelReader({self.label!r}, {len(self.tensors)} tensors, {self.num_shards} files)"
