@@ -48,3 +48,16 @@ def load_json(raw: bytes | str, where: str) -> Any:
         raise InputError(f"{where} nests JSON too deeply to read.") from None
     except ValueError as err:
         raise InputError(f"{where} is not valid JSON ({err}).") from None
+
+
+def jsonl_lines(path: Path):
+    """(line number, parsed value) for each non-empty line of a JSONL file; bad JSON is an InputError
+    naming the line. The callers check each value's shape themselves."""
+    with Path(path).open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"Line {number} of '{path}' is not valid JSON: {err.msg}.") from err

@@ -9,28 +9,21 @@ characters fall between the two renders carry the loss.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.parse_text import jsonl_lines
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 def _rows(path: Path):
     """(line number, object) for every non-empty line."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"Line {number} of '{path}' is not valid JSON: {err.msg}.") from err
-            if not isinstance(row, dict):
-                raise InputError(f"Line {number} of '{path}' is not a JSON object.")
-            yield number, row
+    for number, row in jsonl_lines(path):
+        if not isinstance(row, dict):
+            raise InputError(f"Line {number} of '{path}' is not a JSON object.")
+        yield number, row
 
 
 def jsonl_kind(path) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fusion_gui.engine.errors import InputError
+from fusion_gui.engine.parse_text import jsonl_lines
 
 
 def read_documents(path: str | Path, text_field: str = "text") -> list[str]:
@@ -36,20 +36,13 @@ def read_documents(path: str | Path, text_field: str = "text") -> list[str]:
 
 def _read_jsonl(path: Path, text_field: str) -> list[str]:
     docs = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"Line {number} of '{path}' is not valid JSON: {err.msg}.") from err
-            if not isinstance(row, dict) or text_field not in row:
-                raise InputError(f"Line {number} of '{path}' has no text field '{text_field}' "
-                                 f"(set data.text_field to the field that holds the text).")
-            if not isinstance(row[text_field], str):
-                raise InputError(f"Field '{text_field}' on line {number} of '{path}' is not a string.")
-            docs.append(row[text_field])
+    for number, row in jsonl_lines(path):
+        if not isinstance(row, dict) or text_field not in row:
+            raise InputError(f"Line {number} of '{path}' has no text field '{text_field}' "
+                             f"(set data.text_field to the field that holds the text).")
+        if not isinstance(row[text_field], str):
+            raise InputError(f"Field '{text_field}' on line {number} of '{path}' is not a string.")
+        docs.append(row[text_field])
     return docs
 
 
