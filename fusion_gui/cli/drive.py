@@ -12,10 +12,12 @@ from fusion_gui.engine.errors import Cancelled, InputError
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
-def drive(start: Callable[[CancelToken], Generator], progress: bool = True):
+def drive(start: Callable[[CancelToken], Generator], progress: bool = True,
+          describe: Callable[[object], str | None] | None = None):
     """Run `start(cancel)`'s generator to its return value, drawing its events (progress bars only when
-    `progress`; warnings always). Ctrl-C sets the token (threads the job started stop too) and closes the
-    generator now, so its cleanup removes any partial output before the program exits."""
+    `progress`; warnings always). `describe` may turn an event into one plain line (a subcommand's own
+    events); the printer draws the rest. Ctrl-C sets the token (threads the job started stop too) and
+    closes the generator now, so its cleanup removes any partial output before the program exits."""
     cancel = CancelToken()
     gen = start(cancel)
     printer = Printer(enabled=progress)
@@ -25,7 +27,11 @@ def drive(start: Callable[[CancelToken], Generator], progress: bool = True):
                 event = next(gen)
             except StopIteration as stop:
                 return stop.value
-            printer.show(event)
+            line = describe(event) if describe is not None else None
+            if line:
+                printer.say(line)
+            else:
+                printer.show(event)
     except KeyboardInterrupt:
         cancel.cancel()
         gen.close()

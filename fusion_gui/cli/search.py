@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fusion_gui.cli.drive import EXIT_OK, drive, quiet_transformers
-from fusion_gui.cli.printer import Printer
-from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError
 
 BEST_MODEL = "best-model"
@@ -66,7 +64,7 @@ def _recorded(settings, mode: str, args, start):
     history = None if args.no_history or mode == "worker" else open_history()
     began, status, result = time.perf_counter(), "failed", None
     try:
-        result = _drive(start)
+        result = drive(start, describe=describe)  # Ctrl-C marks the running trial failed: --resume goes on
         status = {"cancelled": "cancelled", "paused": "cancelled", "failures": "failed"}.get(result.stopped.reason,
                                                                                               "done")
         return result
@@ -89,30 +87,6 @@ def _merge_best(result) -> None:
     out = Path(result.out_dir) / BEST_MODEL
     merged = drive(lambda cancel: merge(load_recipe(result.recipe_file), out, MergeOptions(), cancel=cancel))
     print(f"Wrote the best model: {merged.out_dir}")
-
-
-def _drive(start):
-    """Like cli.drive.drive, plus one plain line per search event (printer.py draws the engine's own events)."""
-    cancel = CancelToken()
-    gen = start(cancel)
-    printer = Printer()
-    try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            line = describe(event)
-            if line:
-                printer.say(line)
-            else:
-                printer.show(event)
-    except KeyboardInterrupt:
-        cancel.cancel()
-        gen.close()  # the running trial is marked failed: the search resumes with --resume
-        raise Cancelled("Cancelled by the user.") from None
-    finally:
-        printer.close()
 
 
 def describe(event) -> str | None:
