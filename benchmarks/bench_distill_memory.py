@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import report_header, write_report  # noqa: E402
 VOCAB = 131072
 BATCH, SEQ, STEPS = 4, 128, 3
 
@@ -86,12 +86,9 @@ def main() -> None:
             if out.returncode:
                 raise SystemExit(out.stderr[-3000:])
             results[chunk] = json.loads(out.stdout.strip().splitlines()[-1])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     mb = 1 << 20
     full = results[0]["peak"]
-    lines = [f"# bench_distill_memory.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  commit {commit}",
-             f"# machine: {' '.join(platform.uname())}; nproc {os.cpu_count()}; load average "
-             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch threads 1",
+    lines = [*report_header("bench_distill_memory.py"),
              f"# tiny llama teacher and student (2 layers, width 64), {VOCAB} output rows, batch {BATCH} x {SEQ} "
              f"tokens, forward KL, {STEPS} steps; peak growth of RSS over the whole job (loading included)",
              "",
@@ -101,10 +98,7 @@ def main() -> None:
         lines.append(f"| {chunk or 'off (full logits)'} | {r['peak'] / mb:.0f} MiB | {r['estimate'] / mb:.0f} MiB | "
                      f"{r['logits_estimate'] / mb:.0f} MiB | {r['peak'] / full:.2f}x |")
     lines += ["", f"# benchmark wall time {time.monotonic() - started:.0f} s"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

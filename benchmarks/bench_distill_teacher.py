@@ -15,14 +15,10 @@ Needs the `bench` extra (trl) for the TRL row. Writes the table with date, commi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -30,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import report_header, write_report  # noqa: E402
 from bench_distill_trl import corpus, heldout_perplexity, make_models  # noqa: E402
 from fusion_gui.engine.distill import config_from_dict, distill  # noqa: E402
 from fusion_gui.engine.distill.data import load_blocks  # noqa: E402
@@ -140,12 +137,9 @@ def main() -> None:
                 rows[names[3]].append((speed, heldout_perplexity(model, held)))
         t_ppl = heldout_perplexity(AutoModelForCausalLM.from_pretrained(teacher), held)
     med = {k: (statistics.median(s for s, _ in v), statistics.median(q for _, q in v)) for k, v in rows.items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     base = med[names[0]][0]
     lines = [
-        f"# bench_distill_teacher.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  commit {commit}",
-        f"# machine: {' '.join(platform.uname())}; nproc {os.cpu_count()}; load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch threads 1",
+        *report_header("bench_distill_teacher.py"),
         f"# {args.steps} steps, batch {args.batch} x {args.seq} tokens, lr {args.lr} cosine, forward KL; "
         f"{len(train)} train / {len(held)} held-out blocks; median of {args.repeats} alternating repeats; "
         f"on-policy: {args.new_tokens} new tokens after a {args.seq - args.new_tokens}-token prompt, T 1",
@@ -162,10 +156,7 @@ def main() -> None:
     if not args.no_trl:
         lines.insert(-2, f"on-policy ours / TRL: speed {med[names[2]][0] / med[names[3]][0]:.2f}x, "
                          f"perplexity {med[names[2]][1] / med[names[3]][1]:.3f}")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import report_header, write_report  # noqa: E402
 from fusion_gui.engine.distill import config_from_dict, distill  # noqa: E402
 from fusion_gui.engine.distill.data import load_blocks  # noqa: E402
 from fusion_gui.engine.synthetic_models import build_model, tiny_config  # noqa: E402
@@ -208,11 +206,8 @@ def main() -> None:
         s_ppl = heldout_perplexity(AutoModelForCausalLM.from_pretrained(student), held)
     med = {k: (statistics.median(s[0] for s, _ in v), statistics.median(s[1] for s, _ in v),
                statistics.median(q for _, q in v)) for k, v in rows.items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
-        f"# bench_distill_trl.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}  commit {commit}",
-        f"# machine: {' '.join(platform.uname())}; nproc {os.cpu_count()}; load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch threads 1",
+        *report_header("bench_distill_trl.py"),
         f"# {args.steps} steps, batch {args.batch} x {args.seq} tokens, lr {args.lr} cosine, forward KL (GKD lmbda 0, "
         f"beta 0), {len(train)} train / {len(held)} held-out blocks; median of {args.repeats} alternating repeats (first runner swaps)",
         f"# held-out perplexity (inputs start with BOS): teacher {t_ppl:.3f}, student before training {s_ppl:.3f}",
@@ -230,10 +225,7 @@ def main() -> None:
         f"{ {k: [f'{s[0]:.0f} {s[1]:.0f} {q:.3f}' for s, q in v] for k, v in rows.items()} }",
         f"# benchmark wall time {time.monotonic() - started:.0f} s",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":
