@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import report_header, write_report  # noqa: E402
-from bench_distill_trl import corpus, heldout_perplexity, make_models  # noqa: E402
+from bench_distill_trl import corpus, heldout_perplexity, make_models, train_gkd  # noqa: E402
 from fusion_gui.engine.distill import config_from_dict, distill  # noqa: E402
 from fusion_gui.engine.distill.data import load_blocks  # noqa: E402
 from fusion_gui.engine.distill.teacher_capture import capture_teacher  # noqa: E402
@@ -55,37 +55,9 @@ def run_ours(config, out: Path, args) -> float:
 
 
 def run_trl_on_policy(teacher, student, train, out: Path, args):
-    import datasets
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl.experimental.gkd import GKDConfig, GKDTrainer
-
-    times = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, *a, **k):
-            times.append(time.monotonic())
-
-    prompt = args.seq - args.new_tokens
-
-    def collate(rows):  # the same prompts as ours: each block without its last new_tokens tokens
-        ids = torch.stack([torch.tensor(r["input_ids"]) for r in rows])
-        labels = torch.stack([torch.tensor(r["labels"]) for r in rows])
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
-                "prompts": ids[:, :prompt], "prompt_attention_mask": torch.ones_like(ids[:, :prompt])}
-
-    ds = datasets.Dataset.from_dict({"input_ids": train.blocks.tolist(), "labels": train.labels.tolist()})
-    cfg = GKDConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch,
-                    learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0, seed=0, data_seed=0,
-                    lmbda=0.5, beta=0.0, temperature=1.0, max_new_tokens=args.new_tokens, max_length=args.seq,
-                    use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-                    logging_strategy="no", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
-    model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
-    t_model = AutoModelForCausalLM.from_pretrained(teacher, dtype=torch.float32)
-    trainer = GKDTrainer(model=model, teacher_model=t_model, args=cfg, train_dataset=ds,
-                         processing_class=AutoTokenizer.from_pretrained(student), data_collator=collate,
-                         callbacks=[Clock()])
-    trainer.train()
-    return (len(times) - 1) * args.batch * args.seq / (times[-1] - times[0]), trainer.model
+    times, model = train_gkd(teacher, student, train, out, args, lmbda=0.5, new_tokens=args.new_tokens)
+    wall = [t for t, _ in times]
+    return (len(wall) - 1) * args.batch * args.seq / (wall[-1] - wall[0]), model
 
 
 def main() -> None:

@@ -137,7 +137,9 @@ def step_speed(times: list[tuple[float, float]], args) -> tuple[float, float]:
     return args.batch * args.seq / wall, args.batch * args.seq / cpu
 
 
-def run_trl(teacher, student, train, out: Path, args):
+def train_gkd(teacher, student, train, out: Path, args, lmbda: float = 0.0, new_tokens: int = 0):
+    """TRL's GKDTrainer on our blocks: (each step's end as (wall, CPU) seconds, the trained model). With
+    lmbda > 0 (on-policy) the student writes `new_tokens` after each block's first seq - new_tokens."""
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl.experimental.gkd import GKDConfig, GKDTrainer
@@ -148,24 +150,35 @@ def run_trl(teacher, student, train, out: Path, args):
         def on_step_end(self, *a, **k):
             times.append((time.monotonic(), time.process_time()))
 
-    def collate(rows):
+    prompt = args.seq - new_tokens
+
+    def collate(rows):  # on-policy: the same prompts as ours, each block without its last new_tokens tokens
         ids = torch.stack([torch.tensor(r["input_ids"]) for r in rows])
         labels = torch.stack([torch.tensor(r["labels"]) for r in rows])
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+        if new_tokens:
+            batch |= {"prompts": ids[:, :prompt], "prompt_attention_mask": torch.ones_like(ids[:, :prompt])}
+        return batch
 
     ds = datasets.Dataset.from_dict({"input_ids": train.blocks.tolist(), "labels": train.labels.tolist()})
     cfg = GKDConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch,
                     learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0, seed=0, data_seed=0,
-                    lmbda=0.0, beta=0.0, temperature=1.0, max_length=args.seq, use_cpu=True, bf16=False,
+                    lmbda=lmbda, beta=0.0, temperature=1.0, max_length=args.seq, use_cpu=True, bf16=False,
                     gradient_checkpointing=False, report_to="none", logging_strategy="no", save_strategy="no",
-                    disable_tqdm=True, dataloader_num_workers=0)
+                    disable_tqdm=True, dataloader_num_workers=0,
+                    **({"max_new_tokens": new_tokens} if new_tokens else {}))
     model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
     t_model = AutoModelForCausalLM.from_pretrained(teacher, dtype=torch.float32)
     trainer = GKDTrainer(model=model, teacher_model=t_model, args=cfg, train_dataset=ds,
                          processing_class=AutoTokenizer.from_pretrained(student), data_collator=collate,
                          callbacks=[Clock()])
     trainer.train()
-    return step_speed(times, args), trainer.model
+    return times, trainer.model
+
+
+def run_trl(teacher, student, train, out: Path, args):
+    times, model = train_gkd(teacher, student, train, out, args)
+    return step_speed(times, args), model
 
 
 def main() -> None:
