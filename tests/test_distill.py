@@ -16,6 +16,7 @@ from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.distill import config_from_dict, distill, losses as L
 from fusion_gui.engine.errors import Cancelled, InputError
 from fusion_gui.events import EvalStep, Log, TrainStep
+from helpers import run_job
 
 
 
@@ -163,15 +164,6 @@ def _config(root, **training):
                              "losses": losses, "training": opts})
 
 
-def _run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
-
-
 def _heldout_kl(teacher_path, student_path) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -184,7 +176,7 @@ def _heldout_kl(teacher_path, student_path) -> float:
 
 
 def test_distilled_student_moves_toward_the_teacher(setup, tmp_path):
-    events, result = _run(distill(_config(setup, eval_every=25), tmp_path / "out"))
+    events, result = run_job(distill(_config(setup, eval_every=25), tmp_path / "out"))
     steps = [e for e in events if isinstance(e, TrainStep)]
     assert [e.step for e in steps] == list(range(1, 51)) and all(e.total_steps == 50 for e in steps)
     assert {"forward_kl", "hidden_cosine", "total"} <= set(steps[0].losses)
@@ -203,9 +195,9 @@ def test_distilled_student_moves_toward_the_teacher(setup, tmp_path):
 
 def test_resume_continues_the_same_trajectory(setup, tmp_path):
     losses = {"taid": {"weight": 1.0, "alpha": 0.05}, "ce": 0.1, "hidden_mse": 0.1}  # + the projection
-    full, _ = _run(distill(_config(setup, max_steps=8, checkpoint_every=4, losses=dict(losses),
+    full, _ = run_job(distill(_config(setup, max_steps=8, checkpoint_every=4, losses=dict(losses),
                                    checkpoint_dir=str(tmp_path / "ckpt")), tmp_path / "a"))
-    resumed, _ = _run(distill(_config(setup, max_steps=8, checkpoint_every=4, losses=dict(losses),
+    resumed, _ = run_job(distill(_config(setup, max_steps=8, checkpoint_every=4, losses=dict(losses),
                                       checkpoint_dir=str(tmp_path / "ckpt-b"),
                                       resume_from=str(tmp_path / "ckpt" / "checkpoint-4")), tmp_path / "b"))
     full = {e.step: e for e in full if isinstance(e, TrainStep)}
@@ -310,7 +302,7 @@ def test_cuda_mixed_precision(setup, tmp_path, precision):
 
     cfg = _config(setup, max_steps=20, device="auto", precision=precision, eval_every=10,
                   losses={"taid": 1.0, "hidden_mse": 0.1, "ce": 0.1})
-    events, result = _run(distill(cfg, tmp_path / "out"))
+    events, result = run_job(distill(cfg, tmp_path / "out"))
     steps = [e for e in events if isinstance(e, TrainStep)]
     assert len(steps) == 20 and all(math.isfinite(v) for e in steps for v in e.losses.values())
     assert not any(isinstance(e, Log) and e.level == "warning" for e in events)  # no fp32 fallback

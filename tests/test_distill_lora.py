@@ -12,6 +12,7 @@ from fusion_gui.engine.distill import config_from_dict, distill
 from fusion_gui.engine.distill.preflight import describe, estimate_memory, plan_distill
 from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 from fusion_gui.events import Log
+from helpers import run_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,15 +34,6 @@ def _config(root, **training):
                                           "learning_rate": 1e-2} | training})
 
 
-def _run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
-
-
 def _weights(folder):
     out = {}
     for f in sorted(folder.glob("*.safetensors")):
@@ -50,7 +42,7 @@ def _weights(folder):
 
 
 def test_lora_student_is_merged_into_a_whole_model(models, tmp_path):
-    events, result = _run(distill(_config(models, lora_rank=4, lora_alpha=8), tmp_path / "out", smoke=False))
+    events, result = run_job(distill(_config(models, lora_rank=4, lora_alpha=8), tmp_path / "out", smoke=False))
     assert any("LoRA of rank 4" in e.message for e in events if isinstance(e, Log))
     before, after = _weights(models / "student"), _weights(tmp_path / "out")
     assert after.keys() == before.keys()  # a plain model: no adapter, no lora_ tensors

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import subprocess
 import sys
 
 import pytest
 
+from fixtures.word_corpus import teacher_and_student
+
 pytestmark = pytest.mark.slow
 
-WORDS = "the cat dog sat ran on under a mat log big red".split()
 
 WRAPPER = """
 import sys
@@ -33,13 +33,8 @@ def test_two_processes_split_the_epoch_and_one_writes(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fusion_gui.engine.distill.data import load_blocks
-    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
-    r = random.Random(0)
-    (tmp_path / "corpus.txt").write_text("\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "."
-                                                   for _ in range(60)))
-    save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=0), tmp_path / "teacher")
-    save_model(build_model(tiny_config("llama", layers=1, hidden=16, vocab=128), seed=1), tmp_path / "student")
+    teacher_and_student(tmp_path, lines=60, student_hidden=16)
     (tmp_path / "distill.yml").write_text(
         "teacher: teacher\nstudent: student\ndata: {path: corpus.txt, eval_fraction: 0.1}\n"
         "losses: {forward_kl: 1.0, ce: 0.1}\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
-import random
 
 import pytest
 import torch
@@ -18,9 +17,10 @@ from fusion_gui.engine.distill.teacher_capture import capture_teacher
 from fusion_gui.engine.distill.teacher_events import CaptureResult
 from fusion_gui.engine.errors import Cancelled, InputError, OutputError
 from fusion_gui.events import Progress, TrainStep
+from fixtures.word_corpus import teacher_and_student
+from helpers import run_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-WORDS = "the cat dog sat ran on under a mat log big red".split()
 
 
 def test_sparse_kl_with_k_equal_to_the_vocabulary_is_the_full_kl():
@@ -54,12 +54,7 @@ def test_sparse_kl_with_fewer_tokens_counts_the_rest_as_one_bucket():
 def models(tmp_path_factory):
     from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
-    root = tmp_path_factory.mktemp("teacher_cache")
-    r = random.Random(0)
-    (root / "corpus.txt").write_text("\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "."
-                                               for _ in range(120)))
-    save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=0), root / "teacher")
-    save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=1), root / "student")
+    root = teacher_and_student(tmp_path_factory.mktemp("teacher_cache"), lines=120)
     save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=2), root / "other")
     return root
 
@@ -73,18 +68,9 @@ def _config(root, teacher="teacher", cache=None, **training):
     return config_from_dict(raw | ({"teacher_cache": str(cache)} if cache else {}))
 
 
-def _run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
-
-
 def test_capture_writes_a_cache_that_is_reused_and_never_taken_for_another_teacher(models, tmp_path):
     cache = tmp_path / "cache"
-    events, result = _run(capture_teacher(_config(models), cache, top_k=16))
+    events, result = run_job(capture_teacher(_config(models), cache, top_k=16))
     assert isinstance(result, CaptureResult) and not result.reused and result.top_k == 16
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].tensors_done == progress[-1].tensors_total == result.blocks
@@ -92,20 +78,20 @@ def test_capture_writes_a_cache_that_is_reused_and_never_taken_for_another_teach
     assert info["top_k"] == 16 and info["blocks"] == result.blocks
     assert sum(f.stat().st_size for f in cache.glob("*.safetensors")) >= result.bytes_written
     # a second capture for another student of the same teacher, data and settings: found, not run again
-    again = _run(capture_teacher(_config(models), cache, top_k=16))[1]
+    again = run_job(capture_teacher(_config(models), cache, top_k=16))[1]
     assert again.reused
     # another teacher's config names the difference and trains nothing
     with pytest.raises(InputError, match="captured with another teacher than this config's"):
-        _run(distill(_config(models, teacher="other", cache=cache), tmp_path / "out"))
+        run_job(distill(_config(models, teacher="other", cache=cache), tmp_path / "out"))
     with pytest.raises(InputError, match=r"with other settings \(seq_length or temperature\)"):
-        _run(distill(_config(models, cache=cache, seq_length=16), tmp_path / "out"))
+        run_job(distill(_config(models, cache=cache, seq_length=16), tmp_path / "out"))
     (tmp_path / "edited.txt").write_text((models / "corpus.txt").read_text().replace("cat", "dog"))
     edited = _config(models, cache=cache)
     edited = dataclasses.replace(edited, data=dataclasses.replace(edited.data, path=str(tmp_path / "edited.txt")))
     with pytest.raises(InputError, match="captured with other data than"):
-        _run(distill(edited, tmp_path / "out"))
+        run_job(distill(edited, tmp_path / "out"))
     with pytest.raises(InputError, match="already holds a teacher cache of another"):
-        _run(capture_teacher(_config(models, teacher="other"), cache, top_k=16))
+        run_job(capture_teacher(_config(models, teacher="other"), cache, top_k=16))
     assert not (tmp_path / "out").exists()
 
 
@@ -123,7 +109,7 @@ def test_cancel_and_a_full_disk_leave_no_cache(models, tmp_path, monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
     with pytest.raises(OutputError, match="Not enough disk space"):
-        _run(capture_teacher(_config(models), tmp_path / "full", top_k=8))
+        run_job(capture_teacher(_config(models), tmp_path / "full", top_k=8))
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no cache, no hidden partial folder
 
 
@@ -134,15 +120,15 @@ def test_pre_flight_refuses_a_cache_bigger_than_the_free_disk(models, tmp_path, 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
     with pytest.raises(OutputError, match="needs .* free"):
-        _run(capture_teacher(_config(models), tmp_path / "cache", top_k=8))
+        run_job(capture_teacher(_config(models), tmp_path / "cache", top_k=8))
     assert not (tmp_path / "cache").exists()
 
 
 def test_training_from_the_cache_matches_the_live_teacher(models, tmp_path):
     full = tmp_path / "full"
-    _run(capture_teacher(_config(models), full, top_k=128))  # k = vocabulary: the exact teacher
-    live = [e for e in _run(distill(_config(models), tmp_path / "live", smoke=False))[0] if isinstance(e, TrainStep)]
-    cached = [e for e in _run(distill(_config(models, cache=full), tmp_path / "cached", smoke=False))[0]
+    run_job(capture_teacher(_config(models), full, top_k=128))  # k = vocabulary: the exact teacher
+    live = [e for e in run_job(distill(_config(models), tmp_path / "live", smoke=False))[0] if isinstance(e, TrainStep)]
+    cached = [e for e in run_job(distill(_config(models, cache=full), tmp_path / "cached", smoke=False))[0]
               if isinstance(e, TrainStep)]
     a, b = [e.losses["forward_kl"] for e in live], [e.losses["forward_kl"] for e in cached]
     assert len(a) == len(b) == 8 and a[-1] < a[0]
@@ -175,10 +161,10 @@ def test_chunked_loss_from_the_cache_equals_the_full_logits(models, tmp_path, mo
     chunked, calls = cached_trainer.chunked_loss, []
     monkeypatch.setattr(cached_trainer, "chunked_loss", lambda *a, **k: (calls.append(a[3]), chunked(*a, **k))[1])
     full = tmp_path / "cache"
-    _run(capture_teacher(_config(models), full, top_k=16))
+    run_job(capture_teacher(_config(models), full, top_k=16))
     runs = {}
     for chunk in (0, 24):  # 24 positions a chunk: several chunks per batch of 4 x 31 positions
-        events = _run(distill(_config(models, cache=full, loss_chunk=chunk, max_steps=4), tmp_path / f"out{chunk}",
+        events = run_job(distill(_config(models, cache=full, loss_chunk=chunk, max_steps=4), tmp_path / f"out{chunk}",
                               smoke=False))[0]
         runs[chunk] = [e.losses["forward_kl"] for e in events if isinstance(e, TrainStep)]
     assert len(runs[0]) == 4 and runs[0] == pytest.approx(runs[24], rel=1e-4)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
@@ -12,9 +10,10 @@ from fusion_gui.engine.distill.on_policy import generate_completions
 from fusion_gui.engine.distill.teacher_events import StudentSample
 from fusion_gui.engine.errors import InputError
 from fusion_gui.events import TrainStep
+from fixtures.word_corpus import word_corpus
+from helpers import run_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-WORDS = "the cat dog sat ran on under a mat log big red".split()
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +21,7 @@ def models(tmp_path_factory):
     from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config, write_tiny_tokenizer
 
     root = tmp_path_factory.mktemp("on_policy")
-    r = random.Random(0)
-    (root / "corpus.txt").write_text("\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "."
-                                               for _ in range(80)))
+    (root / "corpus.txt").write_text(word_corpus(80))
     save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=0), root / "teacher")
     # padded embedding rows beyond the tokenizer's 128 ids: never sampled
     save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=144), seed=1), root / "student",
@@ -39,15 +36,6 @@ def _config(root, on_policy, **training):
     return config_from_dict({"teacher": str(root / "teacher"), "student": str(root / "student"),
                              "data": str(root / "corpus.txt"), "losses": {"jsd": {"weight": 1.0, "beta": 0.5}},
                              "training": opts, "on_policy": on_policy})
-
-
-def _run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
 
 
 def test_generated_tokens_carry_the_loss_up_to_the_first_eos():
@@ -69,7 +57,7 @@ def test_generated_tokens_carry_the_loss_up_to_the_first_eos():
 
 def test_on_policy_run_shows_scored_samples_and_lowers_the_divergence(models, tmp_path):
     spec = {"lmbda": 1.0, "max_new_tokens": 8, "temperature": 1.0, "samples_every": 3}
-    events, result = _run(distill(_config(models, spec, learning_rate=1e-2), tmp_path / "out", smoke=False))
+    events, result = run_job(distill(_config(models, spec, learning_rate=1e-2), tmp_path / "out", smoke=False))
     samples = [e for e in events if isinstance(e, StudentSample)]
     assert [s.step for s in samples] == [1, 3, 6]
     assert all(len(s.tokens) == len(s.teacher_log_probs) > 0 for s in samples)

@@ -3,30 +3,20 @@ on-policy samples coloured by the teacher, and the vocabulary overlap shown befo
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 pytest.importorskip("pytestqt")
 
 from fusion_gui.engine.distill.teacher_events import StudentSample  # noqa: E402
 from ui_helpers import JOB_TIMEOUT_MS, error_dialogs, no_leaked_windows  # noqa: E402,F401
+from fixtures.word_corpus import teacher_and_student  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-WORDS = "the cat dog sat ran on under a mat log big red".split()
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
-
-    root = tmp_path_factory.mktemp("ui-teacher")
-    r = random.Random(0)
-    (root / "corpus.txt").write_text("\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "."
-                                               for _ in range(60)))
-    save_model(build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=0), root / "teacher")
-    save_model(build_model(tiny_config("llama", layers=1, hidden=16, vocab=128), seed=1), root / "student")
-    return root
+    return teacher_and_student(tmp_path_factory.mktemp("ui-teacher"), lines=60, student_hidden=16)
 
 
 def _panel(qtbot, tiny, out):

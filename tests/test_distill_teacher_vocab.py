@@ -3,8 +3,6 @@ aligned by character offsets, the shared-vocabulary KL and ULD, and a run end to
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
@@ -14,9 +12,10 @@ from fusion_gui.engine.distill.vocab_alignment import (SequenceAligner, SharedVo
                                                       token_texts)
 from fusion_gui.engine.errors import InputError
 from fusion_gui.events import EvalStep, TrainStep
+from fixtures.word_corpus import word_corpus
+from helpers import run_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-WORDS = "the cat dog sat ran on under a mat log big red".split()
 
 
 def test_space_markers_read_as_plain_text():
@@ -80,8 +79,7 @@ def models(tmp_path_factory):
     from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     root = tmp_path_factory.mktemp("cross_vocab")
-    r = random.Random(0)
-    corpus = "\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "." for _ in range(100))
+    corpus = word_corpus(100)
     (root / "corpus.txt").write_text(corpus)
     (root / "teacher").mkdir()
     tok = _bpe_tokenizer(root / "teacher", corpus)
@@ -123,17 +121,8 @@ def _config(root, losses, **extra):
                             | extra)
 
 
-def _run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
-
-
 def test_a_teacher_of_another_vocabulary_trains_the_student(models, tmp_path):
-    events, _ = _run(distill(_config(models, {"forward_kl": 1.0, "uld": 1.0}), tmp_path / "out", smoke=False))
+    events, _ = run_job(distill(_config(models, {"forward_kl": 1.0, "uld": 1.0}), tmp_path / "out", smoke=False))
     steps = [e for e in events if isinstance(e, TrainStep)]
     assert len(steps) == 10 and steps[-1].losses["forward_kl"] < steps[0].losses["forward_kl"]
     evals = [e for e in events if isinstance(e, EvalStep)]
@@ -147,11 +136,11 @@ def test_cross_vocabulary_refusals(models, tmp_path):
     from transformers import PreTrainedTokenizerFast
 
     with pytest.raises(InputError, match=r"different vocabularies \(.*shared\): use forward_kl, uld and ce across them, not jsd"):
-        _run(distill(_config(models, {"jsd": 1.0}), tmp_path / "a"))
+        run_job(distill(_config(models, {"jsd": 1.0}), tmp_path / "a"))
     from fusion_gui.engine.distill.teacher_capture import capture_teacher
 
     with pytest.raises(InputError, match="uses another vocabulary than the student .*train with the live teacher"):
-        _run(capture_teacher(_config(models, {"forward_kl": 1.0}), tmp_path / "cache", 8))
+        run_job(capture_teacher(_config(models, {"forward_kl": 1.0}), tmp_path / "cache", 8))
     # a teacher whose tokens are all unlike the student's: nothing can be aligned
     words = {f"\u4e00{i}": i for i in range(40)}
     tok = Tokenizer(tok_models.WordLevel(words | {"[UNK]": 40}, unk_token="[UNK]"))
@@ -163,7 +152,7 @@ def test_cross_vocabulary_refusals(models, tmp_path):
     config = config_from_dict({"teacher": str(tmp_path / "alien"), "student": str(models / "student"),
                                "data": str(models / "corpus.txt"), "losses": {"forward_kl": 1.0}})
     with pytest.raises(InputError, match="share no token"):
-        _run(distill(config, tmp_path / "b"))
+        run_job(distill(config, tmp_path / "b"))
     assert not any((tmp_path / name).exists() for name in ("a", "b", "cache"))
 
 
@@ -191,6 +180,6 @@ def test_a_teacher_whose_vocabulary_is_a_superset_is_used(models, tmp_path):
                                "data": str(models / "corpus.txt"), "losses": {"forward_kl": 1.0},
                                "training": {"max_steps": 2, "batch_size": 4, "seq_length": 32, "device": "cpu",
                                             "eval_every": 2}})
-    events, _ = _run(distill(config, tmp_path / "out", smoke=False))
+    events, _ = run_job(distill(config, tmp_path / "out", smoke=False))
     held_out = [e for e in events if isinstance(e, EvalStep)][-1].losses
     assert held_out["aligned_share"] == 1.0 and held_out["kl_teacher"] > 0

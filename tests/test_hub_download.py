@@ -6,15 +6,7 @@ import pytest
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError
-
-
-def run(gen):
-    events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            return events, stop.value
+from helpers import run_job
 
 
 def test_preflight_reads_headers_and_lists_only_needed_files(hub):
@@ -37,7 +29,7 @@ def test_download_fills_the_cache_and_the_ref_then_resolves(hub):
     from fusion_gui.engine.hub import download_model
     from fusion_gui.engine.io.opener import open_model
 
-    events, snapshot = run(download_model("org/ft"))
+    events, snapshot = run_job(download_model("org/ft"))
     assert (snapshot / "model.safetensors.index.json").is_file() and "snapshots" in snapshot.parts
     last = events[-1]
     assert last.done == last.total > 0 and last.files_done == last.files_total
@@ -51,7 +43,7 @@ def test_a_dropped_connection_resumes_with_a_range_request(hub):
 
     shard = next(f for f in hub.repos["org/base"].files if f.startswith("model-00001"))
     hub.drops[("org/base", shard)] = 1
-    _, snapshot = run(download_model("org/base"))
+    _, snapshot = run_job(download_model("org/base"))
     assert hub.dropped == [("org/base", shard)]
     ranges = hub.gets("org/base", shard)
     assert ranges[0] is None and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
@@ -66,11 +58,11 @@ def test_a_line_that_keeps_dropping_fails_in_one_sentence_and_a_rerun_resumes(hu
     shards = sorted(f for f in hub.repos["org/ft"].files if f.startswith("model-0"))
     hub.drops[("org/ft", shards[1])] = 10  # more than the library's 5 retries
     with pytest.raises(InputError) as err:
-        run(download_model("org/ft"))
+        run_job(download_model("org/ft"))
     assert f"The connection to the Hub dropped while downloading {shards[1]}" in str(err.value)
     assert "running it again continues" in str(err.value) and find_local_model("org/ft") is None
     hub.drops.clear()
-    run(download_model("org/ft"))
+    run_job(download_model("org/ft"))
     assert len(hub.gets("org/ft", shards[0])) == 1 and find_local_model("org/ft") is not None
 
 
@@ -89,7 +81,7 @@ def test_cancel_keeps_finished_files_and_a_rerun_fetches_only_the_rest(hub):
     assert find_local_model("org/ft") is None  # half a model is not a model
     first_shard = [f for f in hub.repos["org/ft"].files if f.startswith("model-00001")][0]
     assert len(hub.gets("org/ft", first_shard)) == 1
-    run(download_model("org/ft"))
+    run_job(download_model("org/ft"))
     assert len(hub.gets("org/ft", first_shard)) == 1  # not fetched again
     assert find_local_model("org/ft") is not None
 
@@ -147,7 +139,7 @@ def test_a_download_bigger_than_the_free_disk_is_refused_before_it_starts(hub, m
 
     monkeypatch.setattr(preflight, "free_bytes", lambda folder: 10)
     with pytest.raises(InputError, match="needs .* but only 10 B is free"):
-        run(download_model("org/ft"))
+        run_job(download_model("org/ft"))
     assert not any(hub.gets("org/ft", f) for f in hub.repos["org/ft"].files if f.endswith(".safetensors"))
 
 

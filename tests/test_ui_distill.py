@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 
 import pytest
 
@@ -15,9 +14,7 @@ from fusion_gui.events import EvalStep, Log, TrainStep  # noqa: E402
 from ui_helpers import (  # noqa: E402,F401
     JOB_TIMEOUT_MS, close_questions, config_dir, error_dialogs, no_leaked_windows, save_screenshot, window,
 )
-
-WORDS = "the cat dog sat ran on under a mat log big red".split()
-
+from fixtures.word_corpus import word_corpus  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,9 +25,7 @@ def tiny(tmp_path_factory):
     from fusion_gui.engine.synthetic_models import build_model, save_model, tiny_config
 
     root = tmp_path_factory.mktemp("ui-distill")
-    r = random.Random(0)
-    (root / "corpus.txt").write_text("\n".join(" ".join(r.choice(WORDS) for _ in range(10)) + "."
-                                               for _ in range(120)))
+    (root / "corpus.txt").write_text(word_corpus(120))
     teacher = build_model(tiny_config("llama", layers=1, hidden=32, vocab=128), seed=0)
     save_model(teacher, root / "teacher")
     from transformers import AutoTokenizer
