@@ -213,6 +213,20 @@ def header(args) -> list[str]:
             f"heartbeat {HEARTBEAT_MS} ms; merge inputs: 3 x {args.layers} layers, hidden {args.hidden}"]
 
 
+def print_report(lines: list[str], heartbeat: Heartbeat, args, stacks: int) -> None:
+    """Print the report (with --stalls, each phase's `stacks` commonest stalled stacks) and, with --out,
+    append it to that file."""
+    report = "\n".join(lines)
+    print(report)
+    if args.stalls:
+        for phase, counts in heartbeat.stalls.items():
+            for stack, count in counts.most_common(stacks):
+                print(f"\n--- {phase}: {count} stall(s) over {STALL_MS} ms in\n{stack}")
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(report + "\n\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=24)
@@ -268,15 +282,7 @@ def main() -> None:
         p50, p99, worst = np.percentile(late, 50), np.percentile(late, 99), late.max()
         verdict = "met" if p99 < GOAL_P99_MS and worst < GOAL_MAX_MS else "MISSED"
         lines.append(f"{phase:<24}{len(late):>7}{p50:>9.1f}{p99:>9.1f}{worst:>9.1f}  {verdict}")
-    report = "\n".join(lines)
-    print(report)
-    if args.stalls:
-        for phase, stacks in heartbeat.stalls.items():
-            for stack, count in stacks.most_common(5):
-                print(f"\n--- {phase}: {count} stall(s) over {STALL_MS} ms in\n{stack}")
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(report + "\n\n")
+    print_report(lines, heartbeat, args, stacks=5)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("FUSION_GUI_CONFIG_DIR", str(Path(__file__).resolve().parent.parent / ".bench" / "config"))
 
-from bench_gui_latency import GOAL_MAX_MS, GOAL_P99_MS, STALL_MS, Heartbeat, background_idle, header, spin  # noqa: E402
+from bench_gui_latency import (  # noqa: E402
+    GOAL_MAX_MS, GOAL_P99_MS, STALL_MS, Heartbeat, background_idle, header, print_report, spin,
+)
 from bench_merge import WORK  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,15 +249,7 @@ def main() -> None:
     if pressure.exists():
         lines.append(f"CPU pressure at the end (the share of time some task waited for a CPU): "
                      f"{pressure.read_text().splitlines()[0]}")
-    report = "\n".join(lines)
-    print(report)
-    if args.stalls:
-        for phase, stacks in heartbeat.stalls.items():
-            for stack, count in stacks.most_common(3):
-                print(f"\n--- {phase}: {count} stall(s) over {STALL_MS} ms in\n{stack}")
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(report + "\n\n")
+    print_report(lines, heartbeat, args, stacks=3)
 
 
 if __name__ == "__main__":
