@@ -18,17 +18,9 @@ from fusion_gui.engine.inspect.tensor import drill_down
 from fusion_gui.engine.io.opener import open_model
 from fusion_gui.engine.methods.sparsify import keep_largest
 from fusion_gui.events import Progress
+from helpers import drain
 
 W = "model.layers.0.mlp.up_proj.weight"
-
-
-def finish(gen):
-    events = []
-    try:
-        while True:
-            events.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, events
 
 
 def save(path, tensors):
@@ -54,7 +46,7 @@ def low_rank(tmp_path):
 
 def test_drill_down_ranks_spectrum_and_pictures_match_torch(low_rank):
     paths, base, changes = low_rank
-    result, events = finish(drill_down(W, paths[1:], paths[0], density=0.3, bins=16, image_size=32))
+    result, events = drain(drill_down(W, paths[1:], paths[0], density=0.3, bins=16, image_size=32))
     assert any(isinstance(e, Progress) for e in events)
     assert result.svd == "exact" and result.block == (3, 3) and not result.cached
     for c, change in zip(result.changes, changes):
@@ -77,7 +69,7 @@ def test_randomized_spectrum_recovers_low_rank_and_says_so(low_rank, monkeypatch
     paths, _, changes = low_rank
     monkeypatch.setattr(pictures, "EXACT_SVD_MAX", 16)
     monkeypatch.setattr(pictures, "SVD_RANK", 12)
-    result, _ = finish(drill_down(W, paths[1:2], paths[0]))
+    result, _ = drain(drill_down(W, paths[1:2], paths[0]))
     assert result.svd.startswith("randomized")
     c = result.changes[0]
     assert len(c.spectrum) == 12 and c.rank_99 == 5
@@ -94,7 +86,7 @@ def test_sign_agreement_and_ties_keep_by_hand(tmp_path):
     b = torch.tensor([[2.0, 1.0, 0.0, 0.0], [-3.0, 1.0, -1.0, 0.1]])
     paths = [save(tmp_path / n, {W: t})
              for n, t in (("b.safetensors", base), ("a.safetensors", a), ("c.safetensors", b))]
-    result, _ = finish(drill_down(W, paths[1:], paths[0], density=0.5))
+    result, _ = drain(drill_down(W, paths[1:], paths[0], density=0.5))
     # opposite non-zero signs at (0,1) and (1,0): 2 of 8 elements
     assert result.sign_agreement == pytest.approx(6 / 8)
     trimmed = [x * keep_largest(x, 4) for x in (a, b)]
@@ -107,16 +99,16 @@ def test_sign_agreement_and_ties_keep_by_hand(tmp_path):
 
 def test_drill_down_is_cached_until_a_file_changes(low_rank):
     paths, base, changes = low_rank
-    first, _ = finish(drill_down(W, paths[1:], paths[0]))
-    again, events = finish(drill_down(W, paths[1:], paths[0]))
+    first, _ = drain(drill_down(W, paths[1:], paths[0]))
+    again, events = drain(drill_down(W, paths[1:], paths[0]))
     assert again.cached and not events
     np.testing.assert_array_equal(again.changes[0].spectrum, first.changes[0].spectrum)
-    other, _ = finish(drill_down(W, paths[1:], paths[0], density=0.2))  # other settings: computed
+    other, _ = drain(drill_down(W, paths[1:], paths[0], density=0.2))  # other settings: computed
     assert not other.cached
     bias = "model.layers.0.mlp.up_proj.bias"
     save(paths[1], {W: base[W] + 2 * changes[0], bias: base[bias]})
     os.utime(paths[1], ns=(1, 1))  # a different modification time even within the clock's resolution
-    rewritten, _ = finish(drill_down(W, paths[1:], paths[0]))
+    rewritten, _ = drain(drill_down(W, paths[1:], paths[0]))
     assert not rewritten.cached
     assert rewritten.changes[0].relative_change == pytest.approx(2 * first.changes[0].relative_change, rel=1e-5)
 
@@ -124,7 +116,7 @@ def test_drill_down_is_cached_until_a_file_changes(low_rank):
 def test_unknown_tensor_names_close_matches(low_rank):
     paths, _, _ = low_rank
     with pytest.raises(InputError, match="Did you mean 'model.layers.0.mlp.up_proj.weight'"):
-        finish(drill_down("model.layers.0.mlp.up_proj.weigth", paths[1:], paths[0]))
+        drain(drill_down("model.layers.0.mlp.up_proj.weigth", paths[1:], paths[0]))
 
 
 def _changes_of(paths, names):
@@ -138,7 +130,7 @@ def _changes_of(paths, names):
 
 def test_similarity_matches_direct_cosine_and_sign_conflicts(llama_family, one_torch_thread):
     base, *fts = [str(p) for p in llama_family]
-    result, _ = finish(similarity(fts + [fts[0]], base))  # a model twice: cosine 1, no conflicts
+    result, _ = drain(similarity(fts + [fts[0]], base))  # a model twice: cosine 1, no conflicts
     with open_model(base) as r:
         names = [n for n in r.tensors if r.tensors[n].dtype.is_floating_point]
     x, y = _changes_of([base] + fts, names)
@@ -182,7 +174,7 @@ def test_relative_depth_mapping_and_match(llama_family, tmp_path, one_torch_thre
     assert relative_depth_mapping(2, 4) == (0, 3)
     assert relative_depth_mapping(3, 5) == (0, 2, 4)
     [shallow] = build_family(tmp_path, "llama", n_finetunes=0, layers=2)
-    result, _ = finish(depth_match(str(llama_family[0]), str(shallow)))
+    result, _ = drain(depth_match(str(llama_family[0]), str(shallow)))
     assert (result.layers_a, result.layers_b, result.mapping) == (4, 2, (0, 0, 1, 1))
     with open_model(str(llama_family[0])) as ra, open_model(str(shallow)) as rb:
         names = [n for n in ra.tensors if ".layers.3." in n]

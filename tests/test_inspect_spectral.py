@@ -9,15 +9,7 @@ import pytest
 import torch
 
 from fusion_gui.engine.inspect.spectral import MIN_EVALS, SpectralTensor, eigenvalues, fit_power_law, spectral
-
-
-def finish(gen):
-    events = []
-    try:
-        while True:
-            events.append(next(gen))
-    except StopIteration as stop:
-        return stop.value, events
+from helpers import drain
 
 
 def _matrices():
@@ -58,7 +50,7 @@ def test_too_few_eigenvalues_give_no_fit():
 
 def test_spectral_streams_each_matrix_of_each_model(llama_family, one_torch_thread):
     base, *fts = [str(p) for p in llama_family]
-    result, events = finish(spectral([base, fts[0]]))
+    result, events = drain(spectral([base, fts[0]]))
     per_tensor = [e for e in events if isinstance(e, SpectralTensor)]
     assert len(per_tensor) == len(result.tensors) and {t.model for t in per_tensor} == set(result.models)
     name = "model.layers.1.mlp.up_proj.weight"
