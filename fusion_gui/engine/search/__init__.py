@@ -29,7 +29,7 @@ __all__ = ["SearchSettings", "load_settings", "save_settings", "run_search", "li
 
 def __getattr__(name: str):  # lazy: reading settings imports neither torch nor optuna
     if name in ("SearchSettings", "load_settings", "save_settings"):
-        from fusion_gui.engine.search import settings
+        import fusion_gui.engine.search.settings as settings
 
         return getattr(settings, name)
     if name == "run_search":

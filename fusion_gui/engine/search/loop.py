@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fusion_gui.engine.cancel import CancelToken
 from fusion_gui.engine.errors import Cancelled, InputError, out_of_memory_sentence
-from fusion_gui.engine.search import export
+import fusion_gui.engine.search.export as export
 from fusion_gui.engine.search.events import (BestSoFar, HeldOutScore, ParetoFront, SearchResult, SearchStarted,
                                              SearchStopped, TrialFinished, TrialStarted)
 from fusion_gui.engine.search.genome import dimensions, recipe_dict
