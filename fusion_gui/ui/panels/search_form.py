@@ -34,6 +34,15 @@ def _spin(value: float, low: float, high: float, decimals: int = 3, step: float 
     return box
 
 
+
+def _inline_row(*parts) -> QHBoxLayout:
+    """Boxes and the words between them on one line ("40 searched, 60 held out"), left-aligned."""
+    row = QHBoxLayout()
+    for part in parts:
+        row.addWidget(QLabel(part) if isinstance(part, str) else part)
+    row.addStretch(1)
+    return row
+
 class SearchForm(QWidget):
     from_merge_requested = Signal()
     load_requested = Signal()
@@ -104,18 +113,8 @@ class SearchForm(QWidget):
         tune_buttons.addWidget(add)
         tune_buttons.addWidget(remove)
         tune_buttons.addStretch(1)
-        examples = QHBoxLayout()
-        examples.addWidget(self.examples)
-        examples.addWidget(QLabel("searched,"))
-        examples.addWidget(self.held_out)
-        examples.addWidget(QLabel("held out"))
-        examples.addStretch(1)
-        budget = QHBoxLayout()
-        budget.addWidget(self.trials)
-        budget.addWidget(QLabel("trials,"))
-        budget.addWidget(self.minutes)
-        budget.addWidget(QLabel("minutes"))
-        budget.addStretch(1)
+        examples = _inline_row(self.examples, "searched,", self.held_out, "held out")
+        budget = _inline_row(self.trials, "trials,", self.minutes, "minutes")
         sampler = QHBoxLayout()
         sampler.addWidget(self.sampler, 1)
         sampler.addWidget(QLabel("points"))
